@@ -1,0 +1,101 @@
+"""The embedded default: WAE-MMD with an MLP on scikit-learn's 8x8 digits.
+
+Runs offline (the digits ship with scikit-learn) in a few minutes on 2 CPU
+cores. Every other config starts from `base_config()` and overrides fields, so
+this file is also the reference for what each field means.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with defaults."""
+  config = ml_collections.ConfigDict()
+  config.method = "wae_mmd"          # wae_mmd | wae_gan | vae | moca
+  config.seed = 0
+
+  # Data (wae_jax/data): images are float32 in [0, 1], NHWC.
+  config.dataset = "digits"          # digits | mnist_idx | synthetic | mnist | fashion_mnist | cifar10 | celeb_a | celeb_a_hq
+  config.data_dir = ""               # tfds data_dir or the idx folder; "" = library default
+  config.image_size = 8              # square side the images are resized / padded to
+  config.batch_size = 100            # global batch, split over all devices and hosts
+  config.shuffle_buffer = 10_000
+  config.synthetic_num_points = 1000
+  config.synthetic_dim = 100
+
+  # Training length. steps_per_epoch <= 0: derived from the dataset size.
+  config.num_train_steps = 3000
+  config.steps_per_epoch = -1
+
+  # Latent space and prior.
+  config.latent_dim = 8
+  config.prior = "gaussian"          # gaussian | sphere
+  config.prior_var = 1.0
+
+  # Networks (wae_jax/models).
+  config.model = ml_collections.ConfigDict()
+  config.model.network = "mlp"       # mlp | dcgan | resnet18 | resnet6 | resnet50v2
+  config.model.hidden_sizes = (256, 256)   # mlp only
+  config.model.width_multiplier = 1.0      # conv nets: channel counts are scaled by this
+  config.model.encoder = "deterministic"   # deterministic | gaussian | sphere
+  config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli)
+  config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
+  config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
+
+  # Reconstruction cost and latent regularizer.
+  config.reconstruction = "squared_error"  # c(x, G(E(x)))
+  config.regularizer = "mmd"         # wae_mmd only: mmd | sliced | sinkhorn | cramer_wold
+  config.lambda_reg = 10.0           # λ (WAE, MoCA) weight on the regularizer
+  config.mmd = ml_collections.ConfigDict()
+  config.mmd.kernel = "imq"          # imq | rbf
+  config.mmd.scales = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+  config.mmd.base_scale = 1.0        # IMQ scales used are s * base_scale
+  config.sliced = ml_collections.ConfigDict({"num_projections": 64})
+  config.sinkhorn = ml_collections.ConfigDict({"epsilon": 0.1, "num_iters": 50})
+  config.cramer_wold = ml_collections.ConfigDict({"gamma": -1.0})  # <= 0: the CWAE paper's rule
+  config.pretrain_encoder_steps = 0  # WAE paper: match the prior's mean and covariance first
+  config.encoder_input_noise = 0.0   # std of truncated Gaussian noise on the encoder input
+
+  # WAE-GAN latent adversary.
+  config.adversary = ml_collections.ConfigDict()
+  config.adversary.hidden_sizes = (512, 512, 512, 512)
+  config.adversary.learning_rate = 5e-4
+  config.adversary.b1 = 0.5
+  config.adversary_log_prior = True  # add log p_Z(z) to the adversary's logit
+
+  # VAE.
+  config.vae = ml_collections.ConfigDict()
+  config.vae.beta = 1.0
+  config.vae.likelihood = "bernoulli"  # bernoulli | gaussian
+  config.vae.gaussian_var = 1.0
+
+  # MoCA.
+  config.moca = ml_collections.ConfigDict()
+  config.moca.queue_size = 1000      # K, a multiple of the global batch
+  config.moca.temperature = 0.05     # τ
+  config.moca.momentum_base = 0.99   # m0 of the cosine momentum schedule
+
+  # Optimizer (encoder-decoder).
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+  config.optimizer.schedule = "constant"  # constant | wae_piecewise | step
+  config.optimizer.decay_every_epochs = 30   # step schedule
+  config.optimizer.decay_factor = 0.5        # step schedule
+
+  # Loop, checkpoints, logging, evaluation.
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.best_metric = "test_reconstruction"  # lower is better
+  config.eval_every_steps = 1000
+  config.num_eval_images = 64
+  return config
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  del arg
+  config = base_config()
+  config.lock()
+  return config

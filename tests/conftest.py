@@ -1,0 +1,7 @@
+"""Test setup: 8 fake CPU devices (before JAX is imported) so that the
+data-parallel code is exercised on any machine."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
