@@ -1,0 +1,71 @@
+"""Contrastive losses of MoCA (momentum contrastive autoencoder)."""
+
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+
+from wae_jax.losses import _util
+
+
+def moca_loss(q: jax.Array,
+              k: jax.Array,
+              queue: jax.Array,
+              temperature: Union[float, jax.Array]) -> jax.Array:
+  """InfoNCE loss with the positive key at index 0 and the queue as negatives.
+
+    logits_i = [q_i . k_i, q_i . queue_1, ..., q_i . queue_K] / temperature
+    loss = (1/B) sum_i [logsumexp(logits_i) - logits_i[0]]
+
+  The function differentiates through all its inputs; MoCo/MoCA keys come from
+  the momentum encoder, so the caller applies `jax.lax.stop_gradient` to `k`
+  and `queue`.
+
+  Args:
+    q: (B, d) query codes, unit-norm rows. float32 or bfloat16 (computed in
+      float32).
+    k: (B, d) positive keys, unit-norm rows, k[i] pairs with q[i].
+    queue: (K, d) negative keys, unit-norm rows.
+    temperature: positive scalar tau.
+
+  Returns:
+    float32 scalar: the cross-entropy averaged over the batch.
+  """
+  _util.check_rank("q", q, 2, "(B, d)")
+  _util.check_rank("k", k, 2, "(B, d)")
+  _util.check_rank("queue", queue, 2, "(K, d)")
+  if q.shape != k.shape:
+    raise ValueError(
+        f"q and k must have the same shape (B, d), got {q.shape} and {k.shape}.")
+  _util.check_same_dim("q", q, "queue", queue)
+  q = _util.as_float(q)
+  k = _util.as_float(k).astype(q.dtype)
+  queue = _util.as_float(queue).astype(q.dtype)
+  positive = jnp.sum(q * k, axis=-1, keepdims=True)                    # (B, 1)
+  negatives = jnp.matmul(q, queue.T, precision=jax.lax.Precision.HIGHEST)  # (B, K)
+  logits = jnp.concatenate([positive, negatives], axis=-1) / temperature
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - logits[:, 0])
+
+
+def contrastive_entropy(z: jax.Array,
+                        keys: jax.Array,
+                        temperature: Union[float, jax.Array]) -> jax.Array:
+  """MoCA's entropy estimator (1/B) sum_i log (1/K) sum_j exp(z_i . key_j / tau).
+
+  Computed stably as logsumexp_j(z_i . key_j / tau) - log K.
+
+  Args:
+    z: (B, d) codes, unit-norm rows. float32 or bfloat16 (computed in float32).
+    keys: (K, d) keys, unit-norm rows.
+    temperature: positive scalar tau.
+
+  Returns:
+    float32 scalar, the mean over the batch.
+  """
+  _util.check_rank("z", z, 2, "(B, d)")
+  _util.check_rank("keys", keys, 2, "(K, d)")
+  _util.check_same_dim("z", z, "keys", keys)
+  z = _util.as_float(z)
+  keys = _util.as_float(keys).astype(z.dtype)
+  logits = jnp.matmul(z, keys.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1)) - jnp.log(keys.shape[0])
