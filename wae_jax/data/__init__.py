@@ -1,0 +1,99 @@
+"""Input pipelines: `build(config) -> DataSource`.
+
+    source = data.build(config)
+    source.image_shape            # (H, W, C)
+    source.num_train_examples, source.num_test_examples
+    source.steps_per_epoch        # global batches per epoch (drop remainder)
+    source.train_batches(start_step=0)   # infinite, host-local numpy batches
+    source.test_batches(batch_size)      # the whole test split, fixed order
+    data.prefetch(iterator, size=2, put=jax.device_put)  # device prefetch
+
+A batch is {'image': float32 (batch_size / process_count, H, W, C) in [0, 1],
+'label': int32 (batch_size / process_count,)} ('label' only for mnist,
+fashion_mnist, cifar10, digits and mnist_idx; 'synthetic' holds N(0, 1)
+values, see offline.py). The order of epoch e is a permutation drawn from
+(config.seed, e), so train_batches(n) yields exactly what train_batches(0)
+yields from its n-th item on, computed directly.
+
+Offline datasets (digits, mnist_idx, synthetic) never import tensorflow; the
+tfds ones (tfds_source.py) import it only when built.
+"""
+
+from typing import Optional
+
+from wae_jax.data.prefetch import Prefetcher, prefetch
+from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
+
+DataSource = ArraySource
+
+OFFLINE_DATASETS = ("digits", "mnist_idx", "synthetic")
+TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "celeb_a_hq")
+DATASETS = OFFLINE_DATASETS + TFDS_DATASETS
+
+
+def _load_arrays(config, download: bool):
+  name = config.dataset
+  if name == "digits":
+    from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
+    return offline.load_digits(config.image_size)
+  if name == "mnist_idx":
+    from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
+    return offline.load_mnist_idx(config.data_dir, config.image_size)
+  if name == "synthetic":
+    from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
+    return offline.load_synthetic(config.synthetic_num_points,
+                                  config.synthetic_dim)
+  from wae_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+  return tfds_source.load(name, config.image_size, config.data_dir,
+                          download=download)
+
+
+def build(config,
+          *,
+          process_index: Optional[int] = None,
+          process_count: Optional[int] = None,
+          download: bool = True) -> DataSource:
+  """The data source of config.dataset for this process.
+
+  Args:
+    config: reads dataset, data_dir, image_size, batch_size (global), seed and,
+      for 'synthetic', synthetic_num_points and synthetic_dim.
+    process_index: this process; defaults to jax.process_index().
+    process_count: processes sharing a global batch; defaults to
+      jax.process_count().
+    download: tfds datasets only: whether a dataset that is not prepared may
+      be downloaded (False fails at once with the how-to-prepare message).
+
+  Returns:
+    a DataSource (see the module docstring).
+  """
+  if config.dataset not in DATASETS:
+    raise ValueError(
+        f"Unknown dataset {config.dataset!r}; config.dataset must be one of "
+        f"{', '.join(DATASETS)}.")
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    process_index = (jax.process_index() if process_index is None
+                     else process_index)
+    process_count = (jax.process_count() if process_count is None
+                     else process_count)
+  # Fail on an impossible batch split before loading anything.
+  check_batch_size(config.batch_size, process_count)
+  train_images, test_images, train_labels, test_labels = _load_arrays(
+      config, download)
+  return ArraySource(
+      name=config.dataset,
+      train_images=train_images,
+      test_images=test_images,
+      train_labels=train_labels,
+      test_labels=test_labels,
+      batch_size=config.batch_size,
+      seed=config.seed,
+      process_index=process_index,
+      process_count=process_count)
+
+
+__all__ = [
+    "ArraySource", "DATASETS", "DataSource", "OFFLINE_DATASETS",
+    "Prefetcher", "TFDS_DATASETS", "build", "epoch_permutation", "prefetch",
+]
