@@ -1,0 +1,31 @@
+"""The WAE-GAN latent adversary: an MLP on codes, logit (B,)."""
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+
+from wae_jax.priors import GaussianPrior
+
+
+class Adversary(nn.Module):
+  """MLP (ReLU) -> logit that z came from the prior, plus log p_Z(z) if `prior` is set.
+
+  The optimal logit is log p_Z(z) - log q_Z(z); adding log p_Z(z) (as the WAE
+  code does) leaves the MLP to learn only -log q_Z(z).
+  """
+
+  hidden_sizes: Sequence[int] = (512, 512, 512, 512)
+  prior: Optional[GaussianPrior] = None
+  axis_name: Optional[str] = None  # no BatchNorm; kept for the common interface
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    """(B, d) -> (B,) logits."""
+    h = z
+    for width in self.hidden_sizes:
+      h = nn.relu(nn.Dense(width)(h))
+    logits = nn.Dense(1)(h)[:, 0]
+    if self.prior is not None:
+      logits = logits + self.prior.log_density(z)
+    return logits

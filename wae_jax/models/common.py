@@ -1,0 +1,51 @@
+"""Pieces every network shares: batch norm, the latent head, the output layer."""
+
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
+DECODER_OUTPUTS = ("sigmoid", "logits")
+
+
+def batch_norm(train: bool, axis_name: Optional[str], name: Optional[str] = None) -> nn.BatchNorm:
+  """BatchNorm as in the WAE code (decay 0.9, eps 1e-5); stats synced over axis_name."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=axis_name, name=name)
+
+
+def scale_width(channels: int, width_multiplier: float) -> int:
+  """Channel count scaled by the width multiplier, at least 1."""
+  return max(1, int(round(channels * width_multiplier)))
+
+
+class LatentHead(nn.Module):
+  """Dense layer(s) from features to the latent code.
+
+  deterministic: (mean, None); gaussian: (mean, logvar clipped to logvar_clip);
+  sphere: (mean / ||mean||, None).
+  """
+
+  latent_dim: int
+  encoder: str = "deterministic"
+  logvar_clip: Tuple[float, float] = (-10.0, 5.0)
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> Tuple[jax.Array, Optional[jax.Array]]:
+    """(B, F) -> (mean (B, latent_dim), logvar (B, latent_dim) or None)."""
+    mean = nn.Dense(self.latent_dim, name="mean")(features)
+    if self.encoder == "gaussian":
+      logvar = nn.Dense(self.latent_dim, name="logvar")(features)
+      return mean, jnp.clip(logvar, self.logvar_clip[0], self.logvar_clip[1])
+    if self.encoder == "sphere":
+      # The epsilon keeps the gradient finite at the (measure-zero) origin.
+      norm = jnp.sqrt(jnp.sum(jnp.square(mean), axis=-1, keepdims=True) + 1e-12)
+      return mean / norm, None
+    return mean, None
+
+
+def decoder_output(logits: jax.Array, kind: str) -> jax.Array:
+  """Pixel means in [0, 1] ('sigmoid') or the raw Bernoulli logits ('logits')."""
+  return nn.sigmoid(logits) if kind == "sigmoid" else logits

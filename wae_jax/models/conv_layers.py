@@ -1,0 +1,263 @@
+"""Stride-2 convolutions rewritten as exact stride-1 convolutions (for the CPU).
+
+On the CPU, XLA lowers a stride-2 transposed convolution (and the weight
+gradient of one) to a convolution with a dilated input that runs at a few
+GFLOP/s, against 150-350 GFLOP/s for a plain stride-1 convolution (see
+/work/shared/CPU_CONV.md). The layers here compute exactly the same function
+with only stride-1 convolutions, so every gradient is a stride-1 convolution
+too:
+
+* `conv_transpose_phase`: a stride-2 'SAME' transposed convolution as its
+  phase (sub-pixel) decomposition. Output pixel (2q + a, 2r + b) only sees
+  kernel taps of parity matching (a, b), so one small VALID convolution to
+  4 * O channels computes all four phases, which are then interleaved
+  (depth-to-space).
+* `conv_stride2_space_to_depth`: a stride-2 'SAME' convolution as a
+  space-to-depth of the padded input followed by a stride-1 VALID convolution
+  with the kernel regrouped by tap parity.
+
+Both take kernels stored exactly as flax stores them ((kh, kw, C, O), NHWC),
+and the modules `ConvTranspose2x` and `Conv2x` own parameters named 'kernel'
+and 'bias' with flax's shapes and initialisers, so the plain and the
+rewritten implementations are interchangeable with identical weights.
+"""
+
+import math
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+UPSAMPLE_CHOICES = ("auto", "phase", "transpose")
+
+
+def use_stride1_rewrite(upsample: str) -> bool:
+  """Resolves config.model.upsample to 'use the rewritten layers or not'.
+
+  'auto' picks the rewrite on the CPU (where it is several times faster) and
+  the plain XLA layers on GPU and TPU.
+  """
+  if upsample not in UPSAMPLE_CHOICES:
+    raise ValueError(
+        f"config.model.upsample={upsample!r} is not one of {UPSAMPLE_CHOICES}; "
+        "pick one of them.")
+  if upsample == "auto":
+    return jax.default_backend() == "cpu"
+  return upsample == "phase"
+
+
+# ----------------------------------------------------------------------------
+# Reference implementations (what flax nn.Conv / nn.ConvTranspose compute).
+
+
+def conv_stride2_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """What nn.Conv(strides=2, padding='SAME') computes (without bias)."""
+  return lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+
+def conv_transpose_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """What nn.ConvTranspose(strides=2, padding='SAME') computes (without bias)."""
+  return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+
+# ----------------------------------------------------------------------------
+# Transposed convolution as a phase decomposition.
+
+
+def _transpose_phase_taps(k: int) -> Tuple[np.ndarray, Tuple[int, int], int, int]:
+  """1-D plan of a stride-2 'SAME' transposed conv with a k-tap kernel.
+
+  lax.conv_transpose pads the stride-dilated input by p = ceil(k / 2) in front
+  (k + s - 2 = k in all, s = 2) and correlates with the unflipped kernel, so
+  y[n] = sum_m x[m] W[2m - n + p]. For output phase a (n = 2q + a) and
+  m = q + j this is y[2q + a] = sum_j x[q + j] W[2j + p - a].
+
+  Returns:
+    tap: (2, J) int array; tap[a, i] is the kernel index multiplying
+      x[q + jmin_a + i] for phase a, or k (a zero row) where there is none.
+    shift: (shift_0, shift_1), jmin_a - base: where phase a's outputs start in
+      the VALID convolution's output.
+    pad_lo: padding before x (negative crops).
+    num_taps: J, the length of the stride-1 kernel.
+  """
+  pad_len = k  # k + s - 2 with s = 2
+  p = k - 1 if 2 > k - 1 else int(math.ceil(pad_len / 2))
+  windows = []
+  for a in (0, 1):
+    jmin = -((p - a) // 2)                # ceil((a - p) / 2)
+    jmax = (k - 1 + a - p) // 2           # floor((k - 1 + a - p) / 2)
+    windows.append((jmin, jmax))
+  nonempty = [w for w in windows if w[1] >= w[0]]
+  base = min(w[0] for w in nonempty)
+  num_taps = max(w[1] - w[0] + 1 for w in nonempty)
+  tap = np.full((2, num_taps), k, dtype=np.int32)
+  shift = []
+  for a, (jmin, jmax) in enumerate(windows):
+    if jmax < jmin:  # a phase no tap reaches (k = 1): zero kernel
+      shift.append(0)
+      continue
+    shift.append(jmin - base)
+    for i in range(jmax - jmin + 1):
+      tap[a, i] = 2 * (jmin + i) + p - a
+  return tap, (shift[0], shift[1]), -base, num_taps
+
+
+def conv_transpose_phase(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2 'SAME' transposed conv via stride-1 convs (= conv_transpose_reference).
+
+  Args:
+    x: (N, H, W, C) input.
+    kernel: (kh, kw, C, O) kernel, as nn.ConvTranspose stores it.
+
+  Returns:
+    (N, 2H, 2W, O).
+  """
+  n, h, w, c = x.shape
+  kh, kw, kc, o = kernel.shape
+  if kc != c:
+    raise ValueError(f"Kernel has {kc} input channels but the input has {c}.")
+  tap_h, shift_h, lo_h, jh = _transpose_phase_taps(kh)
+  tap_w, shift_w, lo_w, jw = _transpose_phase_taps(kw)
+  # Stride-1 kernel K[i, j, c, (2a + b) * O + o] = W[tap_h[a, i], tap_w[b, j], c, o]
+  # with a zero row/column for the taps a phase does not have.
+  padded_kernel = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  phase_kernel = padded_kernel[tap_h[:, :, None, None], tap_w[None, None, :, :]]
+  phase_kernel = phase_kernel.transpose(1, 3, 4, 0, 2, 5).reshape(jh, jw, c, 4 * o)
+  out_h, out_w = h + max(shift_h), w + max(shift_w)
+  hi_h = out_h + jh - 1 - lo_h - h
+  hi_w = out_w + jw - 1 - lo_w - w
+  x_padded = lax.pad(x, jnp.zeros((), x.dtype),
+                     ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+  z = lax.conv_general_dilated(x_padded, phase_kernel, (1, 1), "VALID",
+                               dimension_numbers=_NHWC)
+  z = z.reshape(n, out_h, out_w, 2, 2, o)
+  if shift_h == (0, 0) and shift_w == (0, 0):
+    phases = z.transpose(0, 1, 3, 2, 4, 5)  # (N, H, a, W, b, O)
+  else:
+    rows = []
+    for a in (0, 1):
+      cols = [z[:, shift_h[a]:shift_h[a] + h, shift_w[b]:shift_w[b] + w, a, b]
+              for b in (0, 1)]
+      rows.append(jnp.stack(cols, axis=3))   # (N, H, W, b, O)
+    phases = jnp.stack(rows, axis=2)          # (N, H, a, W, b, O)
+  return phases.reshape(n, 2 * h, 2 * w, o)
+
+
+# ----------------------------------------------------------------------------
+# Strided convolution as space-to-depth.
+
+
+def _stride2_same_plan(size: int, k: int) -> Tuple[int, int, int, int]:
+  """1-D plan of a stride-2 'SAME' conv: (out, pad_lo, pad_hi_extended, J).
+
+  lax's 'SAME' pads (out - 1) * 2 + k - size in all, half (rounded down) in
+  front. The end is padded further so that the padded length is 2 * (out + J - 1)
+  with J = ceil(k / 2): the extra zeros only meet zero kernel taps.
+  """
+  out = -(-size // 2)
+  pad_total = max((out - 1) * 2 + k - size, 0)
+  lo = pad_total // 2
+  num_taps = -(-k // 2)
+  padded = 2 * (out + num_taps - 1)
+  return out, lo, padded - lo - size, num_taps
+
+
+def conv_stride2_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2 'SAME' conv via a stride-1 conv (= conv_stride2_reference).
+
+  Args:
+    x: (N, H, W, C) input.
+    kernel: (kh, kw, C, O) kernel, as nn.Conv stores it.
+
+  Returns:
+    (N, ceil(H / 2), ceil(W / 2), O).
+  """
+  n, h, w, c = x.shape
+  kh, kw, kc, o = kernel.shape
+  if kc != c:
+    raise ValueError(f"Kernel has {kc} input channels but the input has {c}.")
+  if kh == 1 and kw == 1:  # SAME with a 1x1 kernel just reads the even pixels
+    return lax.conv_general_dilated(x[:, ::2, ::2], kernel, (1, 1), "VALID",
+                                    dimension_numbers=_NHWC)
+  out_h, lo_h, hi_h, jh = _stride2_same_plan(h, kh)
+  out_w, lo_w, hi_w, jw = _stride2_same_plan(w, kw)
+  x_padded = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+  # S[n, q, r, (2a + b) * C + c] = x_padded[n, 2q + a, 2r + b, c]
+  s2d = x_padded.reshape(n, out_h + jh - 1, 2, out_w + jw - 1, 2, c)
+  s2d = s2d.transpose(0, 1, 3, 2, 4, 5).reshape(n, out_h + jh - 1, out_w + jw - 1, 4 * c)
+  # K2[i, j, (2a + b) * C + c, o] = W[2i + a, 2j + b, c, o] (zero past the kernel)
+  k2 = jnp.pad(kernel, ((0, 2 * jh - kh), (0, 2 * jw - kw), (0, 0), (0, 0)))
+  k2 = k2.reshape(jh, 2, jw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(jh, jw, 4 * c, o)
+  return lax.conv_general_dilated(s2d, k2, (1, 1), "VALID", dimension_numbers=_NHWC)
+
+
+# ----------------------------------------------------------------------------
+# Modules with flax's parameter layout.
+
+
+def _pair(kernel_size: int | Sequence[int]) -> Tuple[int, int]:
+  if isinstance(kernel_size, int):
+    return (kernel_size, kernel_size)
+  return tuple(kernel_size)
+
+
+class ConvTranspose2x(nn.Module):
+  """nn.ConvTranspose(features, kernel_size, strides=2, padding='SAME').
+
+  Same parameters ('kernel' (kh, kw, C, O) and 'bias' (O,)), initialisers and
+  function as the flax layer; `phase=True` computes it with stride-1 convs.
+  """
+
+  features: int
+  kernel_size: int | Tuple[int, int]
+  phase: bool = False
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, 2H, 2W, features)."""
+    kh, kw = _pair(self.kernel_size)
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+    kernel = kernel.astype(x.dtype)
+    if self.phase:
+      y = conv_transpose_phase(x, kernel)
+    else:
+      y = conv_transpose_reference(x, kernel)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+    return y
+
+
+class Conv2x(nn.Module):
+  """nn.Conv(features, kernel_size, strides=2, padding='SAME').
+
+  Same parameters, initialisers and function as the flax layer;
+  `space_to_depth=True` computes it with a stride-1 conv.
+  """
+
+  features: int
+  kernel_size: int | Tuple[int, int]
+  space_to_depth: bool = False
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, ceil(H/2), ceil(W/2), features)."""
+    kh, kw = _pair(self.kernel_size)
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+    kernel = kernel.astype(x.dtype)
+    if self.space_to_depth:
+      y = conv_stride2_space_to_depth(x, kernel)
+    else:
+      y = conv_stride2_reference(x, kernel)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+    return y

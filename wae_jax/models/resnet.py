@@ -1,0 +1,196 @@
+"""ResNet encoders and mirrored decoders.
+
+* resnet18 (MoCA's A2): 3x3 first conv at stride 1, four stages of two basic
+  blocks (64, 128, 256, 512 channels; strides 1, 2, 2, 2), global average
+  pool, dense to the latent. The decoder mirrors it: dense to an
+  (H/8)x(W/8)x512 map, stages 512, 256, 128, 64 whose first blocks upsample by
+  2 (transposed convs) instead of downsampling, then a 3x3 conv to C. Starting
+  the decoder at 1/8 of the image side (the upscaling factor 8) makes the same
+  network fit 32x32 (4x4 start) and 64x64 (8x8 start).
+* resnet6: six basic blocks, each at stride 2 (64, 128, 256, 512, 512, 512
+  channels), for 256x256 CelebA-HQ: 256 -> 4; the decoder starts at
+  (H/64)x(W/64).
+* resnet50v2: pre-activation bottleneck blocks (He et al., 2016), stages of
+  3, 4, 6, 3 blocks (bottleneck widths 64..512, outputs 4x), 3x3 stem at stride
+  1 for 64x64 images; the decoder mirrors it (stages of 3, 6, 4, 3 blocks) from
+  an (H/8)x(W/8)x2048 map.
+
+Channels are multiplied by `width_multiplier`. With `fast_conv` the stride-2
+layers run as the exact stride-1 rewrites of conv_layers.py.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wae_jax.models.common import LatentHead, batch_norm, decoder_output, scale_width
+from wae_jax.models.conv_layers import Conv2x, ConvTranspose2x
+
+# name -> (block kind, blocks per stage, channels per stage, stride per stage)
+ARCHITECTURES = {
+    "resnet18": ("basic", (2, 2, 2, 2), (64, 128, 256, 512), (1, 2, 2, 2)),
+    "resnet6": ("basic", (1,) * 6, (64, 128, 256, 512, 512, 512), (2,) * 6),
+    "resnet50v2": ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 2, 2)),
+}
+STEM_CHANNELS = 64
+
+
+def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, use_bias=False):
+  if stride == 2:
+    return Conv2x(features, kernel_size, space_to_depth=fast_conv, use_bias=use_bias)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=use_bias)
+
+
+def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool):
+  if upsample:
+    return ConvTranspose2x(features, kernel_size, phase=fast_conv, use_bias=False)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs with a residual; stride 2 downsamples, `up` upsamples instead."""
+
+  features: int
+  stride: int = 1
+  up: bool = False
+  fast_conv: bool = False
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    resize = self.stride == 2
+    first = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
+             else _conv(self.features, 3, self.stride, self.fast_conv))
+    y = nn.relu(batch_norm(train, self.axis_name)(first(x)))
+    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
+    y = batch_norm(train, self.axis_name)(y)
+    shortcut = x
+    if resize or x.shape[-1] != self.features:
+      # A 2x2 stride-2 transposed conv gives each output pixel one input pixel:
+      # the mirror of the 1x1 stride-2 projection.
+      project = (_up_conv(self.features, 2 if resize else 1, resize, self.fast_conv) if self.up
+                 else _conv(self.features, 1, self.stride, self.fast_conv))
+      shortcut = batch_norm(train, self.axis_name)(project(x))
+    return nn.relu(y + shortcut)
+
+
+class BottleneckV2Block(nn.Module):
+  """Pre-activation bottleneck: BN-ReLU-1x1, BN-ReLU-3x3 (stride), BN-ReLU-1x1 (4x)."""
+
+  features: int
+  stride: int = 1
+  up: bool = False
+  fast_conv: bool = False
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    resize = self.stride == 2
+    out_features = 4 * self.features
+    preact = nn.relu(batch_norm(train, self.axis_name)(x))
+    shortcut = x
+    if resize or x.shape[-1] != out_features:
+      project = (_up_conv(out_features, 2 if resize else 1, resize, self.fast_conv) if self.up
+                 else _conv(out_features, 1, self.stride, self.fast_conv))
+      shortcut = project(preact)
+    y = nn.Conv(self.features, (1, 1), use_bias=False)(preact)
+    y = nn.relu(batch_norm(train, self.axis_name)(y))
+    middle = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
+              else _conv(self.features, 3, self.stride, self.fast_conv))
+    y = nn.relu(batch_norm(train, self.axis_name)(middle(y)))
+    y = nn.Conv(out_features, (1, 1), use_bias=False)(y)
+    return y + shortcut
+
+
+_BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckV2Block}
+
+
+def downsampling_factor(architecture: str) -> int:
+  """How many times smaller than the image the last feature map is."""
+  _, _, _, strides = ARCHITECTURES[architecture]
+  factor = 1
+  for stride in strides:
+    factor *= stride
+  return factor
+
+
+class ResNetEncoder(nn.Module):
+  """3x3 stem, residual stages, global average pool, latent head."""
+
+  latent_dim: int
+  architecture: str = "resnet18"
+  width_multiplier: float = 1.0
+  encoder: str = "deterministic"
+  logvar_clip: Tuple[float, float] = (-10.0, 5.0)
+  fast_conv: bool = False
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False):
+    """(B, H, W, C) -> (mean (B, d), logvar (B, d) or None)."""
+    kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
+    block = _BLOCKS[kind]
+    h = nn.Conv(scale_width(STEM_CHANNELS, self.width_multiplier), (3, 3), padding="SAME",
+                use_bias=False)(x)
+    if kind == "basic":  # pre-activation nets normalise inside each block instead
+      h = nn.relu(batch_norm(train, self.axis_name)(h))
+    for num_blocks, channels, stride in zip(stage_sizes, stage_channels, strides):
+      for i in range(num_blocks):
+        h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
+                  fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+    if kind == "bottleneck":
+      h = nn.relu(batch_norm(train, self.axis_name)(h))
+    h = jnp.mean(h, axis=(1, 2))
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
+
+
+class ResNetDecoder(nn.Module):
+  """Dense to an (H/f)x(W/f) map, residual stages that upsample, 3x3 conv to C."""
+
+  image_shape: Tuple[int, int, int]
+  architecture: str = "resnet18"
+  width_multiplier: float = 1.0
+  output: str = "sigmoid"
+  fast_conv: bool = False
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+    """(B, d) -> (B, H, W, C)."""
+    kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
+    block = _BLOCKS[kind]
+    height, width, out_channels = self.image_shape
+    factor = downsampling_factor(self.architecture)
+    start_channels = scale_width(stage_channels[-1], self.width_multiplier) * (
+        4 if kind == "bottleneck" else 1)
+    start_h, start_w = height // factor, width // factor
+    h = nn.Dense(start_h * start_w * start_channels)(z)
+    h = h.reshape(z.shape[0], start_h, start_w, start_channels)
+    if kind == "basic":
+      h = nn.relu(batch_norm(train, self.axis_name)(h))
+    # Mirror of the encoder: stages in reverse; a stage that downsampled on its
+    # way in upsamples (in its first block) on its way out, to the channels of
+    # the stage before it.
+    mirrored = list(zip(stage_sizes, stage_channels, strides))[::-1]
+    for s, (num_blocks, _, stride) in enumerate(mirrored):
+      channels = mirrored[s + 1][1] if s + 1 < len(mirrored) else (
+          stage_channels[0] if kind == "bottleneck" else STEM_CHANNELS)
+      for i in range(num_blocks):
+        h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
+                  up=True, fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+    if kind == "bottleneck":
+      h = nn.relu(batch_norm(train, self.axis_name)(h))
+    h = nn.Conv(out_channels, (3, 3), padding="SAME")(h)
+    return decoder_output(h, self.output)
+
+
+def check_resnet_image_shape(architecture: str, image_shape: Tuple[int, int, int]) -> None:
+  """ValueError unless the image sides are multiples of the downsampling factor."""
+  factor = downsampling_factor(architecture)
+  height, width = image_shape[0], image_shape[1]
+  if height % factor or width % factor:
+    raise ValueError(
+        f"The {architecture} network needs image sides divisible by {factor}, not "
+        f"{height}x{width}; resize the images (config.image_size) or use another network.")

@@ -1,0 +1,66 @@
+"""Latent priors P_Z: sampling and log-density.
+
+    prior = get_prior(config)
+    z = prior.sample(key, n, d)        # (n, d)
+    log_p = prior.log_density(z)       # (n,)
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.scipy.special import gammaln
+
+PRIORS = ("gaussian", "sphere")
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianPrior:
+  """N(0, var * I)."""
+
+  var: float = 1.0
+
+  def __post_init__(self):
+    if not self.var > 0:
+      raise ValueError(f"The Gaussian prior's variance must be positive, got {self.var}; "
+                       "set config.prior_var > 0.")
+
+  def sample(self, key: jax.Array, n: int, d: int) -> jax.Array:
+    """(n, d) draws from N(0, var * I)."""
+    return math.sqrt(self.var) * jax.random.normal(key, (n, d))
+
+  def log_density(self, z: jax.Array) -> jax.Array:
+    """(n, d) -> (n,) log N(z; 0, var * I)."""
+    d = z.shape[-1]
+    return -0.5 * (d * jnp.log(2 * jnp.pi * self.var) + jnp.sum(jnp.square(z), -1) / self.var)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpherePrior:
+  """The uniform distribution on the unit sphere S^{d-1} in R^d."""
+
+  def sample(self, key: jax.Array, n: int, d: int) -> jax.Array:
+    """(n, d) unit vectors: z / ||z|| with z ~ N(0, I) is uniform on the sphere."""
+    z = jax.random.normal(key, (n, d))
+    return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+
+  def log_density(self, z: jax.Array) -> jax.Array:
+    """(n, d) -> (n,) the constant -log|S^{d-1}| = -log(2 pi^{d/2} / Gamma(d/2)).
+
+    This is the density with respect to the surface measure of the sphere;
+    z is assumed to lie on it (it is not checked).
+    """
+    d = z.shape[-1]
+    log_area = jnp.log(2.0) + 0.5 * d * jnp.log(jnp.pi) - gammaln(0.5 * d)
+    return jnp.full(z.shape[:-1], -log_area, dtype=z.dtype)
+
+
+def get_prior(config: ml_collections.ConfigDict):
+  """The prior named by config.prior ('gaussian' uses config.prior_var)."""
+  if config.prior == "gaussian":
+    return GaussianPrior(float(config.prior_var))
+  if config.prior == "sphere":
+    return SpherePrior()
+  raise ValueError(f"config.prior={config.prior!r} is not one of {PRIORS}; pick one of them.")
