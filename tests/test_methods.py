@@ -1,0 +1,244 @@
+"""Methods on real 8x8 digits: training lowers the loss, the state keeps its
+structure, the VAE's KL and the WAE pretraining loss match re-derivations, the
+learning-rate schedules match hand computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wae_jax import losses
+from wae_jax import methods
+from wae_jax import priors
+from wae_jax.methods import optim
+from wae_jax.methods import wae_mmd
+
+import methods_testlib as lib
+
+NUM_STEPS = 50
+
+
+def _train(config, num_steps=NUM_STEPS, seed=0):
+  method, state = lib.init_state(config, seed)
+  batch = lib.digits_batch(config.batch_size)
+  step = lib.jit_step(method)
+  structure = jax.tree.structure(state)
+  history = []
+  for _ in range(num_steps):
+    state, metrics = step(state, batch)
+    assert jax.tree.structure(state) == structure
+    history.append({k: float(v) for k, v in metrics.items()})
+  return method, state, history
+
+
+def test_get_rejects_unknown_method():
+  with pytest.raises(ValueError, match="Unknown method 'wae_xyz'"):
+    methods.get("wae_xyz")
+
+
+@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])
+def test_training_lowers_loss_keeps_structure(name):
+  config = lib.tiny_config(name, **({"lambda_reg": 0.1} if name == "wae_gan" else {}))
+  method, state, history = _train(config)
+  assert int(state.step) == NUM_STEPS
+  for metrics in history:
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+  expected = {"loss", "reconstruction", "regularizer", "learning_rate"}
+  assert expected <= set(history[0])
+  assert history[0]["learning_rate"] == pytest.approx(3e-3)
+  first = np.mean([m["loss"] for m in history[:3]])
+  last = np.mean([m["loss"] for m in history[-3:]])
+  assert last < first, (name, first, last)
+  assert history[-1]["reconstruction"] < history[0]["reconstruction"]
+
+  images = lib.digits_batch(6)["image"]
+  codes = method.encode(state, images)
+  assert codes.shape == (6, config.latent_dim)
+  reconstructions = method.reconstruct(state, images)
+  samples = method.sample(state, jax.random.PRNGKey(1), 5)
+  assert reconstructions.shape == images.shape
+  assert samples.shape == (5, 8, 8, 1)
+  for out in (reconstructions, samples):
+    assert float(jnp.min(out)) >= 0.0 and float(jnp.max(out)) <= 1.0
+  path = method.interpolate(state, images[:3], images[3:], 4)
+  assert path.shape == (3, 4, 8, 8, 1)
+  # The end points are the reconstructions of a and b.
+  np.testing.assert_allclose(path[:, 0], reconstructions[:3], atol=1e-5)
+  np.testing.assert_allclose(path[:, -1], reconstructions[3:], atol=1e-5)
+
+
+@pytest.mark.parametrize("regularizer", ["sliced", "sinkhorn", "cramer_wold"])
+def test_wae_baseline_regularizers_share_the_step(regularizer):
+  config = lib.tiny_config("wae_mmd", regularizer=regularizer)
+  config.sinkhorn.num_iters = 10
+  _, state, history = _train(config, num_steps=10)
+  assert int(state.step) == 10
+  assert all(np.isfinite(list(m.values())).all() for m in history)
+  assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_wae_mmd_regularizer_is_the_mmd_of_codes_and_prior_samples():
+  config = lib.tiny_config("wae_mmd", lambda_reg=3.0)
+  method, state = lib.init_state(config)
+  batch = lib.digits_batch(config.batch_size)
+  _, metrics = jax.jit(method.train_step)(state, batch)
+  codes = method.encode(state, batch["image"])  # MLP: no BatchNorm, eval == train
+  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
+  prior_samples = priors.get_prior(config).sample(prior_key, *codes.shape)
+  expected_mmd = losses.mmd_penalty(codes, prior_samples)
+  expected_rec = np.mean(np.sum(
+      (np.asarray(method.reconstruct(state, batch["image"])) - batch["image"]) ** 2,
+      axis=(1, 2, 3)))
+  np.testing.assert_allclose(metrics["regularizer"], expected_mmd, rtol=1e-4)
+  np.testing.assert_allclose(metrics["reconstruction"], expected_rec, rtol=1e-5)
+  np.testing.assert_allclose(metrics["loss"], expected_rec + 3.0 * expected_mmd,
+                             rtol=1e-5)
+
+
+def _numpy_moment_loss(z, p):
+  cov = lambda x: np.cov(x, rowvar=False, ddof=1)
+  return (np.mean((z.mean(0) - p.mean(0)) ** 2)
+          + np.mean((cov(z) - cov(p)) ** 2))
+
+
+def test_wae_pretraining_matches_moments_and_only_moves_the_encoder():
+  config = lib.tiny_config("wae_mmd", pretrain_encoder_steps=3)
+  method, state = lib.init_state(config)
+  batch = lib.digits_batch(config.batch_size)
+  codes = np.asarray(method.encode(state, batch["image"]))
+  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
+  prior_samples = np.asarray(
+      priors.get_prior(config).sample(prior_key, *codes.shape))
+  expected = _numpy_moment_loss(codes, prior_samples)
+  assert expected >= wae_mmd.PRETRAIN_STOP_LOSS  # an untrained encoder
+  before = lib.copy_tree(state.params)
+  step = lib.jit_step(method)
+  state, metrics = step(state, batch)
+  np.testing.assert_allclose(metrics["pretrain_loss"], expected, rtol=1e-4)
+  assert float(metrics["pretraining"]) == 1.0
+  for a, b in zip(jax.tree.leaves(before["decoder"]),
+                  jax.tree.leaves(state.params["decoder"])):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(before["encoder"]), jax.tree.leaves(state.params["encoder"])))
+  # After pretrain_encoder_steps steps the WAE loss is trained in any case.
+  for _ in range(3):
+    state, metrics = step(state, batch)
+  assert float(metrics["pretraining"]) == 0.0
+
+
+def test_wae_pretraining_stops_below_threshold():
+  # A prior that is almost a point mass at 0: an untrained encoder's small
+  # codes already match its moments to < 0.1, so the WAE loss is trained.
+  config = lib.tiny_config("wae_mmd", pretrain_encoder_steps=100, prior_var=1e-6)
+  method, state = lib.init_state(config)
+  batch = lib.digits_batch(config.batch_size)
+  codes = np.asarray(method.encode(state, batch["image"]))
+  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
+  prior_samples = np.asarray(
+      priors.get_prior(config).sample(prior_key, *codes.shape))
+  expected = _numpy_moment_loss(codes, prior_samples)
+  assert expected < wae_mmd.PRETRAIN_STOP_LOSS
+  before = lib.copy_tree(state.params)
+  state, metrics = jax.jit(method.train_step)(state, batch)
+  np.testing.assert_allclose(metrics["pretrain_loss"], expected, rtol=1e-4)
+  assert float(metrics["pretraining"]) == 0.0
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(before["decoder"]), jax.tree.leaves(state.params["decoder"])))
+
+
+def test_encoder_input_noise_is_truncated_and_random_per_step():
+  config = lib.tiny_config("wae_mmd", encoder_input_noise=0.3)
+  _, state = lib.init_state(config)
+  images = jnp.asarray(lib.digits_batch(config.batch_size)["image"])
+  loss = jax.jit(lambda key: wae_mmd.loss_fn(state.params, state, images, key)[1][0])
+  first, second = loss(jax.random.PRNGKey(0)), loss(jax.random.PRNGKey(1))
+  assert np.isfinite(float(first["loss"]))
+  assert float(first["reconstruction"]) != float(second["reconstruction"])
+  noise = wae_mmd._truncated_noise(jax.random.PRNGKey(0), (10000,), 0.3)
+  assert float(jnp.max(jnp.abs(noise))) <= 0.6 + 1e-6
+  # A normal truncated at 2 std keeps 0.88 of the standard deviation.
+  assert float(jnp.std(noise)) == pytest.approx(0.3 * 0.8796, rel=0.03)
+
+
+def test_vae_kl_matches_encoder_outputs():
+  config = lib.tiny_config("vae", **{"vae.beta": 2.0})
+  method, state = lib.init_state(config)
+  batch = lib.digits_batch(config.batch_size)
+  _, metrics = jax.jit(method.train_step)(state, batch)
+  mean, logvar = state.networks.encoder.apply(
+      {"params": state.params["encoder"]}, batch["image"], train=True)
+  np.testing.assert_allclose(metrics["kl"], losses.gaussian_kl(mean, logvar),
+                             rtol=1e-5)
+  mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
+  numpy_kl = np.mean(0.5 * np.sum(np.exp(logvar) + mean ** 2 - 1 - logvar, axis=1))
+  np.testing.assert_allclose(metrics["kl"], numpy_kl, rtol=1e-4)
+  np.testing.assert_allclose(
+      metrics["loss"], metrics["reconstruction"] + 2.0 * metrics["kl"], rtol=1e-6)
+
+
+def test_vae_gaussian_likelihood_trains():
+  config = lib.tiny_config("vae", **{"vae.likelihood": "gaussian",
+                                     "vae.gaussian_var": 0.1,
+                                     "model.decoder_output": "sigmoid"})
+  _, _, history = _train(config, num_steps=20)
+  assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_vae_config_errors():
+  with pytest.raises(ValueError, match="decoder_output='logits'"):
+    lib.init_state(lib.tiny_config("vae", **{"model.decoder_output": "sigmoid"}))
+  with pytest.raises(ValueError, match="encoder='gaussian'"):
+    lib.init_state(lib.tiny_config("vae", **{"model.encoder": "deterministic"}))
+
+
+def test_unknown_regularizer_is_rejected():
+  with pytest.raises(ValueError, match="config.regularizer"):
+    lib.init_state(lib.tiny_config("wae_mmd", regularizer="energy"))
+
+
+def test_learning_rate_schedules_match_hand_computation():
+  config = lib.base_config()
+  config.optimizer.learning_rate = 0.1
+  config.steps_per_epoch = 7
+  constant = optim.learning_rate_schedule(config)
+  assert float(constant(12345)) == pytest.approx(0.1)
+
+  config.optimizer.schedule = "wae_piecewise"
+  piecewise = optim.learning_rate_schedule(config)
+  hand = {0: 0.1, 7 * 30 - 1: 0.1, 7 * 30: 0.05, 7 * 50 - 1: 0.05,
+          7 * 50: 0.01, 7 * 100 - 1: 0.01, 7 * 100: 0.001, 7 * 500: 0.001}
+  for step, lr in hand.items():
+    assert float(piecewise(step)) == pytest.approx(lr, rel=1e-6), step
+
+  config.optimizer.schedule = "step"
+  config.optimizer.decay_every_epochs = 3
+  config.optimizer.decay_factor = 0.5
+  step_decay = optim.learning_rate_schedule(config)
+  for step, lr in {0: 0.1, 20: 0.1, 21: 0.05, 41: 0.05, 42: 0.025, 7 * 9: 0.0125}.items():
+    assert float(step_decay(step)) == pytest.approx(lr, rel=1e-6), step
+  assert float(jax.jit(step_decay)(jnp.int32(42))) == pytest.approx(0.025)
+
+  config.steps_per_epoch = -1
+  with pytest.raises(ValueError, match="steps_per_epoch > 0"):
+    optim.learning_rate_schedule(config)
+  config.optimizer.schedule = "cosine"
+  with pytest.raises(ValueError, match="Unknown optimizer.schedule"):
+    optim.learning_rate_schedule(config)
+
+
+def test_optimizer_applies_the_schedule_and_betas():
+  config = lib.base_config()
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.schedule = "step"
+  config.steps_per_epoch = 1
+  config.optimizer.decay_every_epochs = 1
+  config.optimizer.decay_factor = 0.5
+  config.optimizer.b1 = 0.5
+  tx = optim.make_optimizer(config)
+  params = jnp.zeros(())
+  opt_state = tx.init(params)
+  # A constant gradient makes bias-corrected Adam steps of exactly -lr.
+  for step in range(3):
+    updates, opt_state = tx.update(jnp.ones(()), opt_state, params)
+    np.testing.assert_allclose(updates, -0.1 * 0.5 ** step, rtol=1e-5)

@@ -1,0 +1,285 @@
+"""What every method shares: building the state, applying the networks,
+generation helpers and the data-parallel collectives.
+
+Data parallelism. A train step called with `axis_name` set is the per-device
+program of a `jax.shard_map` (see wae_jax/parallel.py), run with the default
+`check_vma=True`. Each device sees B/N examples; estimators that compare
+distributions see the global batch through `gather`, prior samples are drawn
+for the global batch from the same key on every device, and per-example noise
+is drawn for the global batch and sliced by `lax.axis_index`, so the step on N
+devices computes the same numbers as the step on one device with the global
+batch.
+
+Gradients. The params enter the shard_map replicated, i.e. device-invariant.
+Differentiating a device-varying loss with respect to an invariant input would
+make JAX transpose the implicit broadcast into a psum (the gradient arrives
+already summed over devices). We make that explicit and classic instead:
+`per_device(params, axis_name)` casts the params to device-varying before
+`jax.grad`, so each device gets the gradient of its own loss (the mean over its
+local examples plus the global-batch estimator, whose gradient reaches each
+device's codes through the transpose of the all-gather, summed over devices),
+and `average_grads` (`lax.pmean`) then gives exactly the single-device
+gradient of the global batch.
+"""
+
+from typing import Any, Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax import lax
+
+from wae_jax import losses
+from wae_jax import models
+from wae_jax import priors
+from wae_jax.methods import optim
+from wae_jax.state import TrainState
+
+
+# ----------------------------------------------------------------------------
+# Collectives (identity when axis_name is None).
+
+def gather(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """All-gathers a per-device (b, ...) array into the global (N*b, ...) one.
+
+  Rows are in device order, i.e. the order of the global batch. Gradients flow
+  back to each device's own rows.
+  """
+  if axis_name is None:
+    return x
+  return lax.all_gather(x, axis_name, tiled=True)
+
+
+def gather_invariant(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """Like `gather`, but typed device-invariant (for replicated state such as
+  the MoCA queue); use on values that need no gradient."""
+  if axis_name is None:
+    return x
+  return lax.all_gather(x, axis_name, tiled=True, to="invarying")
+
+
+def num_devices(axis_name: Optional[str]) -> int:
+  return 1 if axis_name is None else lax.axis_size(axis_name)
+
+
+def per_device(params: Any, axis_name: Optional[str]) -> Any:
+  """Casts replicated params to device-varying before differentiating them
+  (see the module doc); identity without an axis."""
+  if axis_name is None:
+    return params
+  return lax.pcast(params, axis_name, to="varying")
+
+
+def average_grads(grads: Any, axis_name: Optional[str]) -> Any:
+  """Per-device gradients of `per_device` params -> the global-batch gradient."""
+  if axis_name is None:
+    return grads
+  return lax.pmean(grads, axis_name)
+
+
+def mean_metrics(metrics: dict, axis_name: Optional[str]) -> dict:
+  """Metrics as float32 scalars, averaged over devices (replicated output)."""
+  metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+  if axis_name is None:
+    return metrics
+  return lax.pmean(metrics, axis_name)
+
+
+def per_example_noise(key: jax.Array, local_shape: Tuple[int, ...],
+                      axis_name: Optional[str],
+                      sampler: Callable = jax.random.normal) -> jax.Array:
+  """Noise for this device's examples, cut from the global batch's noise.
+
+  sampler(key, shape) is drawn with shape (N*b, ...) from the same key on every
+  device, and device i keeps rows [i*b, (i+1)*b), so each example gets the
+  noise it would get in a single-device step on the global batch.
+  """
+  if axis_name is None:
+    return sampler(key, local_shape)
+  local_batch = local_shape[0]
+  n = lax.axis_size(axis_name)
+  noise = sampler(key, (n * local_batch,) + tuple(local_shape[1:]))
+  start = lax.axis_index(axis_name) * local_batch
+  return lax.dynamic_slice_in_dim(noise, start, local_batch, axis=0)
+
+
+def global_batch_size(local_batch_size: int, axis_name: Optional[str]) -> int:
+  return local_batch_size * num_devices(axis_name)
+
+
+def step_key(state: TrainState) -> jax.Array:
+  """The step's key: fold_in(state.rng, state.step), the same on every device."""
+  return jax.random.fold_in(state.rng, state.step)
+
+
+# ----------------------------------------------------------------------------
+# Networks.
+
+def apply_module(module, params, batch_stats, inputs, *, train: bool,
+                 axis_name: Optional[str] = None):
+  """Applies a network; returns (outputs, new_batch_stats).
+
+  batch_stats is {} for a network without BatchNorm. In training mode the
+  batch statistics are updated (and synced over `axis_name` via
+  `module.clone(axis_name=...)`); in eval mode they are returned unchanged.
+  """
+  if axis_name is not None:
+    module = module.clone(axis_name=axis_name)
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  if train and batch_stats:
+    outputs, updates = module.apply(
+        variables, inputs, train=True, mutable=["batch_stats"])
+    return outputs, updates["batch_stats"]
+  return module.apply(variables, inputs, train=train), batch_stats
+
+
+def encoder_apply(state: TrainState, params, batch_stats, images, *,
+                  train: bool, axis_name: Optional[str] = None):
+  """Encoder: images (B,H,W,C) -> ((mean (B,d), logvar (B,d) or None), stats)."""
+  return apply_module(state.networks.encoder, params, batch_stats, images,
+                      train=train, axis_name=axis_name)
+
+
+def decoder_apply(state: TrainState, params, batch_stats, z, *, train: bool,
+                  axis_name: Optional[str] = None):
+  """Decoder: z (B,d) -> (raw output (B,H,W,C), stats); raw output is pixel
+  means in [0, 1] or logits, per config.model.decoder_output."""
+  return apply_module(state.networks.decoder, params, batch_stats, z,
+                      train=train, axis_name=axis_name)
+
+
+def to_pixel_means(config: ml_collections.ConfigDict, decoder_output: jax.Array):
+  """Decoder output -> pixel means in [0, 1]."""
+  if config.model.decoder_output == "logits":
+    return jax.nn.sigmoid(decoder_output)
+  return decoder_output
+
+
+def _variables(init_out) -> Tuple[Any, Any]:
+  init_out = dict(init_out)
+  return init_out["params"], init_out.get("batch_stats", {})
+
+
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
+                 example_batch: dict, **extras) -> TrainState:
+  """Builds the networks, their variables, the optimizer and the base state.
+
+  example_batch['image'] (B,H,W,C) fixes the image shape (any B >= 1).
+  `extras` are method fields of TrainState (queue, adversary_params, ...).
+  """
+  images = np.asarray(example_batch["image"])
+  if images.ndim != 4:
+    raise ValueError(
+        "example_batch['image'] must be (B, H, W, C); got shape "
+        f"{images.shape}.")
+  image_shape = tuple(int(s) for s in images.shape[1:])
+  networks = models.build_networks(config, image_shape)
+  encoder_key, decoder_key, adversary_key, state_key = jax.random.split(rng, 4)
+  example_images = jnp.zeros((1,) + image_shape, jnp.float32)
+  example_z = jnp.zeros((1, int(config.latent_dim)), jnp.float32)
+  encoder_params, encoder_stats = _variables(
+      networks.encoder.init(encoder_key, example_images, train=False))
+  decoder_params, decoder_stats = _variables(
+      networks.decoder.init(decoder_key, example_z, train=False))
+  params = {"encoder": encoder_params, "decoder": decoder_params}
+  batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
+  tx = optim.make_optimizer(config)
+  frozen = (config if isinstance(config, ml_collections.FrozenConfigDict)
+            else ml_collections.FrozenConfigDict(config))
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      rng=state_key,
+      config=frozen,
+      networks=networks,
+      tx=tx)
+  if networks.adversary is not None and "adversary_params" not in extras:
+    adversary_params = networks.adversary.init(adversary_key, example_z)["params"]
+    adversary_tx = optim.make_adversary_optimizer(config)
+    state = state.replace(adversary_params=adversary_params,
+                          adversary_opt_state=adversary_tx.init(adversary_params),
+                          adversary_tx=adversary_tx)
+  return state.replace(**extras)
+
+
+def apply_updates(state: TrainState, grads, new_batch_stats) -> TrainState:
+  """One optimizer step of the encoder-decoder; step + 1."""
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return state.replace(step=state.step + 1, params=params,
+                       batch_stats=new_batch_stats, opt_state=opt_state)
+
+
+def learning_rate(state: TrainState) -> jax.Array:
+  return optim.learning_rate_schedule(state.config)(state.step)
+
+
+def reconstruction_cost(config: ml_collections.ConfigDict, pixel_means, images):
+  """c(x, G(E(x))): the mean over the batch of a per-example cost."""
+  if config.reconstruction == "squared_error":
+    return losses.squared_error(pixel_means, images)
+  raise ValueError(
+      f"Unknown config.reconstruction {config.reconstruction!r}; use "
+      "'squared_error'.")
+
+
+# ----------------------------------------------------------------------------
+# Inference helpers (eval mode, single device). A method may post-process the
+# latent (MoCA projects onto the sphere) through `latent_map`.
+
+def identity(z):
+  return z
+
+
+def encode(state: TrainState, images: jax.Array,
+           latent_map: Callable = identity) -> jax.Array:
+  """images (B,H,W,C) -> codes (B,d): the encoder mean, in eval mode."""
+  (mean, _), _ = encoder_apply(state, state.params["encoder"],
+                               state.batch_stats["encoder"],
+                               jnp.asarray(images, jnp.float32), train=False)
+  return latent_map(mean)
+
+
+def decode(state: TrainState, z: jax.Array) -> jax.Array:
+  """codes (B,d) -> pixel means (B,H,W,C) in [0, 1], in eval mode."""
+  output, _ = decoder_apply(state, state.params["decoder"],
+                            state.batch_stats["decoder"],
+                            jnp.asarray(z, jnp.float32), train=False)
+  return to_pixel_means(state.config, output)
+
+
+def sample_prior(state: TrainState, key: jax.Array, n: int) -> jax.Array:
+  return priors.get_prior(state.config).sample(key, n, int(state.config.latent_dim))
+
+
+def sample(state: TrainState, key: jax.Array, n: int) -> jax.Array:
+  """n prior samples decoded: (n,H,W,C) in [0, 1]."""
+  return decode(state, sample_prior(state, key, n))
+
+
+def reconstruct(state: TrainState, images: jax.Array,
+                latent_map: Callable = identity) -> jax.Array:
+  """images -> G(E(x)) pixel means in [0, 1], same shape."""
+  return decode(state, encode(state, images, latent_map))
+
+
+def interpolate(state: TrainState, images_a: jax.Array, images_b: jax.Array,
+                num_steps: int, latent_map: Callable = identity) -> jax.Array:
+  """Decodes (1-t) E(a) + t E(b) for t in linspace(0, 1, num_steps).
+
+  Returns (B, num_steps, H, W, C); `latent_map` is applied to the codes and to
+  each mixed code (MoCA renormalises onto the sphere).
+  """
+  z_a = encode(state, images_a, latent_map)
+  z_b = encode(state, images_b, latent_map)
+  t = jnp.linspace(0.0, 1.0, num_steps, dtype=jnp.float32)[None, :, None]
+  mixed = latent_map((1.0 - t) * z_a[:, None, :] + t * z_b[:, None, :])
+  batch = z_a.shape[0]
+  images = decode(state, mixed.reshape(batch * num_steps, -1))
+  return images.reshape((batch, num_steps) + images.shape[1:])

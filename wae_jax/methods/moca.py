@@ -1,0 +1,159 @@
+"""MoCA, the momentum contrastive autoencoder (Arora et al. 2021).
+
+The latent is the unit sphere (encoder outputs are L2-normalised here, whatever
+the encoder type). Per step, with m = losses.cosine_momentum(step,
+config.num_train_steps, config.moca.momentum_base):
+  1. key encoder <- m * key encoder + (1 - m) * query encoder, for params and
+     batch stats (the query encoder as it is at the start of the step);
+  2. keys k = normalise(E_key(x)) in training mode (batch statistics of the
+     batch, synced across devices; the key encoder's own batch-stat updates
+     are discarded: its stats are the EMA above), no gradient;
+  3. loss = squared_error(G(q), x) + lambda * moca_loss(q, k, queue, tau) with
+     q = normalise(E(x)); one Adam step on the encoder-decoder;
+  4. the global batch's keys are written into the queue at queue_ptr (device
+     order), queue_ptr <- (queue_ptr + B) mod K. K must be a multiple of B.
+Generation decodes z / ||z|| with z ~ N(0, I); interpolation renormalises the
+mixed code onto the sphere.
+"""
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax import lax
+
+from wae_jax import losses
+from wae_jax.methods import common
+from wae_jax.state import TrainState
+
+
+def normalise(z: jax.Array) -> jax.Array:
+  """Projects (..., d) rows onto the unit sphere."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True))
+  return z / jnp.maximum(norm, 1e-12)
+
+
+def init(config: ml_collections.ConfigDict, rng: jax.Array,
+         example_batch: dict) -> TrainState:
+  """The state with the key encoder (a copy of the query encoder), a queue of
+  K random unit vectors and queue_ptr = 0."""
+  queue_size = int(config.moca.queue_size)
+  batch_size = int(config.batch_size)
+  if queue_size <= 0 or queue_size % batch_size != 0:
+    raise ValueError(
+        f"config.moca.queue_size ({queue_size}) must be a positive multiple of "
+        f"the global batch size config.batch_size ({batch_size}); change one "
+        "of them.")
+  if config.model.encoder == "gaussian":
+    raise ValueError(
+        "MoCA uses a unit-norm deterministic encoder; set "
+        "config.model.encoder='sphere'.")
+  state_rng, queue_rng = jax.random.split(rng)
+  state = common.create_state(config, state_rng, example_batch)
+  queue = normalise(jax.random.normal(
+      queue_rng, (queue_size, int(config.latent_dim)), jnp.float32))
+  copy = functools.partial(jax.tree.map, jnp.array)
+  return state.replace(
+      key_encoder_params=copy(state.params["encoder"]),
+      key_encoder_batch_stats=copy(state.batch_stats["encoder"]),
+      queue=queue,
+      queue_ptr=jnp.zeros((), jnp.int32))
+
+
+def momentum(state: TrainState) -> jax.Array:
+  """The EMA momentum m of this step (cosine schedule of the step)."""
+  config = state.config
+  return losses.cosine_momentum(state.step, config.num_train_steps,
+                                config.moca.momentum_base)
+
+
+def ema(target, online, m):
+  """m * target + (1 - m) * online, leaf by leaf."""
+  return jax.tree.map(lambda t, o: m * t + (1.0 - m) * o, target, online)
+
+
+def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
+            axis_name: Optional[str] = None):
+  """Per-device MoCA loss; keys (b, d) are the (stop-gradient) keys of the
+  local batch. Returns (loss, (metrics, new_batch_stats, queries (b, d)))."""
+  config = state.config
+  (codes, _), encoder_stats = common.encoder_apply(
+      state, params["encoder"], state.batch_stats["encoder"], images,
+      train=True, axis_name=axis_name)
+  queries = normalise(codes)
+  decoded, decoder_stats = common.decoder_apply(
+      state, params["decoder"], state.batch_stats["decoder"], queries,
+      train=True, axis_name=axis_name)
+  reconstruction = common.reconstruction_cost(
+      config, common.to_pixel_means(config, decoded), images)
+  contrastive = losses.moca_loss(queries, lax.stop_gradient(keys), state.queue,
+                                 config.moca.temperature)
+  loss = reconstruction + config.lambda_reg * contrastive
+  metrics = {"reconstruction": reconstruction, "regularizer": contrastive,
+             "loss": loss}
+  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
+  return loss, (metrics, new_batch_stats, queries)
+
+
+def compute_keys(state: TrainState, key_params, key_batch_stats, images,
+                 axis_name: Optional[str] = None) -> jax.Array:
+  """Unit keys (b, d) of the key encoder (training-mode batch statistics)."""
+  (codes, _), _ = common.encoder_apply(
+      state, key_params, key_batch_stats, images, train=True,
+      axis_name=axis_name)
+  return lax.stop_gradient(normalise(codes))
+
+
+def enqueue(queue: jax.Array, queue_ptr: jax.Array, keys: jax.Array):
+  """Writes keys (B, d) at rows [ptr, ptr + B) of queue (K, d); K % B == 0."""
+  queue = lax.dynamic_update_slice_in_dim(queue, keys.astype(queue.dtype),
+                                          queue_ptr, axis=0)
+  return queue, (queue_ptr + keys.shape[0]) % queue.shape[0]
+
+
+def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
+  """EMA of the key encoder, one Adam step, enqueue; returns (state, metrics)."""
+  images = jnp.asarray(batch["image"], jnp.float32)
+  m = momentum(state)
+  key_params = ema(state.key_encoder_params, state.params["encoder"], m)
+  key_batch_stats = ema(state.key_encoder_batch_stats,
+                        state.batch_stats["encoder"], m)
+  keys = compute_keys(state, key_params, key_batch_stats, images, axis_name)
+  grads, (metrics, new_batch_stats, _) = jax.grad(loss_fn, has_aux=True)(
+      common.per_device(state.params, axis_name), state, images, keys, axis_name)
+  grads = common.average_grads(grads, axis_name)
+  queue, queue_ptr = enqueue(state.queue, state.queue_ptr,
+                             common.gather_invariant(keys, axis_name))
+  metrics.update(momentum=m, learning_rate=common.learning_rate(state))
+  new_state = common.apply_updates(state, grads, new_batch_stats)
+  new_state = new_state.replace(key_encoder_params=key_params,
+                                key_encoder_batch_stats=key_batch_stats,
+                                queue=queue, queue_ptr=queue_ptr)
+  return new_state, common.mean_metrics(metrics, axis_name)
+
+
+def encode(state: TrainState, images: jax.Array) -> jax.Array:
+  """images -> unit codes (B, d) of the query encoder (eval mode)."""
+  return common.encode(state, images, latent_map=normalise)
+
+
+decode = common.decode
+
+
+def sample(state: TrainState, key: jax.Array, n: int) -> jax.Array:
+  """Decodes z / ||z||, z ~ N(0, I): (n, H, W, C) in [0, 1]."""
+  z = jax.random.normal(key, (n, int(state.config.latent_dim)), jnp.float32)
+  return decode(state, normalise(z))
+
+
+def reconstruct(state: TrainState, images: jax.Array) -> jax.Array:
+  return common.reconstruct(state, images, latent_map=normalise)
+
+
+def interpolate(state: TrainState, images_a: jax.Array, images_b: jax.Array,
+                num_steps: int) -> jax.Array:
+  """(B, num_steps, H, W, C): decoded renormalised mixtures of the codes."""
+  return common.interpolate(state, images_a, images_b, num_steps,
+                            latent_map=normalise)

@@ -1,0 +1,91 @@
+"""Optimizers and learning-rate schedules of the papers.
+
+Schedules are pure functions of the step (the global step counter, which equals
+the optax count of the optimizer state), never state of their own. Epochs are
+`step // config.steps_per_epoch` with `steps_per_epoch` counted in global
+batches; the trainer fills it from the dataset when the config leaves it <= 0.
+"""
+
+from typing import Callable
+
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+SCHEDULES = ("constant", "wae_piecewise", "step")
+
+# The WAE paper's manual decay: (first epoch it applies from, cumulative factor).
+# Halve after epoch 30, then divide by 5 after 50 and by 10 after 100.
+WAE_PIECEWISE_FACTORS = ((30, 0.5), (50, 0.5 / 5.0), (100, 0.5 / 5.0 / 10.0))
+
+
+def _steps_per_epoch(config: ml_collections.ConfigDict) -> int:
+  steps_per_epoch = int(config.steps_per_epoch)
+  if steps_per_epoch <= 0:
+    raise ValueError(
+        f"optimizer.schedule={config.optimizer.schedule!r} needs "
+        f"config.steps_per_epoch > 0 (got {steps_per_epoch}); set it, or let the "
+        "trainer fill it from the dataset before building the optimizer.")
+  return steps_per_epoch
+
+
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  """Returns step -> learning rate (float32 scalar) for config.optimizer.
+
+  constant: config.optimizer.learning_rate at every step.
+  wae_piecewise: lr x 1 before epoch 30, x 1/2 from epoch 30, x 1/10 from
+    epoch 50, x 1/100 from epoch 100 (the WAE paper's cumulative factors).
+  step: lr x decay_factor ** (epoch // decay_every_epochs).
+  """
+  opt = config.optimizer
+  base_lr = float(opt.learning_rate)
+  schedule = opt.schedule
+  if schedule == "constant":
+    return lambda step: jnp.asarray(base_lr, jnp.float32)
+  if schedule == "wae_piecewise":
+    steps_per_epoch = _steps_per_epoch(config)
+
+    def wae_piecewise(step):
+      epoch = jnp.asarray(step, jnp.int32) // steps_per_epoch
+      factor = jnp.float32(1.0)
+      # Thresholds from low to high, so the highest one reached wins.
+      for first_epoch, cumulative in sorted(WAE_PIECEWISE_FACTORS):
+        factor = jnp.where(epoch >= first_epoch, jnp.float32(cumulative), factor)
+      return jnp.float32(base_lr) * factor
+
+    return wae_piecewise
+  if schedule == "step":
+    steps_per_epoch = _steps_per_epoch(config)
+    decay_every = int(opt.decay_every_epochs)
+    if decay_every <= 0:
+      raise ValueError(
+          "optimizer.schedule='step' needs optimizer.decay_every_epochs > 0 "
+          f"(got {decay_every}).")
+    decay_factor = float(opt.decay_factor)
+
+    def step_decay(step):
+      epoch = jnp.asarray(step, jnp.int32) // steps_per_epoch
+      num_decays = (epoch // decay_every).astype(jnp.float32)
+      return jnp.float32(base_lr) * jnp.float32(decay_factor) ** num_decays
+
+    return step_decay
+  raise ValueError(
+      f"Unknown optimizer.schedule {schedule!r}; use one of {SCHEDULES}.")
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (b1, b2 from config.optimizer) with the configured schedule."""
+  return optax.adam(
+      learning_rate=learning_rate_schedule(config),
+      b1=float(config.optimizer.b1),
+      b2=float(config.optimizer.b2))
+
+
+def make_adversary_optimizer(
+    config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The WAE-GAN adversary's own Adam: constant lr config.adversary.learning_rate."""
+  return optax.adam(
+      learning_rate=float(config.adversary.learning_rate),
+      b1=float(config.adversary.b1),
+      b2=float(config.optimizer.b2))

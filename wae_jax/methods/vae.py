@@ -1,0 +1,95 @@
+"""VAE (Kingma & Welling 2014) with a beta weight on the KL:
+loss = -log p(x | z) + beta * KL(q(z | x) || N(0, I)), z = mean + std * eps.
+
+config.vae.likelihood:
+  bernoulli: the decoder outputs logits (config.model.decoder_output must be
+    'logits'); the likelihood is losses.bernoulli_nll.
+  gaussian: the decoder outputs pixel means (sigmoid, or logits squashed by a
+    sigmoid); losses.gaussian_nll with variance config.vae.gaussian_var.
+sample / reconstruct return pixel means in [0, 1] (sigmoid of the logits for
+the Bernoulli decoder); reconstruct and encode use the encoder mean.
+"""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from wae_jax import losses
+from wae_jax.methods import common
+from wae_jax.state import TrainState
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.model.encoder != "gaussian":
+    raise ValueError(
+        "The VAE needs a Gaussian encoder; set config.model.encoder='gaussian'.")
+  if config.vae.likelihood not in LIKELIHOODS:
+    raise ValueError(
+        f"Unknown config.vae.likelihood {config.vae.likelihood!r}; use one of "
+        f"{LIKELIHOODS}.")
+  if config.vae.likelihood == "bernoulli" and config.model.decoder_output != "logits":
+    raise ValueError(
+        "The Bernoulli VAE needs decoder logits; set "
+        "config.model.decoder_output='logits'.")
+  if config.prior != "gaussian" or float(config.prior_var) != 1.0:
+    raise ValueError(
+        "The VAE's KL is to N(0, I); set config.prior='gaussian' and "
+        "config.prior_var=1.0.")
+
+
+def init(config: ml_collections.ConfigDict, rng: jax.Array,
+         example_batch: dict) -> TrainState:
+  _check_config(config)
+  return common.create_state(config, rng, example_batch)
+
+
+def negative_log_likelihood(config, decoded: jax.Array, images: jax.Array):
+  """-log p(x | z), summed over pixels and averaged over the batch."""
+  if config.vae.likelihood == "bernoulli":
+    return losses.bernoulli_nll(decoded, images)
+  return losses.gaussian_nll(common.to_pixel_means(config, decoded), images,
+                             float(config.vae.gaussian_var))
+
+
+def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
+            axis_name: Optional[str] = None):
+  """Per-device negative ELBO (beta-weighted); returns (loss, (metrics,
+  new_batch_stats, (mean, logvar)))."""
+  config = state.config
+  (mean, logvar), encoder_stats = common.encoder_apply(
+      state, params["encoder"], state.batch_stats["encoder"], images,
+      train=True, axis_name=axis_name)
+  eps = common.per_example_noise(key, mean.shape, axis_name)
+  z = mean + jnp.exp(0.5 * logvar) * eps
+  decoded, decoder_stats = common.decoder_apply(
+      state, params["decoder"], state.batch_stats["decoder"], z,
+      train=True, axis_name=axis_name)
+  nll = negative_log_likelihood(config, decoded, images)
+  kl = losses.gaussian_kl(mean, logvar)
+  loss = nll + config.vae.beta * kl
+  metrics = {"reconstruction": nll, "kl": kl, "regularizer": kl, "loss": loss}
+  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
+  return loss, (metrics, new_batch_stats, (mean, logvar))
+
+
+def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
+  """One Adam step on the negative ELBO; returns (new_state, metrics)."""
+  images = jnp.asarray(batch["image"], jnp.float32)
+  key = common.step_key(state)
+  grads, (metrics, new_batch_stats, _) = jax.grad(loss_fn, has_aux=True)(
+      common.per_device(state.params, axis_name), state, images, key, axis_name)
+  grads = common.average_grads(grads, axis_name)
+  metrics["learning_rate"] = common.learning_rate(state)
+  new_state = common.apply_updates(state, grads, new_batch_stats)
+  return new_state, common.mean_metrics(metrics, axis_name)
+
+
+encode = common.encode
+decode = common.decode
+sample = common.sample
+reconstruct = common.reconstruct
+interpolate = common.interpolate

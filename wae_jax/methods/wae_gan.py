@@ -1,0 +1,114 @@
+"""WAE-GAN (Tolstikhin et al. 2018): a latent adversary tells prior samples
+from encoded codes; the encoder-decoder minimises
+  c(x, G(E(x))) + lambda * encoder_adversarial_loss(D(E(x))).
+
+Each train step makes one encoder-decoder update (main Adam, config.optimizer)
+and one adversary update (its own Adam: config.adversary.learning_rate,
+config.adversary.b1), both from the same forward pass: the adversary is
+trained on the codes of the pre-update encoder (stop-gradient) against prior
+samples of the global batch size, and the encoder's adversarial term uses the
+pre-update adversary (simultaneous updates, one jitted step).
+"""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from wae_jax import losses
+from wae_jax.methods import common
+from wae_jax.state import TrainState
+
+
+def init(config: ml_collections.ConfigDict, rng: jax.Array,
+         example_batch: dict) -> TrainState:
+  """Networks (with the adversary), both optimizers and the state."""
+  if config.model.encoder == "gaussian":
+    raise ValueError(
+        "wae_gan uses a deterministic encoder; set "
+        "config.model.encoder='deterministic'.")
+  state = common.create_state(config, rng, example_batch)
+  if state.networks.adversary is None:
+    raise ValueError(
+        "models.build_networks built no adversary; wae_gan needs "
+        "config.method='wae_gan' when the networks are built.")
+  return state
+
+
+def adversary_logits(state: TrainState, adversary_params, z: jax.Array):
+  """D(z): (n, d) -> (n,) logits (log p_Z(z) added when configured)."""
+  return state.networks.adversary.apply({"params": adversary_params}, z)
+
+
+def adversary_accuracy(d_prior: jax.Array, d_encoded: jax.Array) -> jax.Array:
+  """Mean of the accuracies on prior samples (logit > 0) and codes (< 0)."""
+  return 0.5 * (jnp.mean((d_prior > 0).astype(jnp.float32))
+                + jnp.mean((d_encoded < 0).astype(jnp.float32)))
+
+
+def loss_fn(params, state: TrainState, images: jax.Array,
+            axis_name: Optional[str] = None):
+  """Encoder-decoder loss on the local batch; returns (loss, aux) where aux =
+  (metrics, new_batch_stats, codes (b, d))."""
+  config = state.config
+  (codes, _), encoder_stats = common.encoder_apply(
+      state, params["encoder"], state.batch_stats["encoder"], images,
+      train=True, axis_name=axis_name)
+  decoded, decoder_stats = common.decoder_apply(
+      state, params["decoder"], state.batch_stats["decoder"], codes,
+      train=True, axis_name=axis_name)
+  reconstruction = common.reconstruction_cost(
+      config, common.to_pixel_means(config, decoded), images)
+  # Per-example term: the mean over the local batch, averaged by the grads.
+  adversarial = losses.encoder_adversarial_loss(
+      adversary_logits(state, state.adversary_params, codes))
+  loss = reconstruction + config.lambda_reg * adversarial
+  metrics = {"reconstruction": reconstruction, "regularizer": adversarial,
+             "loss": loss}
+  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
+  return loss, (metrics, new_batch_stats, codes)
+
+
+def adversary_loss_fn(adversary_params, state: TrainState, codes: jax.Array,
+                      prior_samples: jax.Array):
+  """Adversary loss on global-batch codes and prior samples (n, d) each."""
+  d_prior = adversary_logits(state, adversary_params, prior_samples)
+  d_encoded = adversary_logits(state, adversary_params, codes)
+  loss = losses.adversary_loss(d_prior, d_encoded)
+  return loss, adversary_accuracy(d_prior, d_encoded)
+
+
+def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
+  """One encoder-decoder and one adversary update; returns (state, metrics)."""
+  images = jnp.asarray(batch["image"], jnp.float32)
+  prior_key = common.step_key(state)
+  grads, (metrics, new_batch_stats, codes) = jax.grad(loss_fn, has_aux=True)(
+      common.per_device(state.params, axis_name), state, images, axis_name)
+  grads = common.average_grads(grads, axis_name)
+
+  all_codes = common.gather(jax.lax.stop_gradient(codes), axis_name)
+  prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
+  (adv_loss, adv_accuracy), adv_grads = jax.value_and_grad(
+      adversary_loss_fn, has_aux=True)(
+          common.per_device(state.adversary_params, axis_name), state,
+          all_codes, prior_samples)
+  adv_grads = common.average_grads(adv_grads, axis_name)
+  adv_updates, adversary_opt_state = state.adversary_tx.update(
+      adv_grads, state.adversary_opt_state, state.adversary_params)
+  adversary_params = optax.apply_updates(state.adversary_params, adv_updates)
+
+  metrics.update(adversary_loss=adv_loss, adversary_accuracy=adv_accuracy,
+                 learning_rate=common.learning_rate(state))
+  new_state = common.apply_updates(state, grads, new_batch_stats)
+  new_state = new_state.replace(adversary_params=adversary_params,
+                                adversary_opt_state=adversary_opt_state)
+  return new_state, common.mean_metrics(metrics, axis_name)
+
+
+encode = common.encode
+decode = common.decode
+sample = common.sample
+reconstruct = common.reconstruct
+interpolate = common.interpolate
