@@ -1,0 +1,184 @@
+"""The classifier feature distance, the Evaluator on a real (tiny) method
+state, and `python -m wae_jax.evaluate` on a tiny trained workdir."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from wae_jax import data
+from wae_jax import methods
+from wae_jax.evaluation import evaluator as evaluator_lib
+from wae_jax.evaluation import feature_net
+from wae_jax.evaluation import fid
+from wae_jax.evaluation import inception
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**evaluation):
+  config = default.base_config()
+  config.batch_size = 16
+  config.latent_dim = 4
+  config.model.hidden_sizes = (16,)
+  config.num_train_steps = 4
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.eval_every_steps = 2
+  config.keep_checkpoints = 3
+  config.num_eval_images = 8
+  config.evaluation.num_samples = 200
+  config.evaluation.swd_images = 200
+  config.evaluation.feature_net_steps = 300
+  for name, value in evaluation.items():
+    config.evaluation[name] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("feature_net_cache"))
+
+
+@pytest.fixture(scope="module")
+def digits_net(cache_dir):
+  config = tiny_config(cache_dir=cache_dir)
+  return feature_net.load_or_train(data.build(config), config, num_steps=300)
+
+
+def _test_images(config):
+  return np.concatenate([b["image"] for b in data.build(config).test_batches(100)])
+
+
+def test_classifier_fd_zero_for_itself_and_grows_with_noise(digits_net, cache_dir):
+  assert digits_net.name == "fd_digits_classifier"
+  assert digits_net.test_accuracy > 0.85
+  assert os.path.dirname(digits_net.path) == cache_dir
+  images = _test_images(tiny_config())
+  features = digits_net(images)
+  assert features.shape == (images.shape[0], feature_net.HIDDEN_SIZES[-1])
+  assert fid.frechet_distance_from_features(features, features) == pytest.approx(0, abs=1e-8)
+  rng = np.random.default_rng(0)
+  distances = []
+  for noise in (0.1, 0.3, 0.6):
+    noisy = np.clip(images + noise * rng.standard_normal(images.shape), 0, 1)
+    distances.append(fid.frechet_distance_from_features(digits_net(noisy.astype(np.float32)),
+                                                        features))
+  assert 0 < distances[0] < distances[1] < distances[2]
+
+
+def test_classifier_is_cached(digits_net, cache_dir):
+  config = tiny_config(cache_dir=cache_dir)
+  again = feature_net.load_or_train(data.build(config), config, num_steps=300)
+  assert again.path == digits_net.path
+  assert again.test_accuracy == pytest.approx(digits_net.test_accuracy)
+  images = _test_images(config)[:50]
+  np.testing.assert_allclose(again(images), digits_net(images), rtol=1e-6)
+
+
+def test_unlabelled_data_raises():
+  class Unlabelled:
+    has_labels = False
+    name = "celeb_a"
+  with pytest.raises(ValueError, match="has no labels"):
+    feature_net.load_or_train(Unlabelled(), dataset="celeb_a")
+
+
+@pytest.fixture(scope="module")
+def fresh_state():
+  config = tiny_config()
+  method = methods.get(config.method)
+  source = data.build(config)
+  example = {"image": np.zeros((config.batch_size,) + source.image_shape, np.float32)}
+  return config, method, source, method.init(config, jax.random.PRNGKey(0), example)
+
+
+def test_evaluator_cheap_metrics_match_references(fresh_state):
+  config, method, source, state = fresh_state
+  evaluator = evaluator_lib.Evaluator(method, source, config)
+  results = evaluator(state)
+  assert set(results) == {
+      "test_reconstruction", "latent_mmd", "latent_swd", "latent_sv_max", "latent_sv_min",
+      "latent_sv_min_over_max", "sharpness_samples", "sharpness_reconstructions",
+      "sharpness_test"}
+  images = _test_images(config)
+  recon = np.asarray(method.reconstruct(state, images))
+  expected = np.mean(np.sum((recon.astype(np.float64) - images) ** 2, axis=(1, 2, 3)))
+  assert results["test_reconstruction"] == pytest.approx(expected, rel=1e-5)
+  assert all(np.isfinite(v) for v in results.values())
+  assert evaluator(state) == results  # fixed keys: reproducible
+
+
+def test_evaluator_fid_plumbing_and_missing_weights(fresh_state, tmp_path, monkeypatch):
+  config, method, source, state = fresh_state
+  monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
+  evaluator = evaluator_lib.Evaluator(method, source, config)
+  assert "fid_inception" not in evaluator.full_metrics
+  with pytest.raises(ValueError, match="inception_v3_weights_fid.pickle"):
+    evaluator(state, metrics=("fid_inception",))
+  with pytest.raises(ValueError, match="Unknown evaluation metric"):
+    evaluator(state, metrics=("fid",))
+
+  # A stand-in feature extractor (flattened pixels) checks the FID/KID wiring
+  # without a 299x299 Inception pass.
+  class PixelFeatures:
+    name = "pixels"
+    def __call__(self, images):
+      return np.asarray(images, np.float64).reshape(len(images), -1)
+  weights = tmp_path / "weights.pickle"
+  weights.write_bytes(b"")
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(weights))
+  monkeypatch.setattr(evaluator_lib, "_inception_features", lambda path: PixelFeatures())
+  evaluator = evaluator_lib.Evaluator(method, source, config)
+  assert {"fid_inception", "kid_inception"} <= set(evaluator.full_metrics)
+  results = evaluator(state, metrics=("fid_inception", "kid_inception"))
+  samples = evaluator._samples(state, 200)
+  real = _test_images(config)[:200].reshape(200, -1)
+  expected = fid.frechet_distance_from_features(samples.reshape(200, -1), real)
+  assert results["fid_inception"] == pytest.approx(expected, rel=1e-9)
+  assert results["kid_inception"] > 0
+  assert evaluator.feature_nets["fid_inception"].startswith("pixels")
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory, cache_dir):
+  from wae_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("workdir"))
+  train.train_and_evaluate(tiny_config(cache_dir=cache_dir), workdir)
+  return workdir
+
+
+def test_evaluate_workdir_writes_eval_lines_and_best(trained_workdir):
+  from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
+  eval_path = os.path.join(trained_workdir, "eval.jsonl")
+  before = open(eval_path).read().splitlines() if os.path.exists(eval_path) else []
+  summary = evaluate.evaluate_workdir(trained_workdir, checkpoints="all",
+                                      metrics="cheap,fd_classifier,swd_image")
+  lines = [json.loads(l) for l in open(eval_path).read().splitlines()[len(before):]]
+  assert [l["step"] for l in lines] == [2, 4]
+  for line in lines:
+    assert "fd_digits_classifier" in line["metrics"] and "swd_image_avg" in line["metrics"]
+    assert "fd_digits_classifier" in line["feature_net"]
+  assert summary["metric"] == "fd_digits_classifier"
+  best = min(lines, key=lambda l: l["metrics"]["fd_digits_classifier"])
+  assert summary["step"] == best["step"]
+  assert json.load(open(os.path.join(trained_workdir, "best_checkpoint.json"))) == summary
+
+
+def test_evaluate_cli(trained_workdir):
+  env = dict(os.environ, PYTHONPATH=REPO)
+  result = subprocess.run(
+      [sys.executable, "-m", "wae_jax.evaluate", f"--workdir={trained_workdir}",
+       "--checkpoints=latest", "--metrics=cheap", "--best_metric=test_reconstruction"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert summary["step"] == 4 and summary["metric"] == "test_reconstruction"
+  last = json.loads(open(os.path.join(trained_workdir, "eval.jsonl")).read().splitlines()[-1])
+  assert last["step"] == 4
+  assert last["metrics"]["test_reconstruction"] == pytest.approx(summary["value"])
