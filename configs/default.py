@@ -91,6 +91,17 @@ def base_config() -> ml_collections.ConfigDict:
   config.best_metric = "test_reconstruction"  # lower is better
   config.eval_every_steps = 1000
   config.num_eval_images = 64
+  # wae_jax/evaluation: every eval period computes the cheap metrics (test
+  # reconstruction, latent MMD/SWD/singular values, sharpness) and the group of
+  # best_metric; the end of the run adds final_metrics (group names, or
+  # "full" = everything this run can compute: classifier FD, image SWD, and
+  # FID/KID when the Inception weights file is found).
+  config.evaluation = ml_collections.ConfigDict()
+  config.evaluation.final_metrics = ()     # e.g. ("fid_inception",) or ("full",)
+  config.evaluation.num_samples = 10_000   # generated images for FID/KID/FD/SWD
+  config.evaluation.fid_weights = ""       # Inception weights file ("" = env var / default)
+  config.evaluation.cache_dir = ""         # feature-net cache ("" = library default)
+  config.evaluation.swd_images = 4096
   return config
 
 

@@ -1,0 +1,9 @@
+"""MoCA on CelebA 64x64, K = 59968 (the paper's 60000 rounded down to a multiple of 64); network A1 (DCGAN-style conv net), lambda 1000.0."""
+
+from configs import _moca_paper
+from configs import common
+
+
+def get_config(arg=None):
+  config = _moca_paper.celeba("dcgan", lambda_reg=1000.0)
+  return common.finalize(config, arg)

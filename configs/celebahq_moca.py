@@ -1,0 +1,19 @@
+"""MoCA on CelebA-HQ 256x256: the 6-block ResNet, lambda 20000, tau 1, lr 2e-3.
+
+K = 29952: the paper's 30000 rounded down to a multiple of the batch (64).
+CelebA-HQ needs its manual download (see wae_jax/data); 27k/3k train/test.
+"""
+
+from configs import _moca_paper
+from configs import common
+
+CELEBAHQ_TRAIN_EXAMPLES = 27_000
+
+
+def get_config(arg=None):
+  config = _moca_paper.moca("celeb_a_hq", 256, "resnet6", lambda_reg=20_000.0,
+                            queue_size=30_000, train_examples=CELEBAHQ_TRAIN_EXAMPLES,
+                            epochs=100)
+  config.moca.temperature = 1.0
+  config.optimizer.learning_rate = 2e-3
+  return common.finalize(config, arg)

@@ -1,0 +1,154 @@
+"""Scalars and images of a run: metrics.jsonl, eval.jsonl, TensorBoard, progress.
+
+Only the chief process writes; on other processes every method is a no-op.
+On resume from step s the JSON-lines files are cut back to the lines with
+step <= s, so a restarted run's logs read as one uninterrupted run.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+  """Keeps only the lines of a JSON-lines file whose "step" is <= max_step."""
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # A line cut short by a kill.
+      if int(record.get("step", 0)) <= max_step:
+        kept.append(line)
+  tmp_path = f"{path}.tmp-{os.getpid()}"
+  with open(tmp_path, "w", encoding="utf-8") as f:
+    f.write("".join(line + "\n" for line in kept))
+  os.replace(tmp_path, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """All records of a JSON-lines file ([] when it does not exist)."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _to_float(value) -> float:
+  return float(np.asarray(value))
+
+
+class MetricWriter:
+  """Writes scalars to <workdir>/metrics.jsonl and TensorBoard, images to TensorBoard."""
+
+  def __init__(self, workdir: str, is_chief: bool = True, start_step: int = 0):
+    self.workdir = workdir
+    self.is_chief = is_chief
+    self._tb = None
+    if not is_chief:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self.metrics_path = os.path.join(workdir, METRICS_FILE)
+    self.eval_path = os.path.join(workdir, EVAL_FILE)
+    truncate_jsonl(self.metrics_path, start_step)
+    truncate_jsonl(self.eval_path, start_step)
+    from tensorboardX import SummaryWriter  # Imported here: only the chief needs it.
+    self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    """One line {"step": step, name: value, ...} in metrics.jsonl and TensorBoard."""
+    if not self.is_chief:
+      return
+    record = {"step": int(step)}
+    record.update({k: _to_float(v) for k, v in scalars.items()})
+    with open(self.metrics_path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record) + "\n")
+    for name, value in record.items():
+      if name != "step":
+        self._tb.add_scalar(name, value, step)
+
+  def write_eval(self, step: int, metrics: dict) -> None:
+    """One line {"step": step, "metrics": {...}} in eval.jsonl; scalars to TensorBoard as eval/<name>."""
+    if not self.is_chief:
+      return
+    values = {k: _to_float(v) for k, v in metrics.items()}
+    with open(self.eval_path, "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": int(step), "metrics": values}) + "\n")
+    for name, value in values.items():
+      self._tb.add_scalar(f"eval/{name}", value, step)
+
+  def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
+    """A uint8 (H, W, 3) image to TensorBoard."""
+    if not self.is_chief:
+      return
+    self._tb.add_image(tag, image, step, dataformats="HWC")
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  if hours:
+    return f"{hours}h{minutes:02d}m"
+  if minutes:
+    return f"{minutes}m{seconds:02d}s"
+  return f"{seconds}s"
+
+
+class Progress:
+  """Steps per second and ETA from the steps done since the first report."""
+
+  def __init__(self, start_step: int, num_train_steps: int):
+    self.num_train_steps = num_train_steps
+    self._last_step = start_step
+    self._last_time: Optional[float] = None
+
+  def steps_per_second(self, step: int) -> float:
+    """Rate since the previous call (the first call only starts the clock)."""
+    now = time.perf_counter()
+    rate = float("nan")
+    if self._last_time is not None and step > self._last_step:
+      rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    return rate
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves `seconds` (evaluation, checkpointing) out of the next rate."""
+    if self._last_time is not None:
+      self._last_time += seconds
+
+  def line(self, step: int, loss: float, rate: float) -> str:
+    eta = (self.num_train_steps - step) / rate if rate > 0 else float("nan")
+    width = len(str(self.num_train_steps))
+    rate_text = f"{rate:.1f}" if math.isfinite(rate) else "-"
+    return (f"step {step:>{width}}/{self.num_train_steps} | loss {loss:.4f} | "
+            f"{rate_text} steps/s | ETA {format_duration(eta)}")
+
+
+def log_progress(text: str) -> None:
+  logging.info("%s", text)

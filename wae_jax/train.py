@@ -1,0 +1,377 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Sections, in the order a run meets them:
+  1. Config and data: validate, fill steps_per_epoch, write or check config.json.
+  2. Devices and the step: the jitted (data-parallel) train step.
+  3. State: a fresh `method.init`, or the latest complete checkpoint.
+  4. Evaluation: the cheap test metrics, the evaluator's metrics, PNG grids.
+  5. The loop: steps, NaN/Inf guard, logging, evaluation, checkpoints.
+  6. The end: run_complete.json, written atomically as the last act.
+
+Steps are counted as completed optimizer updates: checkpoint `s` holds the
+state after `s` steps and the next batch it sees is `train_batches(s)`'s first,
+so a resumed run feeds exactly the batches an uninterrupted run would.
+"""
+
+import copy
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from wae_jax import checkpoint
+from wae_jax import config_checks
+from wae_jax import data
+from wae_jax.evaluation import evaluator as evaluation_lib
+from wae_jax import images as images_lib
+from wae_jax import methods
+from wae_jax import metrics_io
+from wae_jax import parallel
+from wae_jax.state import TrainState
+
+RUN_COMPLETE_FILE = "run_complete.json"
+IMAGE_DIR = "images"
+NUM_INTERPOLATION_PAIRS = 8
+NUM_INTERPOLATION_STEPS = 10
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss term became NaN or Inf; the run stopped."""
+
+
+# ----------------------------------------------------------------------------
+# 1. Config and data.
+# ----------------------------------------------------------------------------
+
+
+def _unlocked_copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A mutable deep copy, so the trainer never changes the caller's config."""
+  if isinstance(config, ml_collections.FrozenConfigDict):
+    return ml_collections.ConfigDict(config.as_configdict())
+  return copy.deepcopy(config)
+
+
+def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
+  """Validates `config`, opens the data, fills steps_per_epoch.
+
+  Returns:
+    (config copy with steps_per_epoch filled, DataSource).
+  """
+  config = _unlocked_copy(config)
+  config_checks.check_values(config, num_devices)
+  source = data.build(config)
+  if config.steps_per_epoch <= 0:
+    with config.unlocked():
+      config.steps_per_epoch = int(source.steps_per_epoch)
+  config_checks.check_networks(config, source.image_shape)
+  return config, source
+
+
+def _record_config(workdir: str, config: ml_collections.ConfigDict, is_chief: bool) -> None:
+  """Writes config.json for a new run; for an existing one checks the config still fits."""
+  changed = None
+  if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+    changed = checkpoint.check_resumable(workdir, config)
+    if changed:
+      logging.warning("Resuming %s with changed fields %s.", workdir, ", ".join(changed))
+  if is_chief and (changed is None or changed):  # A new run, or allowed changes to record.
+    checkpoint.save_config(workdir, config)
+
+
+# ----------------------------------------------------------------------------
+# 2. Devices and the step.
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """One jitted step per (method, mesh) in a process, so a second run of an
+  identical config (a resume in the same process, a test) reuses its executable."""
+  return parallel.make_parallel_step(train_step, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(function: Callable, static_argnums: tuple = ()) -> Callable:
+  """One jit wrapper per method function (see _parallel_step)."""
+  return jax.jit(function, static_argnums=static_argnums)
+
+
+def make_train_step(method, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable, Callable]:
+  """The compiled data-parallel step and how batches and states reach the mesh.
+
+  Returns:
+    (step(state, sharded batch) -> (state, metrics), state donated,
+     put_batch(host-local numpy batch) -> global batch sharded over 'data',
+     put_state(state) -> state replicated on every device).
+  """
+  step = _parallel_step(method.train_step, mesh)
+  return (step, lambda batch: parallel.shard_batch(batch, mesh),
+          lambda state: parallel.replicate(state, mesh))
+
+
+# ----------------------------------------------------------------------------
+# 3. State.
+# ----------------------------------------------------------------------------
+
+
+def initial_state(method, config: ml_collections.ConfigDict, source) -> TrainState:
+  """`method.init` on the run's seed and an example batch of the data's shape.
+
+  Jitted: run eagerly, init compiles every small op on its own.
+  """
+  example = checkpoint.example_batch(source.image_shape, config.batch_size)
+  # The example batch stays a numpy constant: init reads only its shape.
+  init = jax.jit(lambda rng: method.init(config, rng, example))
+  return init(jax.random.PRNGKey(config.seed))
+
+
+# ----------------------------------------------------------------------------
+# 4. Evaluation.
+# ----------------------------------------------------------------------------
+
+
+def period_metric_groups(config: ml_collections.ConfigDict) -> tuple:
+  """The evaluator groups of every evaluation: the cheap ones and best_metric's."""
+  return tuple(dict.fromkeys(
+      evaluation_lib.CHEAP_METRICS + (config_checks.metric_group(config.best_metric),)))
+
+
+def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
+  """The groups evaluated at the end: the period's plus config.evaluation.final_metrics.
+
+  final_metrics ('full' = every metric this run can compute) is where the
+  expensive ones (FID, image SWD, classifier FD) are chosen.
+  """
+  chosen = tuple(config.evaluation.final_metrics) if "evaluation" in config else ()
+  if "full" in chosen:
+    chosen = tuple(evaluator.full_metrics)
+  return tuple(dict.fromkeys(period_metric_groups(config) + chosen))
+
+
+class ImageGrids:
+  """The PNG grids of a state: samples, reconstructions, interpolations.
+
+  The same test images and prior draws at every evaluation, so grids of
+  successive steps are comparable.
+  """
+
+  def __init__(self, method, config: ml_collections.ConfigDict, source):
+    self._reconstruct = _jitted(method.reconstruct)
+    self._sample = _jitted(method.sample, (2,))
+    self._interpolate = _jitted(method.interpolate, (3,))
+    num_images = int(config.num_eval_images)
+    test_images = next(iter(source.test_batches(max(num_images, 2 * NUM_INTERPOLATION_PAIRS))))
+    test_images = test_images["image"]
+    self.eval_images = test_images[:num_images]
+    pairs = min(NUM_INTERPOLATION_PAIRS, len(test_images) // 2)
+    self.pairs_a = test_images[:pairs]
+    self.pairs_b = test_images[pairs:2 * pairs]
+    self.sample_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3)
+
+  def __call__(self, state: TrainState) -> dict:
+    """name -> uint8 (H, W, 3) grid."""
+    samples = np.asarray(self._sample(state, self.sample_key, len(self.eval_images)))
+    reconstructions = np.asarray(self._reconstruct(state, self.eval_images))
+    interpolations = np.asarray(
+        self._interpolate(state, self.pairs_a, self.pairs_b, NUM_INTERPOLATION_STEPS))
+    return {
+        "samples": images_lib.samples_grid(samples),
+        "reconstructions": images_lib.reconstructions_grid(self.eval_images, reconstructions),
+        "interpolations": images_lib.interpolations_grid(interpolations),
+    }
+
+
+# ----------------------------------------------------------------------------
+# 5. The loop's helpers.
+# ----------------------------------------------------------------------------
+
+
+def _first_non_finite(history: list[tuple[int, dict]]) -> Optional[tuple[int, list[str]]]:
+  """(step, names) of the first step whose metrics hold a NaN or Inf, else None."""
+  for step, metrics in history:
+    bad = [name for name, value in metrics.items() if not np.isfinite(value)]
+    if bad:
+      return step, bad
+  return None
+
+
+def _mean_metrics(history: list[tuple[int, dict]]) -> dict:
+  names = history[-1][1].keys()
+  return {name: float(np.mean([m[name] for _, m in history])) for name in names}
+
+
+def _write_run_complete(workdir: str, step: int, manager) -> dict:
+  best_step = manager.best_step()
+  best_metrics = manager.metrics(best_step) if best_step is not None else None
+  summary = {"step": int(step), "best_step": int(best_step) if best_step is not None else int(step),
+             "best_metrics": dict(best_metrics or {})}
+  checkpoint.write_json_atomic(os.path.join(workdir, RUN_COMPLETE_FILE), summary)
+  return summary
+
+
+def read_run_complete(workdir: str) -> Optional[dict]:
+  """<workdir>/run_complete.json, or None for a run that has not finished."""
+  path = os.path.join(workdir, RUN_COMPLETE_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+# ----------------------------------------------------------------------------
+# train_and_evaluate
+# ----------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest complete checkpoint.
+
+  Returns:
+    The run summary also written to <workdir>/run_complete.json:
+    {"step": final step, "best_step": int, "best_metrics": {name: float}}.
+
+  Raises:
+    ValueError: an invalid config, or one that differs from the workdir's.
+    NonFiniteLossError: a loss term became NaN or Inf.
+  """
+  workdir = os.path.abspath(workdir)
+  is_chief = parallel.is_chief()
+  mesh = parallel.make_mesh()
+
+  # 1. Config and data. ------------------------------------------------------
+  config, source = prepare_config(config, mesh.devices.size)
+  parallel.check_batch_size(config.batch_size, mesh)
+  method = methods.get(config.method)
+  if is_chief:
+    os.makedirs(workdir, exist_ok=True)
+  _record_config(workdir, config, is_chief)
+  num_train_steps = int(config.num_train_steps)
+
+  # 2. Devices and the step. -------------------------------------------------
+  train_step, put_batch, put_state = make_train_step(method, mesh)
+
+  # 3. State. ----------------------------------------------------------------
+  manager = checkpoint.make_manager(workdir, config)
+  start_step = manager.latest_step() or 0
+  if start_step > num_train_steps:
+    manager.close()
+    raise ValueError(
+        f"{workdir!r} already holds checkpoint {start_step}, beyond "
+        f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
+  done = read_run_complete(workdir)
+  if done is not None and start_step == num_train_steps:
+    logging.info("%s is already complete at step %d; nothing to do.", workdir, start_step)
+    manager.close()
+    return done
+  if is_chief and done is not None:  # num_train_steps was raised: no longer complete.
+    os.remove(os.path.join(workdir, RUN_COMPLETE_FILE))
+  if start_step:
+    state = checkpoint.restore_from_manager(
+        manager, config, start_step, source.image_shape,
+        sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    logging.info("Resumed %s from checkpoint %d.", workdir, start_step)
+  else:
+    state = initial_state(method, config, source)
+  state = put_state(state)
+  best_step = manager.best_step() if start_step else None
+  best_value = (float(manager.metrics(best_step)[config.best_metric])
+                if best_step is not None and manager.metrics(best_step) else math.inf)
+
+  writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
+  evaluator = evaluation_lib.Evaluator(method, source, config)
+  period_groups = period_metric_groups(config)
+  image_grids = ImageGrids(method, config, source)
+  image_dir = os.path.join(workdir, IMAGE_DIR)
+  progress = metrics_io.Progress(start_step, num_train_steps)
+  last_good_step = start_step if start_step else None
+
+  def check_finite(pending):
+    history = [(s, {k: float(v) for k, v in m.items()}) for s, m in jax.device_get(pending)]
+    bad = _first_non_finite(history)
+    if bad is not None:
+      step, names = bad
+      manager.wait_until_finished()
+      where = (f"the last good checkpoint is step {last_good_step} in "
+               f"{manager.directory} (kept)" if last_good_step is not None
+               else "no checkpoint was saved before it")
+      raise NonFiniteLossError(
+          f"The loss became non-finite ({', '.join(names)}) at step {step}; "
+          f"training stopped and {where}. Lower optimizer.learning_rate or "
+          "lambda_reg and start again in a new --workdir.")
+    return history
+
+  # 5. The loop. -------------------------------------------------------------
+  batches = data.prefetch(source.train_batches(start_step), size=2, put=put_batch)
+  pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
+  log_history: list[tuple[int, dict]] = []
+  try:
+    for step in range(start_step + 1, num_train_steps + 1):
+      state, step_metrics = train_step(state, next(batches))
+      pending.append((step, step_metrics))
+      if step == start_step + 1:  # Start the clock after compilation.
+        jax.block_until_ready(step_metrics)
+        progress.steps_per_second(step)
+
+      is_last = step == num_train_steps
+      log_now = step % config.log_every_steps == 0 or is_last
+      eval_now = step % config.eval_every_steps == 0 or is_last
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      if not (log_now or eval_now or save_now):
+        continue
+      log_history.extend(check_finite(pending))
+      pending = []
+
+      if log_now:
+        rate = progress.steps_per_second(step)
+        scalars = _mean_metrics(log_history)
+        if math.isfinite(rate):
+          scalars["steps_per_second"] = rate
+        writer.write_scalars(step, scalars)
+        if is_chief:
+          metrics_io.log_progress(progress.line(step, scalars.get("loss", math.nan), rate))
+        log_history = []
+
+      eval_metrics = None
+      if eval_now:
+        eval_start = time.perf_counter()
+        groups = final_metric_groups(config, evaluator) if is_last else period_groups
+        eval_metrics = evaluator(state, metrics=groups)
+        if config.best_metric not in eval_metrics:
+          raise ValueError(
+              f"config.best_metric={config.best_metric!r} is not among the evaluated "
+              f"metrics {', '.join(sorted(eval_metrics))}; choose one of them.")
+        best_value = min(best_value, eval_metrics[config.best_metric])
+        eval_metrics[f"best_{config.best_metric}"] = best_value
+        writer.write_eval(step, eval_metrics)
+        grids = image_grids(state)  # On every process: the state may span hosts.
+        if is_chief:
+          images_lib.write_grids(image_dir, step, grids, writer)
+          logging.info("eval step %d: %s", step, ", ".join(
+              f"{k} {v:.4f}" for k, v in sorted(eval_metrics.items())))
+        writer.flush()
+        progress.exclude(time.perf_counter() - eval_start)
+
+      if save_now:
+        checkpoint.save(manager, state, step,
+                        metrics={config.best_metric: eval_metrics[config.best_metric]}
+                        if eval_metrics else None,
+                        image_shape=source.image_shape)
+        last_good_step = step
+  finally:
+    batches.close()
+    manager.wait_until_finished()
+    writer.close()
+
+  # 6. The end. --------------------------------------------------------------
+  summary = None
+  if is_chief:
+    summary = _write_run_complete(workdir, num_train_steps, manager)
+  manager.close()
+  return summary if summary is not None else {"step": num_train_steps}
