@@ -1,0 +1,16 @@
+"""Engines that execute the runs of a sweep: `local` and `ray`."""
+
+from launch.engines.base import Engine
+
+ENGINES = ("local", "ray")
+
+
+def get_engine(name: str, **kwargs) -> Engine:
+  """The engine called `name`, built with its keyword arguments."""
+  if name == "local":
+    from launch.engines import local  # pylint: disable=g-import-not-at-top
+    return local.LocalEngine(**kwargs)
+  if name == "ray":
+    from launch.engines import ray_engine  # pylint: disable=g-import-not-at-top
+    return ray_engine.RayEngine(**kwargs)
+  raise ValueError(f"Unknown engine {name!r}; use one of {ENGINES}.")

@@ -1,0 +1,195 @@
+"""configs/bigwae.py: the base runs and the sweep's expansion."""
+
+import importlib.util
+import math
+import os
+import shlex
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from launch import sweep as sweep_lib
+
+CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "bigwae.py")
+
+
+def _load_bigwae():
+  spec = importlib.util.spec_from_file_location("bigwae_under_test", CONFIG_PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+bigwae = _load_bigwae()
+
+
+def test_base_config_is_the_celeba_study():
+  config = bigwae.get_config()
+  assert config.dataset == "celeb_a" and config.image_size == 64
+  assert config.num_train_steps == 100_000
+  assert config.checkpoint_every_steps == config.eval_every_steps == 10_000
+  assert config.best_metric == "fid_inception"
+  assert config.evaluation.num_samples == 10_000
+  assert config.optimizer.schedule == "constant"
+  assert config.mmd.scales == (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def test_tiny_config_runs_offline_on_digits():
+  config = bigwae.get_config("tiny")
+  assert config.dataset == "digits" and config.model.network == "mlp"
+  assert config.num_train_steps <= 50
+  assert config.num_train_steps % config.checkpoint_every_steps == 0
+
+
+def test_unknown_config_argument_is_one_clear_error():
+  with pytest.raises(ValueError, match="tiny"):
+    bigwae.get_config("huge")
+  with pytest.raises(ValueError, match="tiny"):
+    bigwae.sweep(3, 0, "huge")
+
+
+def test_same_index_same_overrides_whatever_num_runs():
+  long = bigwae.sweep(60, seed=4)
+  assert bigwae.sweep(7, seed=4) == long[:7]
+  assert bigwae.sweep(60, seed=4) == long
+  assert bigwae.sweep(60, seed=5) != long
+
+
+def _in_range(value, spec):
+  distribution, params = spec
+  if distribution == "choice":
+    return value in params
+  low, high = params
+  return low <= value <= high
+
+
+def test_expansion_respects_ranges_over_many_indices():
+  num_runs = 1500
+  runs = bigwae.sweep(num_runs, seed=0)
+  field_to_names = {}
+  for name, (field, _) in bigwae.FIELDS.items():
+    field_to_names.setdefault(field, []).append(name)
+  positions = {name: [] for name, (d, _) in bigwae.SEARCH_SPACE.items() if d == "log_uniform"}
+  for index, overrides in enumerate(runs):
+    method = overrides["method"]
+    assert overrides["seed"] == index % 3
+    # Runs of one configuration differ only in their seed.
+    first = runs[index - index % 3]
+    assert {k: v for k, v in overrides.items() if k != "seed"} == {
+        k: v for k, v in first.items() if k != "seed"}
+    expected_fields = {"seed"} | {field for field, methods in bigwae.FIELDS.values()
+                                  if method in methods}
+    if method == "vae":
+      expected_fields |= {"model.encoder", "model.decoder_output"}
+    assert set(overrides) == expected_fields
+    for field, value in overrides.items():
+      if field == "seed":
+        continue
+      if field == "model.decoder_output":
+        assert method == "vae" and value == "logits"
+        continue
+      names = [n for n in field_to_names[field] if method in bigwae.FIELDS[n][1]]
+      if field == "model.encoder" and method == "vae":
+        assert value == "gaussian"
+        continue
+      assert len(names) == 1, (field, method)
+      spec = bigwae.SEARCH_SPACE[names[0]]
+      assert _in_range(value, spec), (index, field, value, spec)
+      if spec[0] == "log_uniform" and index % 3 == 0:
+        low, high = spec[1]
+        positions[names[0]].append(math.log(value / low) / math.log(high / low))
+  # Log-uniform: the position on the log axis is uniform on [0, 1], so its mean
+  # is 1/2 and its variance 1/12 (tolerances are > 4 standard errors).
+  for name, values in positions.items():
+    values = np.array(values)
+    assert len(values) > 50, name
+    assert abs(values.mean() - 0.5) < 4 * math.sqrt(1 / 12 / len(values)), name
+    assert abs(values.var() - 1 / 12) < 0.03, name
+  methods = [r["method"] for r in runs[::3]]
+  for method in ("wae_mmd", "wae_gan", "vae"):
+    assert abs(methods.count(method) / len(methods) - 1 / 3) < 0.06
+
+
+def test_editing_one_range_leaves_the_other_draws(monkeypatch):
+  before = bigwae.sweep(90, seed=1)
+  monkeypatch.setitem(bigwae.SEARCH_SPACE, "beta", ("uniform", (20.0, 30.0)))
+  after = bigwae.sweep(90, seed=1)
+  for old, new in zip(before, after):
+    if old["method"] == "vae":
+      assert 20.0 <= new["vae.beta"] <= 30.0
+    assert {k: v for k, v in old.items() if k != "vae.beta"} == {
+        k: v for k, v in new.items() if k != "vae.beta"}
+
+
+def test_bad_search_space_is_one_clear_error(monkeypatch):
+  monkeypatch.setitem(bigwae.SEARCH_SPACE, "learning_rate", ("log_uniform", (0.0, 1e-3)))
+  with pytest.raises(ValueError, match="log_uniform"):
+    bigwae.sweep(3)
+  monkeypatch.setitem(bigwae.SEARCH_SPACE, "learning_rate", ("gamma", (1.0, 2.0)))
+  with pytest.raises(ValueError, match="distribution"):
+    bigwae.sweep(3)
+
+
+def test_tiny_mode_maps_networks_to_mlp_widths():
+  runs = bigwae.sweep(300, seed=0, config_arg="tiny")
+  full = bigwae.sweep(300, seed=0)
+  for tiny, big in zip(runs, full):
+    assert "model.network" not in tiny
+    assert tiny["model.hidden_sizes"] == bigwae.TINY_NETWORKS[big["model.network"]]
+    assert tiny["latent_dim"] in bigwae.TINY_SEARCH_SPACE["latent_dim"][1]
+    assert tiny["batch_size"] in bigwae.TINY_SEARCH_SPACE["batch_size"][1]
+    # The other dimensions are the full sweep's.
+    for key in ("method", "optimizer.learning_rate", "seed"):
+      assert tiny[key] == big[key]
+  assert {r["model.hidden_sizes"] for r in runs} == set(bigwae.TINY_NETWORKS.values())
+
+
+@pytest.mark.parametrize("config_arg", [None, "tiny"])
+def test_commands_parse_with_ml_collections_flags(config_arg, tmp_path):
+  """The manifest's --config.x=y flags set exactly the overrides in the config."""
+  entries = sweep_lib.expand(str(tmp_path), CONFIG_PATH, config_arg, 12, seed=3)
+  for entry in entries:
+    argv = ["prog"] + [a for a in shlex.split(entry["command"]) if a.startswith("--config")]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
+    flag_values(argv)
+    config = flag_values.config
+    for key, value in entry["overrides"].items():
+      node = config
+      for part in key.split("."):
+        node = node[part]
+      if isinstance(value, list):
+        assert tuple(node) == tuple(value), key
+      else:
+        assert node == value and type(node) is type(value), key
+
+
+def _apply(config, overrides):
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for name in parents:
+      node = node[name]
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+@pytest.mark.parametrize("config_arg,image_shape", [(None, (64, 64, 3)), ("tiny", (8, 8, 1))])
+def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_shape):
+  """The trainer's own validation accepts each run (8 devices), and each network
+  the sweep uses builds at the data's shape (traced with eval_shape, no compute)."""
+  config_checks = pytest.importorskip("wae_jax.config_checks")
+  traced = set()
+  for overrides in bigwae.sweep(300, seed=0, config_arg=config_arg):
+    # Setting a field the locked config lacks would raise: every key exists.
+    config = _apply(bigwae.get_config(config_arg), overrides)
+    config_checks.check_values(config, num_devices=8)
+    network = (config.model.network, tuple(config.model.hidden_sizes))
+    if network not in traced and config.model.encoder == "gaussian":
+      traced.add(network)
+      config.latent_dim = max(bigwae.search_space(config_arg)["latent_dim"][1])
+      config_checks.check_networks(config, image_shape)
+  assert len(traced) == 2

@@ -1,0 +1,170 @@
+"""End-to-end tiny sweeps with the real trainer (python -m wae_jax.main) on digits.
+
+Local engine: a launcher killed midway and relaunched finishes every run and
+runs none twice; a run with an invalid value is retried, then reported failed
+with its log tail; status and collect read the result. Ray engine: a local Ray
+finishes the sweep, and a second launch does nothing.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from launch import collect
+from launch import runs
+from launch import status
+from launch import sweep
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIGWAE = os.path.join(PROJECT_ROOT, "configs", "bigwae.py")
+NUM_GOOD_RUNS = 6
+BAD_INDEX = 6
+
+# The tiny sweep plus one run whose network does not exist.
+FAILING_CONFIG = f'''
+import importlib.util
+_spec = importlib.util.spec_from_file_location("bigwae_for_test", {BIGWAE!r})
+_bigwae = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bigwae)
+get_config = _bigwae.get_config
+
+def sweep(num_runs, seed=0, config_arg=None):
+  overrides = _bigwae.sweep(num_runs, seed, config_arg)
+  if num_runs > {BAD_INDEX}:
+    overrides[{BAD_INDEX}]["model.network"] = "no_such_network"
+  return overrides
+'''
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.fixture(autouse=True)
+def light_runs(monkeypatch, compilation_cache):
+  # Runs inherit these (local workers and a Ray started here): one XLA device
+  # each keeps two runs at a time light on a small machine, and one JAX
+  # compilation cache for both tests lets the runs of a configuration skip
+  # most of their compile time (the launcher's own default is <root>/jax_cache).
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache)
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def _attempts(workdir):
+  return runs.read_jsonl(os.path.join(workdir, runs.ATTEMPTS_FILE))
+
+
+def _wait_for(predicate, timeout, what):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return
+    time.sleep(0.2)
+  raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
+  config = tmp_path / "failing_bigwae.py"
+  config.write_text(FAILING_CONFIG)
+  root = str(tmp_path / "sweep")
+  num_runs = NUM_GOOD_RUNS + 1
+  workdirs = [os.path.join(root, "runs", str(i)) for i in range(num_runs)]
+
+  # 1. Launch in its own process group, kill the whole group with SIGKILL as
+  #    soon as one run has finished.
+  with open(tmp_path / "first_launch.txt", "w") as out:
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "launch.sweep", f"--config={config}:tiny", f"--root={root}",
+         f"--num_runs={num_runs}", "--max_parallel=2", "--retries=1"],
+        cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+      _wait_for(lambda: any(runs.is_finished(w) for w in workdirs) or launcher.poll() is not None,
+                240, "a first finished run")
+    finally:
+      os.killpg(launcher.pid, signal.SIGKILL)
+      launcher.wait()
+  assert launcher.returncode == -signal.SIGKILL, (tmp_path / "first_launch.txt").read_text()
+  # The OS releases the locks of the killed workers and trainers.
+  _wait_for(lambda: not any(runs.is_locked(w) for w in workdirs if os.path.isdir(w)),
+            30, "the killed runs' locks")
+  finished_before = {i for i, w in enumerate(workdirs) if runs.is_finished(w)}
+  assert finished_before and len(finished_before) < NUM_GOOD_RUNS
+  manifest = sweep.read_manifest(root)
+  assert [e["index"] for e in manifest] == list(range(num_runs))
+
+  # 2. Relaunch: the rest finishes, the bad run is retried once then failed.
+  results = sweep.launch(f"{config}:tiny", root, num_runs, "local", max_parallel=2,
+                         retries=1, log=lambda _: None)
+  by_index = {r.index: r for r in results}
+  assert set(by_index) == set(range(num_runs)) - finished_before
+  assert by_index[BAD_INDEX].state == runs.FAILED and by_index[BAD_INDEX].attempts == 2
+  assert "no_such_network" in by_index[BAD_INDEX].log_tail
+  for i in range(NUM_GOOD_RUNS):
+    assert runs.is_finished(workdirs[i]), runs.log_tail(workdirs[i])
+    complete = runs.read_json(os.path.join(workdirs[i], runs.COMPLETE_FILE))
+    assert complete["step"] == 20
+    # Every trainer start ran the manifest's command, as a user would.
+    with open(os.path.join(workdirs[i], runs.LOG_FILE)) as f:
+      assert manifest[i]["command"] in f.read()
+  # A run finished before the kill was never started again; an interrupted
+  # one was started once more and resumed.
+  for i in finished_before:
+    assert len(_attempts(workdirs[i])) == 1
+  for i in set(range(NUM_GOOD_RUNS)) - finished_before:
+    assert 1 <= len(_attempts(workdirs[i])) <= 2
+
+  # 3. Status and collect.
+  counts = status.sweep_status(root).counts
+  assert counts == {"pending": 0, "running": 0, "finished": NUM_GOOD_RUNS, "failed": 1}
+  result = collect.collect(root)
+  rows = {r["index"]: r for r in result["rows"]}
+  assert all(rows[i]["value"] is not None for i in range(NUM_GOOD_RUNS))
+  assert rows[BAD_INDEX]["state"] == "failed" and rows[BAD_INDEX]["value"] is None
+  for i in range(NUM_GOOD_RUNS):
+    complete = runs.read_json(os.path.join(workdirs[i], runs.COMPLETE_FILE))
+    assert rows[i]["best_step"] == complete["best_step"]
+    assert rows[i]["best_metrics"] == complete["best_metrics"]
+  names = {os.path.basename(p) for p in result["files"]}
+  assert {"runs.csv", "runs.jsonl", "best_by_method.png", "metric_vs_hparams.png",
+          "top_runs.png"} <= names
+  for path in result["files"]:
+    if path.endswith(".png"):
+      with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
+  ray = pytest.importorskip("ray")
+  root = str(tmp_path / "sweep")
+  try:
+    results = sweep.launch(f"{BIGWAE}:tiny", root, NUM_GOOD_RUNS, "ray", max_parallel=2,
+                           retries=1, engine_options={"num_cpus": 2}, log=lambda _: None)
+  finally:
+    ray.shutdown()
+  assert sorted(r.index for r in results) == list(range(NUM_GOOD_RUNS))
+  assert all(r.state == runs.FINISHED and r.attempts == 1 for r in results), [
+      (r.index, r.state, r.log_tail) for r in results]
+  manifest = sweep.read_manifest(root)
+  for entry in manifest:
+    assert runs.is_finished(entry["workdir"])
+    assert len(_attempts(entry["workdir"])) == 1
+  before = {e["index"]: os.path.getmtime(os.path.join(e["workdir"], runs.COMPLETE_FILE))
+            for e in manifest}
+
+  again = sweep.launch(f"{BIGWAE}:tiny", root, NUM_GOOD_RUNS, "ray", max_parallel=2,
+                       retries=1, engine_options={"num_cpus": 2}, log=lambda _: None)
+  assert again == [] and not ray.is_initialized()
+  for entry in manifest:
+    assert len(_attempts(entry["workdir"])) == 1
+    assert os.path.getmtime(os.path.join(entry["workdir"], runs.COMPLETE_FILE)) == (
+        before[entry["index"]])
+  assert status.sweep_status(root).counts["finished"] == NUM_GOOD_RUNS
+  with open(os.path.join(root, sweep.SWEEP_FILE)) as f:
+    assert json.load(f)["engine"] == "ray"
