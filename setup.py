@@ -26,14 +26,12 @@ setup(
         "tensorflow-cpu>=2.16",
         "importlib_resources>=6.0",
         "pillow>=10.0",
-        "clu>=0.0.12",
         "tensorboardX>=2.6",
         "matplotlib>=3.7",
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.88", "hypothesis>=6.90",
-                 "ray[default]>=2.9"],
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.88", "ray[default]>=2.9"],
         "ray": ["ray[default]>=2.9"],
     },
 )
