@@ -178,9 +178,14 @@ def _apply(config, overrides):
 
 
 @pytest.mark.parametrize("config_arg,image_shape", [(None, (64, 64, 3)), ("tiny", (8, 8, 1))])
-def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_shape):
+def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_shape,
+                                                          tmp_path, monkeypatch):
   """The trainer's own validation accepts each run (8 devices), and each network
   the sweep uses builds at the data's shape (traced with eval_shape, no compute)."""
+  # The full sweep selects by FID, which the checks require a weights file for.
+  weights = tmp_path / "inception_v3_weights_fid.pickle"
+  weights.write_bytes(b"")
+  monkeypatch.setenv("WAE_JAX_FID_WEIGHTS", str(weights))
   config_checks = pytest.importorskip("wae_jax.config_checks")
   traced = set()
   for overrides in bigwae.sweep(300, seed=0, config_arg=config_arg):

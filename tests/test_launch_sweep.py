@@ -41,9 +41,13 @@ def sweep(num_runs, seed=0, config_arg=None):
 '''
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def compilation_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("jax_cache"))
+  # The parent of the base temp dir is shared by all pytest-xdist workers, so
+  # both sweeps (often on different workers) reuse each other's programs.
+  path = tmp_path_factory.getbasetemp().parent / "launch_jax_cache"
+  path.mkdir(exist_ok=True)
+  return str(path)
 
 
 @pytest.fixture(autouse=True)
