@@ -16,12 +16,18 @@ from wae_jax.methods import wae_mmd
 import methods_testlib as lib
 
 NUM_STEPS = 50
+# The config of each method's training test; the tests that check one step
+# against re-derivations use the same ones, so each step compiles once.
+SHARED_OVERRIDES = {
+    "wae_mmd": {"lambda_reg": 3.0},
+    "wae_gan": {"lambda_reg": 0.1},
+    "vae": {"vae.beta": 2.0},
+    "moca": {},
+}
 
 
-def _train(config, num_steps=NUM_STEPS, seed=0):
-  method, state = lib.init_state(config, seed)
-  batch = lib.digits_batch(config.batch_size)
-  step = lib.jit_step(method)
+def _train(method, state, step, batch_size, num_steps=NUM_STEPS):
+  batch = lib.digits_batch(batch_size)
   structure = jax.tree.structure(state)
   history = []
   for _ in range(num_steps):
@@ -38,8 +44,8 @@ def test_get_rejects_unknown_method():
 
 @pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])
 def test_training_lowers_loss_keeps_structure(name):
-  config = lib.tiny_config(name, **({"lambda_reg": 0.1} if name == "wae_gan" else {}))
-  method, state, history = _train(config)
+  config, method, state, step = lib.shared_setup(name, **SHARED_OVERRIDES[name])
+  method, state, history = _train(method, state, step, config.batch_size)
   assert int(state.step) == NUM_STEPS
   for metrics in history:
     assert all(np.isfinite(v) for v in metrics.values()), metrics
@@ -52,15 +58,16 @@ def test_training_lowers_loss_keeps_structure(name):
   assert history[-1]["reconstruction"] < history[0]["reconstruction"]
 
   images = lib.digits_batch(6)["image"]
-  codes = method.encode(state, images)
+  inference = lib.inference(method)
+  codes = inference.encode(state, images)
   assert codes.shape == (6, config.latent_dim)
-  reconstructions = method.reconstruct(state, images)
-  samples = method.sample(state, jax.random.PRNGKey(1), 5)
+  reconstructions = inference.reconstruct(state, images)
+  samples = inference.sample(state, jax.random.PRNGKey(1), 5)
   assert reconstructions.shape == images.shape
   assert samples.shape == (5, 8, 8, 1)
   for out in (reconstructions, samples):
     assert float(jnp.min(out)) >= 0.0 and float(jnp.max(out)) <= 1.0
-  path = method.interpolate(state, images[:3], images[3:], 4)
+  path = inference.interpolate(state, images[:3], images[3:], 4)
   assert path.shape == (3, 4, 8, 8, 1)
   # The end points are the reconstructions of a and b.
   np.testing.assert_allclose(path[:, 0], reconstructions[:3], atol=1e-5)
@@ -69,26 +76,39 @@ def test_training_lowers_loss_keeps_structure(name):
 
 @pytest.mark.parametrize("regularizer", ["sliced", "sinkhorn", "cramer_wold"])
 def test_wae_baseline_regularizers_share_the_step(regularizer):
-  config = lib.tiny_config("wae_mmd", regularizer=regularizer)
-  config.sinkhorn.num_iters = 10
-  _, state, history = _train(config, num_steps=10)
+  config = lib.tiny_config("wae_mmd", regularizer=regularizer,
+                           **{"sinkhorn.num_iters": 10})
+  method, state = lib.init_state(config)
+  _, state, history = _train(method, state, lib.jit_step(method),
+                             config.batch_size, num_steps=10)
   assert int(state.step) == 10
   assert all(np.isfinite(list(m.values())).all() for m in history)
   assert history[-1]["loss"] < history[0]["loss"]
 
 
+def _prior_samples(config, state, shape):
+  """The step-0 prior samples of wae_mmd: the 2nd of 3 keys split from
+  fold_in(state.rng, 0)."""
+  def draw(rng):
+    prior_key = jax.random.split(jax.random.fold_in(rng, 0), 3)[1]
+    return priors.get_prior(config).sample(prior_key, *shape)
+  return np.asarray(lib.jit(draw)(state.rng))
+
+
 def test_wae_mmd_regularizer_is_the_mmd_of_codes_and_prior_samples():
-  config = lib.tiny_config("wae_mmd", lambda_reg=3.0)
-  method, state = lib.init_state(config)
+  config, method, state, step = lib.shared_setup(
+      "wae_mmd", **SHARED_OVERRIDES["wae_mmd"])
+  assert config.lambda_reg == 3.0
   batch = lib.digits_batch(config.batch_size)
-  _, metrics = jax.jit(method.train_step)(state, batch)
-  codes = method.encode(state, batch["image"])  # MLP: no BatchNorm, eval == train
-  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
-  prior_samples = priors.get_prior(config).sample(prior_key, *codes.shape)
-  expected_mmd = losses.mmd_penalty(codes, prior_samples)
+  _, metrics = step(state, batch)
+  inference = lib.inference(method)
+  # MLP: no BatchNorm, so eval mode == train mode.
+  codes = inference.encode(state, batch["image"])
+  prior_samples = _prior_samples(config, state, codes.shape)
+  expected_mmd = lib.jit(losses.mmd_penalty)(codes, prior_samples)
   expected_rec = np.mean(np.sum(
-      (np.asarray(method.reconstruct(state, batch["image"])) - batch["image"]) ** 2,
-      axis=(1, 2, 3)))
+      (np.asarray(inference.reconstruct(state, batch["image"]))
+       - batch["image"]) ** 2, axis=(1, 2, 3)))
   np.testing.assert_allclose(metrics["regularizer"], expected_mmd, rtol=1e-4)
   np.testing.assert_allclose(metrics["reconstruction"], expected_rec, rtol=1e-5)
   np.testing.assert_allclose(metrics["loss"], expected_rec + 3.0 * expected_mmd,
@@ -105,10 +125,8 @@ def test_wae_pretraining_matches_moments_and_only_moves_the_encoder():
   config = lib.tiny_config("wae_mmd", pretrain_encoder_steps=3)
   method, state = lib.init_state(config)
   batch = lib.digits_batch(config.batch_size)
-  codes = np.asarray(method.encode(state, batch["image"]))
-  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
-  prior_samples = np.asarray(
-      priors.get_prior(config).sample(prior_key, *codes.shape))
+  codes = np.asarray(lib.inference(method).encode(state, batch["image"]))
+  prior_samples = _prior_samples(config, state, codes.shape)
   expected = _numpy_moment_loss(codes, prior_samples)
   assert expected >= wae_mmd.PRETRAIN_STOP_LOSS  # an untrained encoder
   before = lib.copy_tree(state.params)
@@ -133,14 +151,12 @@ def test_wae_pretraining_stops_below_threshold():
   config = lib.tiny_config("wae_mmd", pretrain_encoder_steps=100, prior_var=1e-6)
   method, state = lib.init_state(config)
   batch = lib.digits_batch(config.batch_size)
-  codes = np.asarray(method.encode(state, batch["image"]))
-  prior_key = jax.random.split(jax.random.fold_in(state.rng, 0), 3)[1]
-  prior_samples = np.asarray(
-      priors.get_prior(config).sample(prior_key, *codes.shape))
+  codes = np.asarray(lib.inference(method).encode(state, batch["image"]))
+  prior_samples = _prior_samples(config, state, codes.shape)
   expected = _numpy_moment_loss(codes, prior_samples)
   assert expected < wae_mmd.PRETRAIN_STOP_LOSS
   before = lib.copy_tree(state.params)
-  state, metrics = jax.jit(method.train_step)(state, batch)
+  state, metrics = lib.jit_step(method)(state, batch)
   np.testing.assert_allclose(metrics["pretrain_loss"], expected, rtol=1e-4)
   assert float(metrics["pretraining"]) == 0.0
   assert any(not np.array_equal(a, b) for a, b in zip(
@@ -151,7 +167,7 @@ def test_encoder_input_noise_is_truncated_and_random_per_step():
   config = lib.tiny_config("wae_mmd", encoder_input_noise=0.3)
   _, state = lib.init_state(config)
   images = jnp.asarray(lib.digits_batch(config.batch_size)["image"])
-  loss = jax.jit(lambda key: wae_mmd.loss_fn(state.params, state, images, key)[1][0])
+  loss = lib.jit(lambda key: wae_mmd.loss_fn(state.params, state, images, key)[1][0])
   first, second = loss(jax.random.PRNGKey(0)), loss(jax.random.PRNGKey(1))
   assert np.isfinite(float(first["loss"]))
   assert float(first["reconstruction"]) != float(second["reconstruction"])
@@ -162,14 +178,15 @@ def test_encoder_input_noise_is_truncated_and_random_per_step():
 
 
 def test_vae_kl_matches_encoder_outputs():
-  config = lib.tiny_config("vae", **{"vae.beta": 2.0})
-  method, state = lib.init_state(config)
+  config, method, state, step = lib.shared_setup("vae", **SHARED_OVERRIDES["vae"])
+  assert config.vae.beta == 2.0
   batch = lib.digits_batch(config.batch_size)
-  _, metrics = jax.jit(method.train_step)(state, batch)
-  mean, logvar = state.networks.encoder.apply(
-      {"params": state.params["encoder"]}, batch["image"], train=True)
-  np.testing.assert_allclose(metrics["kl"], losses.gaussian_kl(mean, logvar),
-                             rtol=1e-5)
+  _, metrics = step(state, batch)
+  mean, logvar = lib.jit(lambda params, images: state.networks.encoder.apply(
+      {"params": params}, images, train=True))(
+          state.params["encoder"], batch["image"])
+  np.testing.assert_allclose(metrics["kl"],
+                             lib.jit(losses.gaussian_kl)(mean, logvar), rtol=1e-5)
   mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
   numpy_kl = np.mean(0.5 * np.sum(np.exp(logvar) + mean ** 2 - 1 - logvar, axis=1))
   np.testing.assert_allclose(metrics["kl"], numpy_kl, rtol=1e-4)
@@ -181,7 +198,9 @@ def test_vae_gaussian_likelihood_trains():
   config = lib.tiny_config("vae", **{"vae.likelihood": "gaussian",
                                      "vae.gaussian_var": 0.1,
                                      "model.decoder_output": "sigmoid"})
-  _, _, history = _train(config, num_steps=20)
+  method, state = lib.init_state(config)
+  _, _, history = _train(method, state, lib.jit_step(method), config.batch_size,
+                         num_steps=20)
   assert history[-1]["loss"] < history[0]["loss"]
 
 

@@ -1,6 +1,8 @@
 """MoCA: the queue, its pointer and the key encoder's EMA against hand
 computations; with lambda = 0 the gradient is a plain autoencoder's."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +33,12 @@ def _apply_train(module, params, batch_stats, x):
   return module.apply(variables, x, train=True)
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_apply_train(module):
+  """_apply_train of `module`, jitted once (the module is static)."""
+  return lib.jit(functools.partial(_apply_train, module))
+
+
 def _cosine_momentum(step, total, base):
   return 1.0 - (1.0 - base) * (np.cos(np.pi * min(step, total) / total) + 1.0) / 2.0
 
@@ -52,8 +60,8 @@ def test_queue_pointer_and_key_encoder_ema():
     key_params = jax.tree.map(lambda k, q: m * k + (1 - m) * q, key_params,
                               query_params)
     batch = lib.digits_batch(BATCH, offset=BATCH * t)  # distinct keys per step
-    (codes, _) = _apply_train(state.networks.encoder, key_params, {},
-                              batch["image"])
+    (codes, _) = _jitted_apply_train(state.networks.encoder)(
+        key_params, {}, batch["image"])
     written[t] = _unit(codes)
     state, metrics = step(state, batch)
     np.testing.assert_allclose(metrics["momentum"], m, rtol=1e-6)
@@ -74,7 +82,7 @@ def test_zero_lambda_gradient_is_a_plain_autoencoders():
   _, state = lib.init_state(config)
   images = jnp.asarray(lib.digits_batch(BATCH)["image"])
   keys = jax.random.normal(jax.random.PRNGKey(3), (BATCH, config.latent_dim))
-  grads, _ = jax.grad(moca.loss_fn, has_aux=True)(
+  grads, _ = lib.jit(jax.grad(moca.loss_fn, has_aux=True))(
       state.params, state, images, moca.normalise(keys))
 
   def autoencoder_loss(params):
@@ -85,19 +93,23 @@ def test_zero_lambda_gradient_is_a_plain_autoencoders():
                                        train=True)
     return jnp.mean(jnp.sum((rec - images) ** 2, axis=(1, 2, 3)))
 
-  expected = jax.grad(autoencoder_loss)(state.params)
+  expected = lib.jit(jax.grad(autoencoder_loss))(state.params)
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
-  # And lambda > 0 adds the contrastive term's gradient.
-  config = lib.tiny_config("moca", batch_size=BATCH, lambda_reg=1.0)
-  _, state = lib.init_state(config)
-  loss, (metrics, _, queries) = moca.loss_fn(state.params, state, images,
-                                             moca.normalise(keys))
+  # And lambda > 0 adds the contrastive term.
+  config, _, state, _ = lib.shared_setup("moca", batch_size=BATCH)
+  assert config.lambda_reg > 0
+  loss, (metrics, _, queries) = lib.jit(moca.loss_fn)(
+      state.params, state, images, moca.normalise(keys))
   np.testing.assert_allclose(
       metrics["regularizer"],
-      losses.moca_loss(queries, moca.normalise(keys), state.queue,
-                       config.moca.temperature), rtol=1e-6)
+      lib.jit(losses.moca_loss, static_argnums=3)(
+          queries, moca.normalise(keys), state.queue, config.moca.temperature),
+      rtol=1e-6)
+  np.testing.assert_allclose(
+      loss, metrics["reconstruction"] + config.lambda_reg * metrics["regularizer"],
+      rtol=1e-6)
   np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, rtol=1e-5)
 
 
@@ -108,17 +120,18 @@ def test_queue_size_must_divide_by_global_batch():
 
 
 def test_generation_uses_the_sphere():
-  config = lib.tiny_config("moca", batch_size=BATCH)
-  method, state = lib.init_state(config)
+  config, method, state, _ = lib.shared_setup("moca", batch_size=BATCH)
+  inference = lib.inference(method)
   images = lib.digits_batch(4)["image"]
-  codes = method.encode(state, images)
+  codes = inference.encode(state, images)
   np.testing.assert_allclose(np.linalg.norm(codes, axis=1), 1.0, rtol=1e-5)
   key = jax.random.PRNGKey(7)
-  z = jax.random.normal(key, (3, config.latent_dim))
-  np.testing.assert_allclose(method.sample(state, key, 3),
-                             method.decode(state, _unit(z).astype(np.float32)),
+  z = np.asarray(lib.jit(jax.random.normal, static_argnums=1)(
+      key, (3, config.latent_dim)))
+  np.testing.assert_allclose(inference.sample(state, key, 3),
+                             inference.decode(state, _unit(z).astype(np.float32)),
                              atol=1e-6)
-  path = method.interpolate(state, images[:2], images[2:], 3)
+  path = inference.interpolate(state, images[:2], images[2:], 3)
   # The midpoint decodes the renormalised mean of the two codes.
   mid = _unit((np.asarray(codes[:2]) + np.asarray(codes[2:])) / 2).astype(np.float32)
-  np.testing.assert_allclose(path[:, 1], method.decode(state, mid), atol=1e-5)
+  np.testing.assert_allclose(path[:, 1], inference.decode(state, mid), atol=1e-5)

@@ -108,10 +108,13 @@ def test_eight_devices_match_one(name, batch_norm_networks):
   method, state = lib.init_state(config)
   assert state.batch_stats["encoder"]  # BatchNorm is exercised
   mesh = parallel.make_mesh(jax.devices()[:NUM_DEVICES])
-  parallel_step = parallel.make_parallel_step(method.train_step, mesh)
-  single_step = jax.jit(method.train_step)
-  single_state = state
   multi_state = parallel.replicate(state, mesh)
+  # The trainer's parallel step, compiled with the tests' fast options.
+  parallel_step = parallel.make_parallel_step(method.train_step, mesh).lower(
+      multi_state, parallel.shard_batch(lib.digits_batch(BATCH), mesh)
+  ).compile(lib.COMPILER_OPTIONS)
+  single_step = lib.jit_step(method)
+  single_state = state
   for t in range(5):
     batch = lib.digits_batch(BATCH, offset=BATCH * t)
     single_state, single_metrics = single_step(single_state, batch)
@@ -132,8 +135,7 @@ def test_batch_must_divide_by_devices():
   parallel.check_batch_size(16, mesh)
   with pytest.raises(ValueError, match="multiple of this host's 8 devices"):
     parallel.shard_batch({"image": np.zeros((12, 8, 8, 1), np.float32)}, mesh)
-  config = lib.tiny_config("wae_mmd", batch_size=12)
-  method, state = lib.init_state(config)
+  _, method, state, _ = lib.shared_setup("wae_mmd")
   step = parallel.make_parallel_step(method.train_step, mesh)
   # A batch placed on one device: the step refuses it before any compute.
   with pytest.raises(ValueError, match="multiple of the number of devices"):

@@ -1,0 +1,196 @@
+"""Steps/s and images/s of each method's data-parallel train step.
+
+Times `parallel.make_parallel_step(method.train_step, mesh)` (shard_map under
+jit, state donated: what the trainer runs) on a mesh of 1, 2, 4 and 8 devices,
+for every method (wae_mmd, wae_gan, vae, moca) and two networks:
+  mlp:   the default MLP (256, 256), latent 8, on digits-sized 8x8x1 images;
+  dcgan: the WAE paper's MNIST conv nets at 1/8 width, latent 8, 28x28x1.
+The global batch is the same for every device count (default 64), so with N
+devices each device runs batch/N examples and the codes are all-gathered.
+Images are uniform noise in [0, 1] of that shape (the step's cost does not
+depend on pixel values); the batch is sharded once, outside the timing.
+
+On a CPU the N devices are fake (--xla_force_host_platform_device_count=N):
+they share the machine's cores, so the table shows the cost of the
+data-parallel program (per-device launches, all-gathers, gradient pmean), not
+a speed-up. XLA flags are read once per process, so every device count runs
+in its own subprocess, with the trainer's CPU flag
+--xla_cpu_experimental_ynn_fusion_type=reduce (see wae_jax/main.py). On a
+machine with accelerators it uses the real devices (counts above the number
+present are skipped).
+
+  python benchmarks/step.py                                  # the table
+  python benchmarks/step.py --devices=1,8 --nets=mlp --batch_size=64
+  python benchmarks/step.py --single --num_devices=2         # one subprocess, JSON
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
+NETS = ("mlp", "dcgan")
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
+
+
+def make_config(method: str, net: str, batch_size: int):
+  """The run's config: configs/default.py (mlp) or the WAE paper's MNIST (dcgan)."""
+  from configs import _wae_paper  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  if net == "mlp":
+    config = default.base_config()
+    config.method = method
+  elif net == "dcgan":
+    config = _wae_paper.mnist(method)
+    config.model.width_multiplier = 1 / 8
+  else:
+    raise ValueError(f"Unknown net {net!r}; use one of {NETS}.")
+  config.batch_size = batch_size
+  config.steps_per_epoch = 100  # the schedules need it; the data is not read
+  if method == "vae":
+    config.model.encoder = "gaussian"
+    config.model.decoder_output = "logits"
+    config.vae.likelihood = "bernoulli"
+  if method == "moca":
+    config.model.encoder = "sphere"
+    config.prior = "sphere"
+    config.moca.queue_size = 8 * batch_size
+  return config
+
+
+def image_shape(net: str):
+  return (8, 8, 1) if net == "mlp" else (28, 28, 1)
+
+
+def time_cell(method: str, net: str, num_devices: int, batch_size: int,
+              min_steps: int, max_seconds: float) -> dict:
+  """Compile time and median seconds per step of one (method, net, devices)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from wae_jax import methods  # pylint: disable=g-import-not-at-top
+  from wae_jax import parallel  # pylint: disable=g-import-not-at-top
+
+  config = make_config(method, net, batch_size)
+  module = methods.get(method)
+  mesh = parallel.make_mesh(jax.devices()[:num_devices])
+  parallel.check_batch_size(batch_size, mesh)
+  images = np.random.default_rng(0).uniform(
+      size=(batch_size,) + image_shape(net)).astype(np.float32)
+  host_batch = {"image": images}
+  state = jax.jit(lambda rng: module.init(config, rng, host_batch))(
+      jax.random.PRNGKey(0))
+  state = parallel.replicate(state, mesh)
+  batch = parallel.shard_batch(host_batch, mesh)
+  step = parallel.make_parallel_step(module.train_step, mesh)
+
+  start = time.perf_counter()
+  state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+
+  times = []
+  begin = time.perf_counter()
+  while len(times) < min_steps or time.perf_counter() - begin < max_seconds:
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+    if time.perf_counter() - begin > 10 * max_seconds:
+      break
+  seconds = float(np.median(times))
+  return {"method": method, "net": net, "devices": num_devices,
+          "batch_size": batch_size, "compile_s": compile_s,
+          "ms_per_step": 1000 * seconds, "steps_per_s": 1.0 / seconds,
+          "images_per_s": batch_size / seconds, "steps_timed": len(times),
+          "loss": float(metrics["loss"]), "platform": jax.devices()[0].platform,
+          "device_kind": jax.devices()[0].device_kind}
+
+
+def run_single(args) -> None:
+  """All (net, method) cells of one device count, one JSON line each."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if jax.device_count() < args.num_devices:
+    print(json.dumps({"skipped": args.num_devices,
+                      "available": jax.device_count()}), flush=True)
+    return
+  for net in args.nets.split(","):
+    for method in args.methods.split(","):
+      cell = time_cell(method, net, args.num_devices, args.batch_size,
+                       args.min_steps, args.max_seconds)
+      print(json.dumps(cell), flush=True)
+
+
+def has_accelerator() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+             "jax_rocm7_plugin", "libtpu")
+  return any(importlib.util.find_spec(name) for name in plugins)
+
+
+def main():
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--devices", default="1,2,4,8", help="device counts")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--nets", default=",".join(NETS))
+  parser.add_argument("--batch_size", type=int, default=64, help="global batch")
+  parser.add_argument("--min_steps", type=int, default=3)
+  parser.add_argument("--max_seconds", type=float, default=1.0,
+                      help="time each cell for at least this long")
+  parser.add_argument("--single", action="store_true",
+                      help="time one device count in this process")
+  parser.add_argument("--num_devices", type=int, default=1)
+  args = parser.parse_args()
+  if args.single:
+    run_single(args)
+    return
+
+  accelerator = has_accelerator()
+  rows = []
+  for num_devices in (int(n) for n in args.devices.split(",")):
+    env = dict(os.environ)
+    if not accelerator:
+      env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={num_devices} "
+                          f"{YNN_FLAG}")
+      env["JAX_PLATFORMS"] = "cpu"
+    cmd = [sys.executable, os.path.abspath(__file__), "--single",
+           f"--num_devices={num_devices}", f"--methods={args.methods}",
+           f"--nets={args.nets}", f"--batch_size={args.batch_size}",
+           f"--min_steps={args.min_steps}", f"--max_seconds={args.max_seconds}"]
+    with subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                          text=True) as process:
+      for line in process.stdout:
+        row = json.loads(line)
+        if "skipped" in row:
+          print(f"skipped {row['skipped']} devices: only {row['available']} "
+                "available", file=sys.stderr, flush=True)
+          continue
+        rows.append(row)
+        print(f"{row['net']} {row['method']} x{row['devices']}: "
+              f"{row['ms_per_step']:.1f} ms/step, compile {row['compile_s']:.1f} s",
+              file=sys.stderr, flush=True)
+    if process.returncode:
+      raise RuntimeError(f"{' '.join(cmd)} failed (exit {process.returncode}).")
+  if not rows:
+    return
+  first = rows[0]
+  print(f"\nData-parallel train step (shard_map under jit), global batch "
+        f"{args.batch_size}, {first['platform']} ({first['device_kind']}), "
+        "median over timed steps\n")
+  print("| net | method | devices | ms/step | steps/s | images/s | compile s |")
+  print("|---|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['net']} | {r['method']} | {r['devices']} | {r['ms_per_step']:.1f} | "
+          f"{r['steps_per_s']:.1f} | {r['images_per_s']:.0f} | {r['compile_s']:.1f} |")
+
+
+if __name__ == "__main__":
+  main()
