@@ -232,7 +232,11 @@ KILLABLE_RUN = textwrap.dedent("""
 
 
 def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path):
-  """SIGKILL after the first checkpoint, restart: final state bitwise equal."""
+  """SIGKILL after the first checkpoint, restart: final state bitwise equal.
+
+  Both runs use the data-parallel step over all 8 fake devices (conftest.py).
+  """
+  assert jax.device_count() == 8
   reference = checkpoint.restore_state(finished_run[0])
   workdir = str(tmp_path / "killed")
   script = KILLABLE_RUN.format(repo=REPO_ROOT, workdir=workdir)

@@ -216,6 +216,23 @@ def apply_updates(state: TrainState, grads, new_batch_stats) -> TrainState:
                        batch_stats=new_batch_stats, opt_state=opt_state)
 
 
+def gradient_step(loss_fn: Callable, state: TrainState, batch: dict,
+                  axis_name: Optional[str]) -> Tuple[TrainState, dict]:
+  """One optimizer step of the encoder-decoder on `loss_fn`.
+
+  `loss_fn(params, state, images, key, axis_name)` returns
+  (loss, (metrics, new_batch_stats, ...)); the gradient is that of the global
+  batch on any number of devices.
+  """
+  images = jnp.asarray(batch["image"], jnp.float32)
+  grads, aux = jax.grad(loss_fn, has_aux=True)(
+      per_device(state.params, axis_name), state, images, step_key(state), axis_name)
+  metrics, new_batch_stats = aux[0], aux[1]
+  metrics["learning_rate"] = learning_rate(state)
+  new_state = apply_updates(state, average_grads(grads, axis_name), new_batch_stats)
+  return new_state, mean_metrics(metrics, axis_name)
+
+
 def learning_rate(state: TrainState) -> jax.Array:
   return optim.learning_rate_schedule(state.config)(state.step)
 

@@ -152,14 +152,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
 
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """One Adam step on the encoder-decoder; returns (new_state, metrics)."""
-  images = jnp.asarray(batch["image"], jnp.float32)
-  key = common.step_key(state)
-  grads, (metrics, new_batch_stats) = jax.grad(loss_fn, has_aux=True)(
-      common.per_device(state.params, axis_name), state, images, key, axis_name)
-  grads = common.average_grads(grads, axis_name)
-  metrics["learning_rate"] = common.learning_rate(state)
-  new_state = common.apply_updates(state, grads, new_batch_stats)
-  return new_state, common.mean_metrics(metrics, axis_name)
+  return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
 encode = common.encode
