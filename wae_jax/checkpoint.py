@@ -229,7 +229,8 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict,
       enable_async_checkpointing=True,
   )
   directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-  return ocp.CheckpointManager(directory, options=options)
+  return ocp.CheckpointManager(directory, options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState, step: int,

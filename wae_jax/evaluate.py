@@ -129,6 +129,8 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  metrics_io.quiet_orbax_logging()
   summary = evaluate_workdir(FLAGS.workdir, FLAGS.checkpoints, FLAGS.metrics,
                              FLAGS.best_metric, FLAGS.num_samples or None,
                              FLAGS.fid_weights or None)

@@ -27,11 +27,8 @@ def _set_cpu_xla_flags() -> None:
 
 _set_cpu_xla_flags()
 
-import logging as python_logging  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -42,19 +39,13 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and images
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _QuietLibraries(python_logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save) so progress lines stay readable."""
-
-  def filter(self, record: python_logging.LogRecord) -> bool:
-    return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
+  metrics_io.quiet_orbax_logging()
   parallel.initialize_distributed()
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -75,6 +75,8 @@ def write_sample_grid(workdir: str, kind: str = "samples", num: int = 64,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  metrics_io.quiet_orbax_logging()
   path = write_sample_grid(FLAGS.workdir, FLAGS.kind, FLAGS.num, FLAGS.out, FLAGS.step,
                            FLAGS.seed)
   print(path)
