@@ -19,7 +19,7 @@ Channels are multiplied by `width_multiplier`. With `fast_conv` the stride-2
 layers run as the exact stride-1 rewrites of conv_layers.py.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
 import jax
