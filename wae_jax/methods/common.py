@@ -152,6 +152,24 @@ def decoder_apply(state: TrainState, params, batch_stats, z, *, train: bool,
                       train=train, axis_name=axis_name)
 
 
+def autoencode(state: TrainState, params, encoder_input: jax.Array, *,
+               axis_name: Optional[str] = None, to_latent: Callable = None):
+  """The training-mode pass E then G that every method's loss starts with.
+
+  encoder_input (b,H,W,C) -> ((mean, logvar), z (b,d), decoder output
+  (b,H,W,C), new batch stats {'encoder', 'decoder'}). `to_latent(mean,
+  logvar) -> z` is what the method decodes (default: the mean).
+  """
+  (mean, logvar), encoder_stats = encoder_apply(
+      state, params["encoder"], state.batch_stats["encoder"], encoder_input,
+      train=True, axis_name=axis_name)
+  z = mean if to_latent is None else to_latent(mean, logvar)
+  decoded, decoder_stats = decoder_apply(
+      state, params["decoder"], state.batch_stats["decoder"], z,
+      train=True, axis_name=axis_name)
+  return (mean, logvar), z, decoded, {"encoder": encoder_stats, "decoder": decoder_stats}
+
+
 def to_pixel_means(config: ml_collections.ConfigDict, decoder_output: jax.Array):
   """Decoder output -> pixel means in [0, 1]."""
   if config.model.decoder_output == "logits":

@@ -79,13 +79,9 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
   """Per-device MoCA loss; keys (b, d) are the (stop-gradient) keys of the
   local batch. Returns (loss, (metrics, new_batch_stats, queries (b, d)))."""
   config = state.config
-  (codes, _), encoder_stats = common.encoder_apply(
-      state, params["encoder"], state.batch_stats["encoder"], images,
-      train=True, axis_name=axis_name)
-  queries = normalise(codes)
-  decoded, decoder_stats = common.decoder_apply(
-      state, params["decoder"], state.batch_stats["decoder"], queries,
-      train=True, axis_name=axis_name)
+  _, queries, decoded, new_batch_stats = common.autoencode(
+      state, params, images, axis_name=axis_name,
+      to_latent=lambda mean, _: normalise(mean))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   contrastive = losses.moca_loss(queries, lax.stop_gradient(keys), state.queue,
@@ -93,7 +89,6 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
   loss = reconstruction + config.lambda_reg * contrastive
   metrics = {"reconstruction": reconstruction, "regularizer": contrastive,
              "loss": loss}
-  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
   return loss, (metrics, new_batch_stats, queries)
 
 

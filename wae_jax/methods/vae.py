@@ -60,19 +60,16 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   """Per-device negative ELBO (beta-weighted); returns (loss, (metrics,
   new_batch_stats, (mean, logvar)))."""
   config = state.config
-  (mean, logvar), encoder_stats = common.encoder_apply(
-      state, params["encoder"], state.batch_stats["encoder"], images,
-      train=True, axis_name=axis_name)
-  eps = common.per_example_noise(key, mean.shape, axis_name)
-  z = mean + jnp.exp(0.5 * logvar) * eps
-  decoded, decoder_stats = common.decoder_apply(
-      state, params["decoder"], state.batch_stats["decoder"], z,
-      train=True, axis_name=axis_name)
+  def reparameterise(mean, logvar):
+    eps = common.per_example_noise(key, mean.shape, axis_name)
+    return mean + jnp.exp(0.5 * logvar) * eps
+
+  (mean, logvar), _, decoded, new_batch_stats = common.autoencode(
+      state, params, images, axis_name=axis_name, to_latent=reparameterise)
   nll = negative_log_likelihood(config, decoded, images)
   kl = losses.gaussian_kl(mean, logvar)
   loss = nll + config.vae.beta * kl
   metrics = {"reconstruction": nll, "kl": kl, "regularizer": kl, "loss": loss}
-  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
   return loss, (metrics, new_batch_stats, (mean, logvar))
 
 

@@ -53,12 +53,8 @@ def loss_fn(params, state: TrainState, images: jax.Array,
   """Encoder-decoder loss on the local batch; returns (loss, aux) where aux =
   (metrics, new_batch_stats, codes (b, d))."""
   config = state.config
-  (codes, _), encoder_stats = common.encoder_apply(
-      state, params["encoder"], state.batch_stats["encoder"], images,
-      train=True, axis_name=axis_name)
-  decoded, decoder_stats = common.decoder_apply(
-      state, params["decoder"], state.batch_stats["decoder"], codes,
-      train=True, axis_name=axis_name)
+  _, codes, decoded, new_batch_stats = common.autoencode(
+      state, params, images, axis_name=axis_name)
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   # Per-example term: the mean over the local batch, averaged by the grads.
@@ -67,7 +63,6 @@ def loss_fn(params, state: TrainState, images: jax.Array,
   loss = reconstruction + config.lambda_reg * adversarial
   metrics = {"reconstruction": reconstruction, "regularizer": adversarial,
              "loss": loss}
-  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
   return loss, (metrics, new_batch_stats, codes)
 
 

@@ -119,12 +119,8 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
     encoder_input = images + common.per_example_noise(
         noise_key, images.shape, axis_name,
         sampler=lambda k, s: _truncated_noise(k, s, config.encoder_input_noise))
-  (codes, _), encoder_stats = common.encoder_apply(
-      state, params["encoder"], state.batch_stats["encoder"], encoder_input,
-      train=True, axis_name=axis_name)
-  decoded, decoder_stats = common.decoder_apply(
-      state, params["decoder"], state.batch_stats["decoder"], codes,
-      train=True, axis_name=axis_name)
+  _, codes, decoded, new_batch_stats = common.autoencode(
+      state, params, encoder_input, axis_name=axis_name)
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   all_codes = common.gather(codes, axis_name)
@@ -146,7 +142,6 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
     metrics.update(pretrain_loss=pretrain_loss,
                    pretraining=pretraining.astype(jnp.float32))
   metrics["loss"] = loss
-  new_batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
   return loss, (metrics, new_batch_stats)
 
 
