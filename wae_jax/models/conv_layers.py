@@ -205,6 +205,17 @@ def _pair(kernel_size: int | Sequence[int]) -> Tuple[int, int]:
   return tuple(kernel_size)
 
 
+def _conv_with_flax_params(module: nn.Module, x: jax.Array, conv) -> jax.Array:
+  """conv(x, kernel) + bias, with 'kernel' (kh, kw, C, O) and 'bias' (O,)
+  created inside `module` exactly as flax's conv layers create them."""
+  kh, kw = _pair(module.kernel_size)
+  kernel = module.param("kernel", module.kernel_init, (kh, kw, x.shape[-1], module.features))
+  y = conv(x, kernel.astype(x.dtype))
+  if module.use_bias:
+    y = y + module.param("bias", module.bias_init, (module.features,)).astype(y.dtype)
+  return y
+
+
 class ConvTranspose2x(nn.Module):
   """nn.ConvTranspose(features, kernel_size, strides=2, padding='SAME').
 
@@ -222,16 +233,8 @@ class ConvTranspose2x(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, 2H, 2W, features)."""
-    kh, kw = _pair(self.kernel_size)
-    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-    kernel = kernel.astype(x.dtype)
-    if self.phase:
-      y = conv_transpose_phase(x, kernel)
-    else:
-      y = conv_transpose_reference(x, kernel)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
-    return y
+    conv = conv_transpose_phase if self.phase else conv_transpose_reference
+    return _conv_with_flax_params(self, x, conv)
 
 
 class Conv2x(nn.Module):
@@ -251,13 +254,5 @@ class Conv2x(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, ceil(H/2), ceil(W/2), features)."""
-    kh, kw = _pair(self.kernel_size)
-    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-    kernel = kernel.astype(x.dtype)
-    if self.space_to_depth:
-      y = conv_stride2_space_to_depth(x, kernel)
-    else:
-      y = conv_stride2_reference(x, kernel)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
-    return y
+    conv = conv_stride2_space_to_depth if self.space_to_depth else conv_stride2_reference
+    return _conv_with_flax_params(self, x, conv)
