@@ -22,6 +22,7 @@ from PIL import Image
 from configs import default
 from wae_jax import checkpoint
 from wae_jax import images as images_lib
+from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import sample
 from wae_jax import train
@@ -49,12 +50,8 @@ def tiny_config(method: str = "wae_mmd", num_train_steps: int = 4):
   config.eval_every_steps = num_train_steps
   config.keep_checkpoints = 2
   config.num_eval_images = 8
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
+  methods.apply_required(config)
   if method == "moca":
-    config.prior = "sphere"
-    config.model.encoder = "sphere"
     config.moca.queue_size = 32
     config.lambda_reg = 1.0
   config.lock()
@@ -136,9 +133,9 @@ def test_end_to_end_moca(finished_run):
   # The whole state comes back: queue, pointer, key encoder.
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == MOCA_STEPS
-  assert state.queue.shape == (32, 4)
-  assert int(state.queue_ptr) == (MOCA_STEPS * 16) % 32
-  assert state.key_encoder_params is not None
+  assert state.extras.queue.shape == (32, 4)
+  assert int(state.extras.queue_ptr) == (MOCA_STEPS * 16) % 32
+  assert state.extras.key_encoder_params is not None
   # Kept: the last 2 checkpoints plus the best evaluated one.
   assert checkpoint.all_steps(workdir) == sorted({6, 8, summary["best_step"]})
 
@@ -151,7 +148,8 @@ def test_end_to_end(method, tmp_path):
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == 4
   if method == "wae_gan":
-    assert state.adversary_params is not None and state.adversary_opt_state is not None
+    assert state.extras.adversary_params is not None
+    assert state.extras.adversary_opt_state is not None
 
 
 def test_resume_after_completion_changes_nothing(finished_run):
