@@ -44,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Reconstruction cost and latent regularizer.
   config.reconstruction = "squared_error"  # c(x, G(E(x)))
+  # Multiplies the reconstruction term of every method (the VAE's -log p(x|z)
+  # too); 0 trains the latent regularizer alone. The WAE code's l2sq cost is
+  # 0.05 * sum of squares (see configs/paper_settings.md).
+  config.reconstruction_scale = 1.0
   config.regularizer = "mmd"         # wae_mmd only: mmd | sliced | sinkhorn | cramer_wold
   config.lambda_reg = 10.0           # λ (WAE, MoCA) weight on the regularizer
   config.mmd = ml_collections.ConfigDict()

@@ -84,6 +84,10 @@ def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(
         f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
         f"got {config.lambda_reg!r}.")
+  if not config.reconstruction_scale >= 0:
+    raise ValueError(
+        f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
+        f"term off), got {config.reconstruction_scale!r}.")
   if config.vae.beta < 0:
     raise ValueError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
   if config.prior == "gaussian" and not config.prior_var > 0:
