@@ -15,7 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data (wae_jax/data): images are float32 in [0, 1], NHWC.
-  config.dataset = "digits"          # digits | mnist_idx | synthetic | mnist | fashion_mnist | cifar10 | celeb_a | celeb_a_hq
+  config.dataset = "digits"          # digits | mnist_idx | synthetic | gmm2d | mnist | fashion_mnist | cifar10 | celeb_a | celeb_a_hq
   config.data_dir = ""               # tfds data_dir or the idx folder; "" = library default
   config.image_size = 8              # square side the images are resized / padded to
   config.batch_size = 100            # global batch, split over all devices and hosts
