@@ -277,7 +277,7 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
   for kind, num, size in (("samples", 16, images_lib.grid_size(4, 4, 8, 8)),
                           ("reconstructions", 8, images_lib.grid_size(1, 16, 8, 8)),
                           ("interpolations", 16, images_lib.grid_size(2, 8, 8, 8))):
-    path = sample.write_sample_grid(workdir, kind, num)
+    path = sample.write_samples(workdir, kind, num)
     assert path.endswith(f"sample_{kind}_{MOCA_STEPS:08d}.png")
     assert _png_size(path) == size
   out = str(tmp_path / "cli.png")
