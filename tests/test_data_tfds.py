@@ -182,5 +182,5 @@ def test_read_failure_is_chained_not_raw(mock_tfds, tmp_path):
     with pytest.raises(ValueError, match="Reading dataset 'mnist' .* failed "
                        r"\(RuntimeError: corrupted record at offset 12\)"
                        ) as error:
-      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)))
+      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)), download=True)
   assert error.value.__cause__ is failure and "\n" not in str(error.value)
