@@ -18,7 +18,7 @@ from wae_jax import cli
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
-DATASETS = ("digits", "mnist_idx", "synthetic", "mnist", "fashion_mnist",
+DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
             "cifar10", "celeb_a", "celeb_a_hq")
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 ENCODERS = ("deterministic", "gaussian", "sphere")
@@ -87,6 +87,10 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
     raise cli.UserError(
         f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
         f"got {config.lambda_reg!r}.")
+  if not config.reconstruction_scale >= 0:
+    raise ValueError(
+        f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
+        f"term off), got {config.reconstruction_scale!r}.")
   if config.vae.beta < 0:
     raise cli.UserError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
   if config.prior == "gaussian" and not config.prior_var > 0:

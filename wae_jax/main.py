@@ -9,7 +9,7 @@ import os
 
 
 def _set_cpu_xla_flags() -> None:
-  """On a CPU-only machine, route convolutions to Eigen (see shared/CPU_CONV.md).
+  """On a CPU-only machine, route convolutions to Eigen.
 
   This jaxlib sends convs to YNNPACK by default; keeping YNNPACK for reductions
   only makes conv gradients 2-3x faster on CPU. Must run before jax is
