@@ -54,6 +54,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import jax
 import numpy as np
 
+from wae_jax import cli
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
@@ -176,7 +177,7 @@ class Evaluator:
     metrics = self.expand(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
-      raise ValueError(
+      raise cli.UserError(
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     if not getattr(self.data_source, "has_labels", False):
       # The probes are part of 'cheap'; unlabelled data simply has none.
@@ -185,7 +186,7 @@ class Evaluator:
       # Fail before any compute when the weights file is missing.
       self.fid_weights = inception_lib.resolve_weights_path(self.fid_weights, self.config)
     if "fd_classifier" in metrics and not getattr(self.data_source, "has_labels", True):
-      raise ValueError(
+      raise cli.UserError(
           f"fd_classifier needs labels, and {self.config.get('dataset', 'this data')} "
           "has none; drop it from the metrics or use fid_inception.")
     return metrics
