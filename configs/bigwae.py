@@ -13,11 +13,11 @@ kept each run's best intermediate checkpoint by FID. This file gives
 
 The paper's text lost the exact ranges. The ranges below are this project's
 choice; edit `SEARCH_SPACE` (distribution and parameters) to change them.
-Run index i is configuration i // 3 with seed i % 3; each hyper-parameter of a
-configuration is drawn from its own random stream seeded by
-(sweep seed, configuration index, parameter name) only, so the same index
-always gives the same overrides whatever num_runs is, and editing one range
-leaves the other parameters' draws unchanged.
+The drawing is launch/sampling.py's: run index i is configuration i // 3 with
+seed i % 3; each hyper-parameter of a configuration is drawn from its own
+random stream seeded by (sweep seed, configuration index, parameter name)
+only, so the same index always gives the same overrides whatever num_runs is,
+and editing one range leaves the other parameters' draws unchanged.
 
 Tiny mode (`configs/bigwae.py:tiny`) keeps every dimension of the sweep but
 maps it onto something that trains in seconds on scikit-learn's 8x8 digits:
@@ -27,15 +27,12 @@ maps it onto something that trains in seconds on scikit-learn's 8x8 digits:
 size are drawn from TINY_SEARCH_SPACE's smaller sets.
 """
 
-import importlib.util
-import math
-import os
-import zlib
 from typing import Any, Optional
 
 import ml_collections
-import numpy as np
 
+from configs import default
+from launch import sampling
 from wae_jax import methods
 
 # name -> (distribution, parameters). Distributions: "choice" (a tuple of
@@ -83,17 +80,6 @@ TINY_SEARCH_SPACE = {
 }
 TINY_NETWORKS = {"dcgan": (16,), "resnet50v2": (32, 32)}
 
-_DISTRIBUTIONS = ("choice", "uniform", "log_uniform")
-
-
-def _base_config() -> ml_collections.ConfigDict:
-  """configs/default.py's base_config(), loaded by path (configs/ is no package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-  spec = importlib.util.spec_from_file_location("wae_jax_configs_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.base_config()
-
 
 def _is_tiny(arg: Optional[str]) -> bool:
   if arg in (None, ""):
@@ -107,7 +93,7 @@ def _is_tiny(arg: Optional[str]) -> bool:
 
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   """The base run of the sweep; `arg="tiny"` gives the offline digits run."""
-  config = _base_config()
+  config = default.base_config()
   config.method = "wae_mmd"
   config.optimizer.schedule = "constant"   # Adam with a fixed rate, as swept
   if _is_tiny(arg):
@@ -146,35 +132,6 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   return config
 
 
-def _draw(name: str, spec: tuple[str, Any], seed: int, configuration: int) -> Any:
-  """One value of hyper-parameter `name` for one configuration."""
-  distribution, params = spec
-  stream = np.random.default_rng(
-      [seed, configuration, zlib.crc32(name.encode("utf-8"))])
-  if distribution == "choice":
-    values = tuple(params)
-    if not values:
-      raise ValueError(f"SEARCH_SPACE[{name!r}] has an empty choice; list at least one value.")
-    value = values[int(stream.integers(len(values)))]
-    return value.item() if isinstance(value, np.generic) else value
-  low, high = (float(p) for p in params)
-  if not low <= high:
-    raise ValueError(f"SEARCH_SPACE[{name!r}] has low {low} > high {high}; swap them.")
-  if distribution == "uniform":
-    value = stream.uniform(low, high)
-  elif distribution == "log_uniform":
-    if low <= 0:
-      raise ValueError(f"SEARCH_SPACE[{name!r}] is log_uniform with low {low} <= 0; "
-                       "use a positive low or 'uniform'.")
-    value = math.exp(stream.uniform(math.log(low), math.log(high)))
-  else:
-    raise ValueError(f"SEARCH_SPACE[{name!r}] has distribution {distribution!r}; "
-                     f"use one of {_DISTRIBUTIONS}.")
-  # Four significant digits keep the commands readable; rounding cannot leave
-  # [low, high] when the bounds themselves have at most four.
-  return min(max(float(f"{value:.4g}"), low), high)
-
-
 def search_space(config_arg: Optional[str] = None) -> dict[str, tuple[str, Any]]:
   """SEARCH_SPACE, with the tiny mode's smaller sets when config_arg='tiny'."""
   space = dict(SEARCH_SPACE)
@@ -183,19 +140,17 @@ def search_space(config_arg: Optional[str] = None) -> dict[str, tuple[str, Any]]
   return space
 
 
-def configuration_overrides(configuration: int, seed: int = 0,
+def configuration_overrides(drawn: dict[str, Any],
                             config_arg: Optional[str] = None) -> dict[str, Any]:
-  """Overrides of one configuration (without the run seed), dotted keys."""
-  space = search_space(config_arg)
-  missing = set(FIELDS) - set(space)
+  """Overrides of one configuration (without the run seed), dotted keys, from
+  its drawn values {name: value}: the names FIELDS applies to the drawn
+  method, the values that method requires, and tiny mode's MLP widths."""
+  missing = set(FIELDS) - set(drawn)
   if missing:
     raise ValueError(f"SEARCH_SPACE lacks {sorted(missing)}; every FIELDS name needs a range.")
-  method = _draw("method", space["method"], seed, configuration)
-  overrides = {}
-  for name, (field, swept_methods) in FIELDS.items():
-    if method not in swept_methods:
-      continue
-    overrides[field] = _draw(name, space[name], seed, configuration)
+  method = drawn["method"]
+  overrides = {field: drawn[name] for name, (field, swept_methods) in FIELDS.items()
+               if method in swept_methods}
   methods.apply_required(overrides)  # e.g. the VAE's Gaussian encoder and logits
   if _is_tiny(config_arg):
     network = overrides.pop("model.network")
@@ -216,11 +171,6 @@ def sweep(num_runs: int = NUM_RUNS, seed: int = 0,
     A list of num_runs dicts of flat dotted config overrides, e.g.
     {"method": "wae_gan", "optimizer.learning_rate": 0.0003, ..., "seed": 1}.
   """
-  if num_runs < 0:
-    raise ValueError(f"num_runs is {num_runs}; give a number of runs >= 0.")
-  runs = []
-  for index in range(num_runs):
-    overrides = configuration_overrides(index // SEEDS_PER_CONFIGURATION, seed, config_arg)
-    overrides["seed"] = index % SEEDS_PER_CONFIGURATION
-    runs.append(overrides)
-  return runs
+  return sampling.random_sweep(
+      search_space(config_arg), lambda drawn: configuration_overrides(drawn, config_arg),
+      num_runs, seed, SEEDS_PER_CONFIGURATION)

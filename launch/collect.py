@@ -33,12 +33,8 @@ from launch import runs
 from launch import status as status_lib
 from launch import sweep
 from wae_jax import cli
+from wae_jax import run_files
 
-EVAL_FILE = "eval.jsonl"
-# Default plotted metric: the first of these any run has (exact names, then
-# names starting with them): Inception FID, the offline classifier feature
-# distance fd_<dataset>_classifier, the test reconstruction. Lower is better.
-METRIC_PREFERENCE = ("fid_inception", "fid", "fd_", "test_reconstruction")
 METHOD_COLOURS = {"wae_mmd": "tab:blue", "wae_gan": "tab:orange", "vae": "tab:green",
                   "moca": "tab:red"}
 
@@ -50,7 +46,7 @@ def _value_text(value: Any) -> str:
 
 
 def _eval_lines(workdir: str) -> list[dict[str, Any]]:
-  return [line for line in runs.read_jsonl(os.path.join(workdir, EVAL_FILE))
+  return [line for line in runs.read_jsonl(os.path.join(workdir, run_files.EVAL_FILE))
           if isinstance(line.get("metrics"), dict)]
 
 
@@ -59,17 +55,14 @@ def _numeric(value: Any) -> bool:
 
 
 def choose_metric(metric_names: set[str], requested: Optional[str] = None) -> Optional[str]:
-  """The metric to plot: `requested`, else the first of METRIC_PREFERENCE present."""
+  """The metric to plot: `requested`, else the first of
+  run_files.METRIC_PREFERENCE present, else test_reconstruction, else the first
+  name."""
   if requested:
     return requested
-  for preferred in METRIC_PREFERENCE:
-    if preferred in metric_names:
-      return preferred
-    # e.g. fd_digits_classifier; best_* are the trainer's running minima.
-    matches = sorted(n for n in metric_names if n.startswith(preferred))
-    if matches:
-      return matches[0]
-  return sorted(metric_names)[0] if metric_names else None
+  fallback = ("test_reconstruction" if "test_reconstruction" in metric_names
+              else min(metric_names, default=None))
+  return run_files.preferred_metric(metric_names, fallback)
 
 
 def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str, Any]], Optional[str]]:
@@ -86,7 +79,7 @@ def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str
   gathered = []
   names = set()
   for entry in manifest:
-    complete = runs.read_json(os.path.join(entry["workdir"], runs.COMPLETE_FILE))
+    complete = run_files.read_run_complete(entry["workdir"])
     evals = _eval_lines(entry["workdir"])
     for line in evals:
       names.update(k for k, v in line["metrics"].items() if _numeric(v))

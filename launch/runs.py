@@ -10,6 +10,7 @@ Layout of a sweep root:
       launch_log.txt        the trainer's stdout and stderr, every attempt
       attempts.jsonl        one line per trainer start
       run_complete.json     written by the trainer as its last act
+                            (wae_jax.run_files: its name, reading, writing)
 
 `execute_run` is the whole life of a run on whichever machine an engine puts
 it; engines only decide where it executes and with which devices.
@@ -28,11 +29,13 @@ import subprocess
 import time
 from typing import Any, Optional
 
+from wae_jax import run_files
+from wae_jax.run_files import write_json_atomic
+
 LOCK_FILE = "launch.lock"
 STATUS_FILE = "launch_status.json"
 LOG_FILE = "launch_log.txt"
 ATTEMPTS_FILE = "attempts.jsonl"
-COMPLETE_FILE = "run_complete.json"
 LOG_TAIL_LINES = 40
 
 # Results of execute_run.
@@ -71,15 +74,7 @@ class RunResult:
 
 
 def is_finished(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, COMPLETE_FILE))
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON so that a reader never sees half a file (tmp + os.replace)."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  return run_files.is_complete(workdir)
 
 
 def read_json(path: str) -> Optional[Any]:
@@ -229,7 +224,7 @@ def execute_run(spec: RunSpec, retries: int, env: Optional[dict[str, str]] = Non
         _write_status(spec.workdir, state="finished", ended=time.time(), returncode=0)
         return RunResult(spec.index, FINISHED, attempt)
       reason = (f"exit status {returncode}" if returncode != 0
-                else f"exit status 0 but no {COMPLETE_FILE}")
+                else f"exit status 0 but no {run_files.RUN_COMPLETE_FILE}")
       _write_status(spec.workdir, state="failing", last_error=reason, ended=time.time(),
                     returncode=returncode)
     tail = log_tail(spec.workdir)

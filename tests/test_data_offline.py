@@ -48,7 +48,7 @@ def assert_batches_equal(a, b):
 
 
 def check_source_contract(make_source, image_shape, has_label):
-  """The DataSource contract for `make_source(seed, process_index, count)`.
+  """The ArraySource contract for `make_source(seed, process_index, count)`.
 
   The source must have at least 2 steps per epoch and an even batch size.
   """

@@ -18,6 +18,7 @@ from launch import collect
 from launch import runs
 from launch import status
 from launch import sweep
+from wae_jax import run_files
 from launch.engines import local
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,7 +183,7 @@ def test_extra_env_reaches_the_trainer(tmp_path):
   spec = runs.RunSpec(0, workdir, (sys.executable, "-c", code), workdir,
                       (("JAX_COMPILATION_CACHE_DIR", "/shared/cache"),))
   assert runs.execute_run(spec, retries=0).state == runs.FINISHED
-  complete = runs.read_json(os.path.join(workdir, runs.COMPLETE_FILE))
+  complete = run_files.read_run_complete(workdir)
   assert complete["best_metrics"]["cache"] == "/shared/cache"
 
 
@@ -204,7 +205,7 @@ def _build_sweep(root, num_runs=9):
     runs.write_json_atomic(os.path.join(workdir, runs.STATUS_FILE),
                            {"state": "finished", "first_started": now - 100 - 20 * i,
                             "ended": now - 20 * i})
-    runs.write_json_atomic(os.path.join(workdir, runs.COMPLETE_FILE),
+    runs.write_json_atomic(os.path.join(workdir, run_files.RUN_COMPLETE_FILE),
                            {"step": 20, "best_step": 20, "best_metrics": evals[1]["metrics"]})
   runs.write_json_atomic(os.path.join(entries[5]["workdir"], runs.STATUS_FILE),
                          {"state": "failed", "log_tail": "boom"})
@@ -263,7 +264,7 @@ def test_collect_table_uses_best_checkpoints_and_partial_runs(tmp_path):
 
 
 def test_collect_metric_choice_and_override():
-  assert collect.choose_metric({"test_reconstruction", "fid"}) == "fid"
+  assert collect.choose_metric({"test_reconstruction", "fid_inception"}) == "fid_inception"
   assert collect.choose_metric(
       {"best_fid_inception", "fid_inception", "fd_digits_classifier"}) == "fid_inception"
   assert collect.choose_metric({"test_reconstruction", "best_fd_digits_classifier",

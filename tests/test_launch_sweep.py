@@ -19,6 +19,7 @@ from launch import collect
 from launch import runs
 from launch import status
 from launch import sweep
+from wae_jax import run_files
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIGWAE = os.path.join(PROJECT_ROOT, "configs", "bigwae.py")
@@ -112,7 +113,7 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   assert "no_such_network" in by_index[BAD_INDEX].log_tail
   for i in range(NUM_GOOD_RUNS):
     assert runs.is_finished(workdirs[i]), runs.log_tail(workdirs[i])
-    complete = runs.read_json(os.path.join(workdirs[i], runs.COMPLETE_FILE))
+    complete = run_files.read_run_complete(workdirs[i])
     assert complete["step"] == 20
     # Every trainer start ran the manifest's command, as a user would.
     with open(os.path.join(workdirs[i], runs.LOG_FILE)) as f:
@@ -132,7 +133,7 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   assert all(rows[i]["value"] is not None for i in range(NUM_GOOD_RUNS))
   assert rows[BAD_INDEX]["state"] == "failed" and rows[BAD_INDEX]["value"] is None
   for i in range(NUM_GOOD_RUNS):
-    complete = runs.read_json(os.path.join(workdirs[i], runs.COMPLETE_FILE))
+    complete = run_files.read_run_complete(workdirs[i])
     assert rows[i]["best_step"] == complete["best_step"]
     assert rows[i]["best_metrics"] == complete["best_metrics"]
   names = {os.path.basename(p) for p in result["files"]}
@@ -159,7 +160,7 @@ def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   for entry in manifest:
     assert runs.is_finished(entry["workdir"])
     assert len(_attempts(entry["workdir"])) == 1
-  before = {e["index"]: os.path.getmtime(os.path.join(e["workdir"], runs.COMPLETE_FILE))
+  before = {e["index"]: os.path.getmtime(os.path.join(e["workdir"], run_files.RUN_COMPLETE_FILE))
             for e in manifest}
 
   again = sweep.launch(f"{BIGWAE}:tiny", root, NUM_GOOD_RUNS, "ray", max_parallel=2,
@@ -167,7 +168,7 @@ def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   assert again == [] and not ray.is_initialized()
   for entry in manifest:
     assert len(_attempts(entry["workdir"])) == 1
-    assert os.path.getmtime(os.path.join(entry["workdir"], runs.COMPLETE_FILE)) == (
+    assert os.path.getmtime(os.path.join(entry["workdir"], run_files.RUN_COMPLETE_FILE)) == (
         before[entry["index"]])
   assert status.sweep_status(root).counts["finished"] == NUM_GOOD_RUNS
   with open(os.path.join(root, sweep.SWEEP_FILE)) as f:

@@ -9,8 +9,8 @@ import pytest
 
 from wae_jax import losses
 from wae_jax import methods
+from wae_jax import optim
 from wae_jax import priors
-from wae_jax.methods import optim
 from wae_jax.methods import wae_mmd
 
 import methods_testlib as lib

@@ -95,7 +95,7 @@ def _check_finished_run(workdir, method, num_steps, eval_steps):
       "samples": images_lib.grid_size(3, 3, 8, 8),
       "reconstructions": images_lib.grid_size(1, 16, 8, 8),
       "interpolations": images_lib.grid_size(
-          train.NUM_INTERPOLATION_PAIRS, train.NUM_INTERPOLATION_STEPS, 8, 8),
+          images_lib.INTERPOLATION_PAIRS, images_lib.INTERPOLATION_STEPS, 8, 8),
   }
   for name, size in expected.items():
     for step in eval_steps:
@@ -275,7 +275,9 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
   workdir = _copy_run(finished_run, tmp_path)
   for kind, num, size in (("samples", 16, images_lib.grid_size(4, 4, 8, 8)),
                           ("reconstructions", 8, images_lib.grid_size(1, 16, 8, 8)),
-                          ("interpolations", 16, images_lib.grid_size(2, 8, 8, 8))):
+                          ("interpolations", 16, images_lib.grid_size(
+                              max(1, 16 // images_lib.INTERPOLATION_STEPS),
+                              images_lib.INTERPOLATION_STEPS, 8, 8))):
     path = sample.write_samples(workdir, kind, num)
     assert path.endswith(f"sample_{kind}_{MOCA_STEPS:08d}.png")
     assert _png_size(path) == size
@@ -326,7 +328,8 @@ def test_sample_cli_exports_arrays(finished_run, tmp_path):
   sample.write_samples(workdir, "interpolations", 16, out)
   with np.load(out) as arrays:
     interpolations = arrays["interpolations"]
-    assert interpolations.shape == (2, sample.INTERPOLATION_STEPS, 8, 8, 1)
+    assert interpolations.shape == (max(1, 16 // images_lib.INTERPOLATION_STEPS),
+                                    images_lib.INTERPOLATION_STEPS, 8, 8, 1)
     # t = 0 and t = 1 decode the endpoints' own codes.
     np.testing.assert_allclose(interpolations[:, 0], method.decode(state, arrays["codes_a"]),
                                rtol=1e-5, atol=1e-6)

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
+from flax import traverse_util
 
 from wae_jax import cli
 from wae_jax.state import TrainState
@@ -93,15 +94,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      flat.update(_flatten(value, name + "."))
-    else:
-      flat[name] = value
-  return flat
+def _flatten(tree: dict) -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  return traverse_util.flatten_dict(tree, sep=".")
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

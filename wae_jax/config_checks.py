@@ -1,9 +1,9 @@
 """Checks a config before any compute: one clear sentence per mistake.
 
-`validate(config, image_shape, num_devices)` raises ValueError on the first
-invalid value it finds. It runs after the dataset is opened (so the image shape
-is known) and before the state is initialised or a step compiled. The network
-check traces the encoder and decoder with `jax.eval_shape` (no FLOPs) on the
+`check_values(config, num_devices)` raises ValueError on the first invalid
+value it finds, before any data or JAX is touched; `check_networks(config,
+image_shape)` runs after the dataset is opened (so the image shape is known)
+and before the state is initialised or a step compiled. The network check traces the encoder and decoder with `jax.eval_shape` (no FLOPs) on the
 data's image shape, so "the network cannot take this image size" is found by
 the networks themselves, not by a table here that could drift from them.
 """
@@ -172,16 +172,3 @@ def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]
     raise cli.UserError(
         f"config.model.network={network!r} encodes to shape {tuple(mean.shape)}, "
         f"expected (1, {config.latent_dim}).")
-
-
-def validate(config: ml_collections.ConfigDict, image_shape: Sequence[int],
-             num_devices: int) -> None:
-  """Raises ValueError (one sentence) on the first invalid config value.
-
-  Args:
-    config: the run's config.
-    image_shape: (H, W, C) of the dataset's images.
-    num_devices: how many devices the global batch is split over.
-  """
-  check_values(config, num_devices)
-  check_networks(config, image_shape)

@@ -26,6 +26,7 @@ from absl import flags
 from absl import logging
 
 from wae_jax import cli
+from wae_jax import run_files
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +50,6 @@ def define_flags() -> None:
 
 
 BEST_CHECKPOINT_FILE = "best_checkpoint.json"
-EVAL_FILE = "eval.jsonl"
 
 
 def choose_steps(available: Sequence[int], which: str) -> List[int]:
@@ -80,10 +80,7 @@ def parse_metrics(text: str, evaluator) -> tuple:
 
 
 def default_best_metric(metrics: Dict[str, float], config) -> str:
-  for name in ("fid_inception", f"fd_{config.dataset}_classifier", "swd_image_avg"):
-    if name in metrics:
-      return name
-  return config.best_metric
+  return run_files.preferred_metric(metrics, fallback=config.best_metric)
 
 
 def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "full",
@@ -116,7 +113,7 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
     values = evaluator(state, groups)
     record = {"step": int(step), "metrics": values, "feature_net": dict(evaluator.feature_nets)}
     logging.info("Checkpoint %d: %s", step, values)
-    with open(os.path.join(workdir, EVAL_FILE), "a", encoding="utf-8") as f:
+    with open(os.path.join(workdir, run_files.EVAL_FILE), "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     records.append(record)
   metric = best_metric or default_best_metric(records[-1]["metrics"], config)

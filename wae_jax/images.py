@@ -3,7 +3,8 @@
 Every grid is a uint8 array (height, width, 3) built from images in [0, 1].
 Small images (the 8x8 digits) are enlarged by an integer nearest-neighbour
 factor so that each tile is at least `MIN_TILE` pixels wide and the PNG is
-readable in an image viewer.
+readable in an image viewer. The trainer (`ImageGrids`, every evaluation) and
+wae_jax.sample (`kind_grid`) draw the same three kinds the same way.
 """
 
 import os
@@ -12,9 +13,12 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+KINDS = ("samples", "reconstructions", "interpolations")
 MIN_TILE = 32
 PAD = 2  # pixels between tiles
 PAD_VALUE = 0.5  # grey, so black and white borders of images stay visible
+INTERPOLATION_PAIRS = 8   # rows of the trainer's interpolation grid
+INTERPOLATION_STEPS = 10  # decoded points from one code to the other, ends included
 
 
 def upscale_factor(height: int) -> int:
@@ -93,6 +97,56 @@ def interpolations_grid(interpolations: np.ndarray) -> np.ndarray:
   num_pairs, num_steps = interpolations.shape[:2]
   return make_grid(interpolations.reshape((num_pairs * num_steps,) + interpolations.shape[2:]),
                    num_steps)
+
+
+def kind_grid(arrays: dict) -> np.ndarray:
+  """The grid of one kind's arrays: {'main': kind, ...} with 'samples' (N,H,W,C);
+  'images' and 'reconstructions' (N,H,W,C); or 'interpolations' (P,S,H,W,C)."""
+  kind = arrays["main"]
+  if kind == "samples":
+    return samples_grid(arrays["samples"])
+  if kind == "reconstructions":
+    return reconstructions_grid(arrays["images"], arrays["reconstructions"])
+  if kind == "interpolations":
+    return interpolations_grid(arrays["interpolations"])
+  raise ValueError(f"Unknown grid kind {kind!r}; use one of {KINDS}.")
+
+
+class ImageGrids:
+  """The grids of a state at every evaluation of a run.
+
+  The same test images and prior draws at every evaluation, so grids of
+  successive steps are comparable.
+  """
+
+  def __init__(self, method, config, source):
+    """method: a wae_jax.methods.Method; source: the run's data source."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from wae_jax import methods  # pylint: disable=g-import-not-at-top
+    self._reconstruct = methods.jitted(method.reconstruct)
+    self._sample = methods.jitted(method.sample, (2,))
+    self._interpolate = methods.jitted(method.interpolate, (3,))
+    num_images = int(config.num_eval_images)
+    test_images = next(iter(source.test_batches(max(num_images, 2 * INTERPOLATION_PAIRS))))
+    test_images = test_images["image"]
+    self.eval_images = test_images[:num_images]
+    pairs = min(INTERPOLATION_PAIRS, len(test_images) // 2)
+    self.pairs_a = test_images[:pairs]
+    self.pairs_b = test_images[pairs:2 * pairs]
+    self.sample_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3)
+
+  def __call__(self, state) -> dict:
+    """kind -> uint8 (H, W, 3) grid."""
+    arrays = {
+        "samples": {"main": "samples", "samples": np.asarray(
+            self._sample(state, self.sample_key, len(self.eval_images)))},
+        "reconstructions": {"main": "reconstructions", "images": self.eval_images,
+                            "reconstructions": np.asarray(
+                                self._reconstruct(state, self.eval_images))},
+        "interpolations": {"main": "interpolations", "interpolations": np.asarray(
+            self._interpolate(state, self.pairs_a, self.pairs_b, INTERPOLATION_STEPS))},
+    }
+    return {kind: kind_grid(arrays[kind]) for kind in KINDS}
 
 
 def save_png(path: str, grid: np.ndarray) -> None:

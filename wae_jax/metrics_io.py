@@ -14,8 +14,7 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-METRICS_FILE = "metrics.jsonl"
-EVAL_FILE = "eval.jsonl"
+from wae_jax.run_files import EVAL_FILE, METRICS_FILE
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:

@@ -5,9 +5,29 @@ global batch is sharded along its leading axis, and a method's
 `train_step(state, batch, axis_name='data')` runs as the per-device program of
 `jax.shard_map` under `jax.jit` (what `jax.pmap` is built from now), with the
 state donated. Inside, the methods all-gather codes and keys so estimators and
-the MoCA queue see the global batch, sync batch norm and average gradients (see
-wae_jax/methods/common.py), so one step on N devices equals one step on one
-device with the same global batch.
+the MoCA queue see the global batch, sync batch norm and average gradients with
+the collectives below, so one step on N devices equals one step on one device
+with the same global batch.
+
+Data parallelism. A train step called with `axis_name` set is the per-device
+program of a `jax.shard_map` (`make_parallel_step`), run with the default
+`check_vma=True`. Each device sees B/N examples; estimators that compare
+distributions see the global batch through `gather`, prior samples are drawn
+for the global batch from the same key on every device, and per-example noise
+is drawn for the global batch and sliced by `lax.axis_index`, so the step on N
+devices computes the same numbers as the step on one device with the global
+batch.
+
+Gradients. The params enter the shard_map replicated, i.e. device-invariant.
+Differentiating a device-varying loss with respect to an invariant input would
+make JAX transpose the implicit broadcast into a psum (the gradient arrives
+already summed over devices). We make that explicit and classic instead:
+`per_device(params, axis_name)` casts the params to device-varying before
+`jax.grad`, so each device gets the gradient of its own loss (the mean over its
+local examples plus the global-batch estimator, whose gradient reaches each
+device's codes through the transpose of the all-gather, summed over devices),
+and `average_grads` (`lax.pmean`) then gives exactly the single-device
+gradient of the global batch.
 
 Multi-host: call `initialize_distributed()` first; each process feeds its own
 host-local slice of the global batch to `shard_batch`, and only `is_chief()`
@@ -18,7 +38,9 @@ import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wae_jax import cli
@@ -95,7 +117,7 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   """Jitted fn(state, sharded_batch) -> (state, metrics) over the mesh.
 
   `train_step(state, batch, axis_name)` runs per device under shard_map with
-  the default check_vma=True, which common.average_grads relies on. The state
+  the default check_vma=True, which `average_grads` relies on. The state
   and the metrics are replicated; the state is donated.
   """
 
@@ -112,3 +134,66 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
     return sharded_step(state, batch)
 
   return jax.jit(step, donate_argnums=(0,) if donate_state else ())
+
+
+# ----------------------------------------------------------------------------
+# Collectives of the per-device step (identity when axis_name is None).
+
+def gather(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """All-gathers a per-device (b, ...) array into the global (N*b, ...) one.
+
+  Rows are in device order, i.e. the order of the global batch. Gradients flow
+  back to each device's own rows.
+  """
+  if axis_name is None:
+    return x
+  return lax.all_gather(x, axis_name, tiled=True)
+
+
+def gather_invariant(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """Like `gather`, but typed device-invariant (for replicated state such as
+  the MoCA queue); use on values that need no gradient."""
+  if axis_name is None:
+    return x
+  return lax.all_gather(x, axis_name, tiled=True, to="invarying")
+
+
+def per_device(params: Any, axis_name: Optional[str]) -> Any:
+  """Casts replicated params to device-varying before differentiating them
+  (see the module doc); identity without an axis."""
+  if axis_name is None:
+    return params
+  return lax.pcast(params, axis_name, to="varying")
+
+
+def average_grads(grads: Any, axis_name: Optional[str]) -> Any:
+  """Per-device gradients of `per_device` params -> the global-batch gradient."""
+  if axis_name is None:
+    return grads
+  return lax.pmean(grads, axis_name)
+
+
+def mean_metrics(metrics: dict, axis_name: Optional[str]) -> dict:
+  """Metrics as float32 scalars, averaged over devices (replicated output)."""
+  metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+  if axis_name is None:
+    return metrics
+  return lax.pmean(metrics, axis_name)
+
+
+def per_example_noise(key: jax.Array, local_shape: Tuple[int, ...],
+                      axis_name: Optional[str],
+                      sampler: Callable = jax.random.normal) -> jax.Array:
+  """Noise for this device's examples, cut from the global batch's noise.
+
+  sampler(key, shape) is drawn with shape (N*b, ...) from the same key on every
+  device, and device i keeps rows [i*b, (i+1)*b), so each example gets the
+  noise it would get in a single-device step on the global batch.
+  """
+  if axis_name is None:
+    return sampler(key, local_shape)
+  local_batch = local_shape[0]
+  n = lax.axis_size(axis_name)
+  noise = sampler(key, (n * local_batch,) + tuple(local_shape[1:]))
+  start = lax.axis_index(axis_name) * local_batch
+  return lax.dynamic_slice_in_dim(noise, start, local_batch, axis=0)

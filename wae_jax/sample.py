@@ -19,7 +19,8 @@ Restores the latest complete checkpoint of DIR (or --step). The extension of
                            images_b (P,H,W,C) and their codes codes_a, codes_b
   .npy  the kind's main array alone (samples, reconstructions or interpolations).
 
-For interpolations --num counts images: P = max(1, num // S) pairs, S = 8.
+For interpolations --num counts images: P = max(1, num // S) pairs, S =
+images.INTERPOLATION_STEPS (10).
 """
 
 import os
@@ -28,10 +29,9 @@ import numpy as np
 from absl import flags
 
 from wae_jax import cli
+from wae_jax.images import INTERPOLATION_STEPS, KINDS
 
-KINDS = ("samples", "reconstructions", "interpolations")
 FORMATS = (".png", ".npz", ".npy")
-INTERPOLATION_STEPS = 8
 CHUNK = 1000  # images decoded per call, so --num=50000 fits in memory
 
 flags.DEFINE_string("workdir", None, "The run's workdir.")
@@ -118,16 +118,6 @@ def sample_arrays(state, method, config, kind: str, num: int, seed: int = 0) -> 
           "codes_a": np.asarray(encode(images_a)), "codes_b": np.asarray(encode(images_b))}
 
 
-def grid(arrays: dict):
-  """The uint8 (H, W, 3) PNG grid of sample_arrays' output."""
-  from wae_jax import images  # pylint: disable=g-import-not-at-top
-  if arrays["main"] == "samples":
-    return images.samples_grid(arrays["samples"])
-  if arrays["main"] == "reconstructions":
-    return images.reconstructions_grid(arrays["images"], arrays["reconstructions"])
-  return images.interpolations_grid(arrays["interpolations"])
-
-
 def save_arrays(out: str, arrays: dict) -> None:
   """Writes `out` (.png, .npz or .npy, see the module docstring) atomically."""
   extension = output_format(out)
@@ -135,7 +125,7 @@ def save_arrays(out: str, arrays: dict) -> None:
   os.makedirs(directory, exist_ok=True)
   if extension == ".png":
     from wae_jax import images  # pylint: disable=g-import-not-at-top
-    images.save_png(out, grid(arrays))
+    images.save_png(out, images.kind_grid(arrays))
     return
   tmp_path = f"{out}.tmp-{os.getpid()}"
   with open(tmp_path, "wb") as f:  # A file object: numpy would append .npz to a name.

@@ -3,8 +3,9 @@
 Sections, in the order a run meets them:
   1. Config and data: validate, fill steps_per_epoch, write or check config.json.
   2. Devices and the step: the jitted (data-parallel) train step.
-  3. State: a fresh `method.init`, or the latest complete checkpoint.
-  4. Evaluation: the cheap test metrics, the evaluator's metrics, PNG grids.
+  3. State: the latest complete checkpoint, or a fresh `method.init`
+     (`resume_or_init`); nothing to do when the run is already complete.
+  4. Evaluation: the evaluator's metric groups and the PNG grids.
   5. The loop: steps, NaN/Inf guard, logging, evaluation, checkpoints.
   6. The end: run_complete.json, written atomically as the last act.
 
@@ -15,7 +16,6 @@ so a resumed run feeds exactly the batches an uninterrupted run would.
 
 import copy
 import functools
-import json
 import math
 import os
 import time
@@ -30,17 +30,15 @@ from wae_jax import checkpoint
 from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
-from wae_jax.evaluation import evaluator as evaluation_lib
 from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax import run_files
+from wae_jax.evaluation import evaluator as evaluator_lib
 from wae_jax.state import TrainState
 
-RUN_COMPLETE_FILE = "run_complete.json"
 IMAGE_DIR = "images"
-NUM_INTERPOLATION_PAIRS = 8
-NUM_INTERPOLATION_STEPS = 10
 # Steps dispatched ahead of the newest finished one. Unbounded asynchronous
 # dispatch lets ~100 steps with all-gathers queue up, which deadlocks XLA:CPU's
 # fake devices (a rendezvous timeout) and holds their buffers on accelerators;
@@ -68,7 +66,7 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
   """Validates `config`, opens the data, fills steps_per_epoch.
 
   Returns:
-    (config copy with steps_per_epoch filled, DataSource).
+    (config copy with steps_per_epoch filled, data.ArraySource).
   """
   config = _unlocked_copy(config)
   config_checks.check_values(config, num_devices)
@@ -103,12 +101,6 @@ def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
   return parallel.make_parallel_step(train_step, mesh)
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted(function: Callable, static_argnums: tuple = ()) -> Callable:
-  """One jit wrapper per method function (see _parallel_step)."""
-  return jax.jit(function, static_argnums=static_argnums)
-
-
 def make_train_step(method, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable, Callable]:
   """The compiled data-parallel step and how batches and states reach the mesh.
 
@@ -138,6 +130,42 @@ def initial_state(method, config: ml_collections.ConfigDict, source) -> TrainSta
   return init(jax.random.PRNGKey(config.seed))
 
 
+def finished_summary(workdir: str, manager, num_train_steps: int,
+                     is_chief: bool) -> Optional[dict]:
+  """run_complete.json's summary when the run is already complete, else None.
+
+  A run whose num_train_steps was raised since it finished is no longer
+  complete: its run_complete.json is removed. Raises cli.UserError when the
+  workdir holds a checkpoint beyond num_train_steps.
+  """
+  latest = manager.latest_step() or 0
+  if latest > num_train_steps:
+    raise cli.UserError(
+        f"{workdir!r} already holds checkpoint {latest}, beyond "
+        f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
+  done = run_files.read_run_complete(workdir)
+  if done is not None and latest == num_train_steps:
+    return done
+  if is_chief and done is not None:
+    os.remove(os.path.join(workdir, run_files.RUN_COMPLETE_FILE))
+  return None
+
+
+def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigDict,
+                   source, mesh: jax.sharding.Mesh) -> tuple[TrainState, int]:
+  """(state replicated on the mesh, its step): the latest complete checkpoint,
+  or `method.init` at step 0 when there is none."""
+  start_step = manager.latest_step() or 0
+  if start_step:
+    state = checkpoint.restore_from_manager(
+        manager, config, start_step, source.image_shape,
+        sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    logging.info("Resumed %s from checkpoint %d.", workdir, start_step)
+  else:
+    state = initial_state(method, config, source)
+  return parallel.replicate(state, mesh), start_step
+
+
 # ----------------------------------------------------------------------------
 # 4. Evaluation.
 # ----------------------------------------------------------------------------
@@ -146,7 +174,7 @@ def initial_state(method, config: ml_collections.ConfigDict, source) -> TrainSta
 def period_metric_groups(config: ml_collections.ConfigDict) -> tuple:
   """The evaluator groups of every evaluation: the cheap ones and best_metric's."""
   return tuple(dict.fromkeys(
-      evaluation_lib.CHEAP_METRICS + (config_checks.metric_group(config.best_metric),)))
+      evaluator_lib.CHEAP_METRICS + (config_checks.metric_group(config.best_metric),)))
 
 
 def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
@@ -159,39 +187,6 @@ def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
   if "full" in chosen:
     chosen = tuple(evaluator.full_metrics)
   return tuple(dict.fromkeys(period_metric_groups(config) + chosen))
-
-
-class ImageGrids:
-  """The PNG grids of a state: samples, reconstructions, interpolations.
-
-  The same test images and prior draws at every evaluation, so grids of
-  successive steps are comparable.
-  """
-
-  def __init__(self, method, config: ml_collections.ConfigDict, source):
-    self._reconstruct = _jitted(method.reconstruct)
-    self._sample = _jitted(method.sample, (2,))
-    self._interpolate = _jitted(method.interpolate, (3,))
-    num_images = int(config.num_eval_images)
-    test_images = next(iter(source.test_batches(max(num_images, 2 * NUM_INTERPOLATION_PAIRS))))
-    test_images = test_images["image"]
-    self.eval_images = test_images[:num_images]
-    pairs = min(NUM_INTERPOLATION_PAIRS, len(test_images) // 2)
-    self.pairs_a = test_images[:pairs]
-    self.pairs_b = test_images[pairs:2 * pairs]
-    self.sample_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3)
-
-  def __call__(self, state: TrainState) -> dict:
-    """name -> uint8 (H, W, 3) grid."""
-    samples = np.asarray(self._sample(state, self.sample_key, len(self.eval_images)))
-    reconstructions = np.asarray(self._reconstruct(state, self.eval_images))
-    interpolations = np.asarray(
-        self._interpolate(state, self.pairs_a, self.pairs_b, NUM_INTERPOLATION_STEPS))
-    return {
-        "samples": images_lib.samples_grid(samples),
-        "reconstructions": images_lib.reconstructions_grid(self.eval_images, reconstructions),
-        "interpolations": images_lib.interpolations_grid(interpolations),
-    }
 
 
 # ----------------------------------------------------------------------------
@@ -216,19 +211,8 @@ def _mean_metrics(history: list[tuple[int, dict]]) -> dict:
 def _write_run_complete(workdir: str, step: int, manager) -> dict:
   best_step = manager.best_step()
   best_metrics = manager.metrics(best_step) if best_step is not None else None
-  summary = {"step": int(step), "best_step": int(best_step) if best_step is not None else int(step),
-             "best_metrics": dict(best_metrics or {})}
-  checkpoint.write_json_atomic(os.path.join(workdir, RUN_COMPLETE_FILE), summary)
-  return summary
-
-
-def read_run_complete(workdir: str) -> Optional[dict]:
-  """<workdir>/run_complete.json, or None for a run that has not finished."""
-  path = os.path.join(workdir, RUN_COMPLETE_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return run_files.write_run_complete(
+      workdir, step, best_step if best_step is not None else step, best_metrics or {})
 
 
 # ----------------------------------------------------------------------------
@@ -261,41 +245,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_train_steps = int(config.num_train_steps)
 
   # 2. Devices and the step. -------------------------------------------------
-  train_step, put_batch, put_state = make_train_step(method, mesh)
+  train_step, put_batch, _ = make_train_step(method, mesh)
 
   # 3. State. ----------------------------------------------------------------
   manager = checkpoint.make_manager(workdir, config)
-  start_step = manager.latest_step() or 0
-  if start_step > num_train_steps:
+  try:
+    done = finished_summary(workdir, manager, num_train_steps, is_chief)
+  except cli.UserError:
     manager.close()
-    raise cli.UserError(
-        f"{workdir!r} already holds checkpoint {start_step}, beyond "
-        f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
-  done = read_run_complete(workdir)
-  if done is not None and start_step == num_train_steps:
-    logging.info("%s is already complete at step %d; nothing to do.", workdir, start_step)
+    raise
+  if done is not None:
+    logging.info("%s is already complete at step %d; nothing to do.", workdir,
+                 num_train_steps)
     manager.close()
     return done
-  if is_chief and done is not None:  # num_train_steps was raised: no longer complete.
-    os.remove(os.path.join(workdir, RUN_COMPLETE_FILE))
-  if start_step:
-    state = checkpoint.restore_from_manager(
-        manager, config, start_step, source.image_shape,
-        sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    logging.info("Resumed %s from checkpoint %d.", workdir, start_step)
-  else:
-    state = initial_state(method, config, source)
-  state = put_state(state)
+  state, start_step = resume_or_init(workdir, manager, method, config, source, mesh)
   logging.info("Training %s from step %d to %d on %d devices.", workdir, start_step,
                num_train_steps, mesh.devices.size)
   best_step = manager.best_step() if start_step else None
   best_value = (float(manager.metrics(best_step)[config.best_metric])
                 if best_step is not None and manager.metrics(best_step) else math.inf)
 
+  # 4. Evaluation. -----------------------------------------------------------
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
-  evaluator = evaluation_lib.Evaluator(method, source, config)
+  evaluator = evaluator_lib.Evaluator(method, source, config)
   period_groups = period_metric_groups(config)
-  image_grids = ImageGrids(method, config, source)
+  image_grids = images_lib.ImageGrids(method, config, source)
   image_dir = os.path.join(workdir, IMAGE_DIR)
   progress = metrics_io.Progress(start_step, num_train_steps)
   last_good_step = start_step if start_step else None

@@ -1,4 +1,4 @@
-"""Input pipelines: `build(config) -> DataSource`.
+"""Input pipelines: `build(config) -> ArraySource`.
 
     source = data.build(config)
     source.image_shape            # (H, W, C)
@@ -24,8 +24,6 @@ from typing import Optional
 from wae_jax import cli
 from wae_jax.data.prefetch import Prefetcher, prefetch
 from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
-
-DataSource = ArraySource
 
 OFFLINE_DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d")
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "celeb_a_hq")
@@ -56,7 +54,7 @@ def build(config,
           *,
           process_index: Optional[int] = None,
           process_count: Optional[int] = None,
-          download: bool = False) -> DataSource:
+          download: bool = False) -> ArraySource:
   """The data source of config.dataset for this process.
 
   Args:
@@ -71,7 +69,7 @@ def build(config,
       dataset fails at once with the `tfds build` command that prepares it.
 
   Returns:
-    a DataSource (see the module docstring).
+    an ArraySource (see the module docstring).
   """
   if config.dataset not in DATASETS:
     raise cli.UserError(
@@ -100,6 +98,6 @@ def build(config,
 
 
 __all__ = [
-    "ArraySource", "DATASETS", "DataSource", "OFFLINE_DATASETS",
+    "ArraySource", "DATASETS", "OFFLINE_DATASETS",
     "Prefetcher", "TFDS_DATASETS", "build", "epoch_permutation", "prefetch",
 ]

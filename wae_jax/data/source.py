@@ -1,4 +1,4 @@
-"""The one DataSource every dataset becomes: index-based, resumable, sharded.
+"""The one source type every dataset becomes: index-based, resumable, sharded.
 
 Every dataset is loaded (or memory-mapped) as arrays once; batches are then
 gathered by index. The order of an epoch is a permutation of the training

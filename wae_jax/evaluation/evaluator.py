@@ -1,15 +1,15 @@
 """The evaluator: every metric of a trained state, as a dict of floats.
 
-    from wae_jax.evaluation import evaluator
-    ev = evaluator.Evaluator(method_module, data_source, config)
+    from wae_jax.evaluation import evaluator as evaluator_lib
+    ev = evaluator_lib.Evaluator(method, data_source, config)
     cheap = ev(state)                                 # every eval period
     full = ev(state, metrics=ev.full_metrics)         # at the end
     ev.feature_nets   # {'fid_inception': 'inception_v3_fid_2015-12-05 (<file>)', ...}
     # or in one call (builds a new Evaluator each time):
-    evaluator.evaluate(method_module, state, data_source, config, metrics=None,
-                       num_samples=None) -> dict[str, float]
+    evaluator_lib.evaluate(method, state, data_source, config, metrics=None,
+                           num_samples=None) -> dict[str, float]
 
-`method_module` is a wae_jax.methods.Method (sample(state, key, n),
+`method` is a wae_jax.methods.Method (sample(state, key, n),
 reconstruct(state, images), encode(state, images)); `data_source` has
 test_batches(batch_size) and image_shape (and train_batches / has_labels for
 the classifier feature net). Lower is better for every metric except
@@ -55,6 +55,7 @@ import jax
 import numpy as np
 
 from wae_jax import cli
+from wae_jax import methods
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
@@ -81,12 +82,6 @@ def _evaluation_field(config, name: str, default: Any) -> Any:
   return default if value is None or value == "" else value
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted(function, static_argnums=()):
-  """One jit wrapper per method function, so repeated evaluations compile once."""
-  return jax.jit(function, static_argnums=static_argnums)
-
-
 @functools.lru_cache(maxsize=4)
 def _inception_features(weights_path: str) -> inception_lib.InceptionFeatures:
   return inception_lib.InceptionFeatures(path=weights_path)
@@ -108,12 +103,12 @@ class Evaluator:
   test-side features and statistics, the test images SWD and sharpness use.
   """
 
-  def __init__(self, method_module, data_source, config,
+  def __init__(self, method, data_source, config,
                num_samples: Optional[int] = None, batch_size: Optional[int] = None,
                fid_weights: Optional[str] = None):
     """Args:
-      method_module: a wae_jax.methods.Method.
-      data_source: the run's DataSource.
+      method: a wae_jax.methods.Method.
+      data_source: the run's data.ArraySource.
       config: the run config.
       num_samples: generated images for FID/KID/FD/SWD (default
         config.evaluation.num_samples, else 10,000).
@@ -121,7 +116,7 @@ class Evaluator:
         config.evaluation.batch_size, else config.batch_size).
       fid_weights: the Inception weights file (else config / env var).
     """
-    self.method = method_module
+    self.method = method
     self.data_source = data_source
     self.config = config
     self.num_samples = int(num_samples or _evaluation_field(
@@ -137,9 +132,9 @@ class Evaluator:
     run_key = jax.random.PRNGKey(int(config.get("seed", 0)))
     self.sample_key = jax.random.fold_in(run_key, _SAMPLE_KEY_SALT)
     self.latent_key = jax.random.fold_in(run_key, _LATENT_KEY_SALT)
-    self._sample = _jitted(method_module.sample, (2,))
-    self._reconstruct = _jitted(method_module.reconstruct)
-    self._encode = _jitted(method_module.encode)
+    self._sample = methods.jitted(method.sample, (2,))
+    self._reconstruct = methods.jitted(method.reconstruct)
+    self._encode = methods.jitted(method.encode)
     self._test_cache: Dict[str, Any] = {}
     self.feature_nets: Dict[str, str] = {}
 
@@ -332,14 +327,14 @@ class Evaluator:
     return results
 
 
-def evaluate(method_module, state, data_source, config,
+def evaluate(method, state, data_source, config,
              metrics: Optional[Sequence[str]] = None,
              num_samples: Optional[int] = None) -> Dict[str, float]:
-  """One-shot `Evaluator(method_module, data_source, config, num_samples)(state, metrics)`.
+  """One-shot `Evaluator(method, data_source, config, num_samples)(state, metrics)`.
 
   `metrics='full'` (or ('full',)) asks for every metric this run can compute.
   """
-  evaluator = Evaluator(method_module, data_source, config, num_samples=num_samples)
+  evaluator = Evaluator(method, data_source, config, num_samples=num_samples)
   if isinstance(metrics, str):
     metrics = (metrics,)
   return evaluator(state, metrics)

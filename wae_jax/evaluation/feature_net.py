@@ -185,7 +185,7 @@ def load_or_train(data_source, config=None, dataset: Optional[str] = None,
   """The cached classifier of this dataset, trained first if there is none.
 
   Args:
-    data_source: a labelled DataSource (`train_batches`, `test_batches`,
+    data_source: a labelled data.ArraySource (`train_batches`, `test_batches`,
       `image_shape`, `has_labels`).
     config: optional run config (config.dataset, config.evaluation.cache_dir).
     dataset: dataset name for the cache and the metric; default

@@ -38,6 +38,7 @@ import pickle
 from typing import Any, Callable, Dict, Optional
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -331,20 +332,11 @@ def variables_to_fid_tree(variables: Dict[str, Any]) -> Dict[str, Any]:
   return tree
 
 
-def _flatten(tree, prefix=""):
-  for key, value in tree.items():
-    name = f"{prefix}/{key}" if prefix else key
-    if isinstance(value, dict):
-      yield from _flatten(value, name)
-    else:
-      yield name, value
-
-
 def save_variables(path: str, variables: Dict[str, Any]) -> None:
   """Write variables as jax-fid's pickle (.pickle / .pkl) or as .npz."""
   tree = variables_to_fid_tree(variables)
   if path.endswith(".npz"):
-    np.savez(path, **dict(_flatten(tree)))
+    np.savez(path, **traverse_util.flatten_dict(tree, sep="/"))
   else:
     with open(path, "wb") as f:
       pickle.dump(tree, f)

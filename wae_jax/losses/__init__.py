@@ -5,6 +5,8 @@ Every loss takes arrays (and a PRNG key where random), computes in float32
 `gaussian_log_density`, which returns one log density per row (B,), and
 `cosine_momentum`, which has the shape of `step`, and `nearest_pseudo_input`,
 which returns one int32 index per row. No Flax, no configs.
+`cosine_momentum` (the EMA momentum schedule) lives in wae_jax/optim.py with
+the other schedules and is re-exported here.
 """
 
 from wae_jax.losses.adversarial import adversary_loss
@@ -20,7 +22,6 @@ from wae_jax.losses.likelihood import gaussian_nll
 from wae_jax.losses.likelihood import squared_error
 from wae_jax.losses.mmd import DEFAULT_IMQ_SCALES
 from wae_jax.losses.mmd import mmd_penalty
-from wae_jax.losses.schedules import cosine_momentum
 from wae_jax.losses.sinkhorn import entropic_ot
 from wae_jax.losses.sinkhorn import sinkhorn_divergence
 from wae_jax.losses.sliced import sample_unit_directions
@@ -28,6 +29,7 @@ from wae_jax.losses.sliced import sliced_wasserstein
 from wae_jax.losses.symmetric import nearest_pseudo_input
 from wae_jax.losses.symmetric import swae_loss_terms
 from wae_jax.losses.symmetric import swae_objective
+from wae_jax.optim import cosine_momentum
 
 __all__ = [
     "DEFAULT_IMQ_SCALES",

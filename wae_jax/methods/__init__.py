@@ -28,6 +28,7 @@ which takes a ConfigDict or a flat dict of dotted overrides that has 'method'.
 """
 
 import dataclasses
+import functools
 import importlib
 import types
 from typing import Any, Callable, Mapping, Optional
@@ -102,6 +103,14 @@ def get(name: str) -> Method:
     raise ValueError(
         f"Unknown method {name!r}; set config.method to one of {METHODS}.")
   return importlib.import_module(f"wae_jax.methods.{name}").METHOD
+
+
+@functools.lru_cache(maxsize=None)
+def jitted(function: Callable, static_argnums: tuple = ()) -> Callable:
+  """jax.jit of a Method function, one wrapper per (function, static args) in
+  a process, so every evaluation and image grid of a run compiles it once."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.jit(function, static_argnums=static_argnums)
 
 
 def apply_required(config):

@@ -1,25 +1,6 @@
 """What every method shares: building the state, applying the networks,
-generation helpers and the data-parallel collectives.
-
-Data parallelism. A train step called with `axis_name` set is the per-device
-program of a `jax.shard_map` (see wae_jax/parallel.py), run with the default
-`check_vma=True`. Each device sees B/N examples; estimators that compare
-distributions see the global batch through `gather`, prior samples are drawn
-for the global batch from the same key on every device, and per-example noise
-is drawn for the global batch and sliced by `lax.axis_index`, so the step on N
-devices computes the same numbers as the step on one device with the global
-batch.
-
-Gradients. The params enter the shard_map replicated, i.e. device-invariant.
-Differentiating a device-varying loss with respect to an invariant input would
-make JAX transpose the implicit broadcast into a psum (the gradient arrives
-already summed over devices). We make that explicit and classic instead:
-`per_device(params, axis_name)` casts the params to device-varying before
-`jax.grad`, so each device gets the gradient of its own loss (the mean over its
-local examples plus the global-batch estimator, whose gradient reaches each
-device's codes through the transpose of the all-gather, summed over devices),
-and `average_grads` (`lax.pmean`) then gives exactly the single-device
-gradient of the global batch.
+one optimizer step and the generation helpers. The data-parallel collectives
+a step uses (gather, per_device, average_grads, ...) are in wae_jax/parallel.py.
 """
 
 from typing import Any, Callable, Optional, Tuple
@@ -29,76 +10,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax import lax
 
 from wae_jax import losses
 from wae_jax import models
+from wae_jax import optim
+from wae_jax import parallel
 from wae_jax import priors
-from wae_jax.methods import optim
 from wae_jax.state import TrainState
-
-
-# ----------------------------------------------------------------------------
-# Collectives (identity when axis_name is None).
-
-def gather(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
-  """All-gathers a per-device (b, ...) array into the global (N*b, ...) one.
-
-  Rows are in device order, i.e. the order of the global batch. Gradients flow
-  back to each device's own rows.
-  """
-  if axis_name is None:
-    return x
-  return lax.all_gather(x, axis_name, tiled=True)
-
-
-def gather_invariant(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
-  """Like `gather`, but typed device-invariant (for replicated state such as
-  the MoCA queue); use on values that need no gradient."""
-  if axis_name is None:
-    return x
-  return lax.all_gather(x, axis_name, tiled=True, to="invarying")
-
-
-def per_device(params: Any, axis_name: Optional[str]) -> Any:
-  """Casts replicated params to device-varying before differentiating them
-  (see the module doc); identity without an axis."""
-  if axis_name is None:
-    return params
-  return lax.pcast(params, axis_name, to="varying")
-
-
-def average_grads(grads: Any, axis_name: Optional[str]) -> Any:
-  """Per-device gradients of `per_device` params -> the global-batch gradient."""
-  if axis_name is None:
-    return grads
-  return lax.pmean(grads, axis_name)
-
-
-def mean_metrics(metrics: dict, axis_name: Optional[str]) -> dict:
-  """Metrics as float32 scalars, averaged over devices (replicated output)."""
-  metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-  if axis_name is None:
-    return metrics
-  return lax.pmean(metrics, axis_name)
-
-
-def per_example_noise(key: jax.Array, local_shape: Tuple[int, ...],
-                      axis_name: Optional[str],
-                      sampler: Callable = jax.random.normal) -> jax.Array:
-  """Noise for this device's examples, cut from the global batch's noise.
-
-  sampler(key, shape) is drawn with shape (N*b, ...) from the same key on every
-  device, and device i keeps rows [i*b, (i+1)*b), so each example gets the
-  noise it would get in a single-device step on the global batch.
-  """
-  if axis_name is None:
-    return sampler(key, local_shape)
-  local_batch = local_shape[0]
-  n = lax.axis_size(axis_name)
-  noise = sampler(key, (n * local_batch,) + tuple(local_shape[1:]))
-  start = lax.axis_index(axis_name) * local_batch
-  return lax.dynamic_slice_in_dim(noise, start, local_batch, axis=0)
 
 
 def step_key(state: TrainState) -> jax.Array:
@@ -238,11 +156,13 @@ def gradient_step(loss_fn: Callable, state: TrainState, batch: dict,
   """
   images = jnp.asarray(batch["image"], jnp.float32)
   grads, aux = jax.grad(loss_fn, has_aux=True)(
-      per_device(state.params, axis_name), state, images, step_key(state), axis_name)
+      parallel.per_device(state.params, axis_name), state, images, step_key(state),
+      axis_name)
   metrics, new_batch_stats = aux[0], aux[1]
   metrics["learning_rate"] = learning_rate(state)
-  new_state = apply_updates(state, average_grads(grads, axis_name), new_batch_stats)
-  return new_state, mean_metrics(metrics, axis_name)
+  new_state = apply_updates(state, parallel.average_grads(grads, axis_name),
+                            new_batch_stats)
+  return new_state, parallel.mean_metrics(metrics, axis_name)
 
 
 def learning_rate(state: TrainState) -> jax.Array:

@@ -27,6 +27,7 @@ from jax import lax
 
 from wae_jax import losses
 from wae_jax import methods
+from wae_jax import parallel
 from wae_jax import priors
 from wae_jax.methods import common
 from wae_jax.state import TrainState
@@ -132,16 +133,16 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
                         state.batch_stats["encoder"], m)
   keys = compute_keys(state, key_params, key_batch_stats, images, axis_name)
   grads, (metrics, new_batch_stats, _) = jax.grad(loss_fn, has_aux=True)(
-      common.per_device(state.params, axis_name), state, images, keys, axis_name)
-  grads = common.average_grads(grads, axis_name)
+      parallel.per_device(state.params, axis_name), state, images, keys, axis_name)
+  grads = parallel.average_grads(grads, axis_name)
   queue, queue_ptr = enqueue(extras.queue, extras.queue_ptr,
-                             common.gather_invariant(keys, axis_name))
+                             parallel.gather_invariant(keys, axis_name))
   metrics.update(momentum=m, learning_rate=common.learning_rate(state))
   new_state = common.apply_updates(state, grads, new_batch_stats)
   new_state = new_state.replace(extras=MocaState(
       key_encoder_params=key_params, key_encoder_batch_stats=key_batch_stats,
       queue=queue, queue_ptr=queue_ptr))
-  return new_state, common.mean_metrics(metrics, axis_name)
+  return new_state, parallel.mean_metrics(metrics, axis_name)
 
 
 def encode(state: TrainState, images: jax.Array) -> jax.Array:

@@ -18,6 +18,7 @@ import ml_collections
 
 from wae_jax import losses
 from wae_jax import methods
+from wae_jax import parallel
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
@@ -65,7 +66,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   new_batch_stats, (mean, logvar)))."""
   config = state.config
   def reparameterise(mean, logvar):
-    eps = common.per_example_noise(key, mean.shape, axis_name)
+    eps = parallel.per_example_noise(key, mean.shape, axis_name)
     return mean + jnp.exp(0.5 * logvar) * eps
 
   (mean, logvar), _, decoded, new_batch_stats = common.autoencode(

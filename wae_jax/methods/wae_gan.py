@@ -24,8 +24,9 @@ from flax import struct
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import models
+from wae_jax import optim
+from wae_jax import parallel
 from wae_jax.methods import common
-from wae_jax.methods import optim
 from wae_jax.state import TrainState
 
 
@@ -104,17 +105,17 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   images = jnp.asarray(batch["image"], jnp.float32)
   prior_key = common.step_key(state)
   grads, (metrics, new_batch_stats, codes) = jax.grad(loss_fn, has_aux=True)(
-      common.per_device(state.params, axis_name), state, images, axis_name)
-  grads = common.average_grads(grads, axis_name)
+      parallel.per_device(state.params, axis_name), state, images, axis_name)
+  grads = parallel.average_grads(grads, axis_name)
 
-  all_codes = common.gather(jax.lax.stop_gradient(codes), axis_name)
+  all_codes = parallel.gather(jax.lax.stop_gradient(codes), axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   extras = state.extras
   (adv_loss, adv_accuracy), adv_grads = jax.value_and_grad(
       adversary_loss_fn, has_aux=True)(
-          common.per_device(extras.adversary_params, axis_name), state,
+          parallel.per_device(extras.adversary_params, axis_name), state,
           all_codes, prior_samples)
-  adv_grads = common.average_grads(adv_grads, axis_name)
+  adv_grads = parallel.average_grads(adv_grads, axis_name)
   adv_updates, adversary_opt_state = extras.adversary_tx.update(
       adv_grads, extras.adversary_opt_state, extras.adversary_params)
   adversary_params = optax.apply_updates(extras.adversary_params, adv_updates)
@@ -124,7 +125,7 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   new_state = common.apply_updates(state, grads, new_batch_stats)
   new_state = new_state.replace(extras=extras.replace(
       adversary_params=adversary_params, adversary_opt_state=adversary_opt_state))
-  return new_state, common.mean_metrics(metrics, axis_name)
+  return new_state, parallel.mean_metrics(metrics, axis_name)
 
 
 METHOD = methods.Method(name="wae_gan", train_step=train_step,

@@ -27,6 +27,7 @@ from jax import lax
 
 from wae_jax import losses
 from wae_jax import methods
+from wae_jax import parallel
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
@@ -110,14 +111,14 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   noise_key, prior_key, reg_key = jax.random.split(key, 3)
   encoder_input = images
   if config.encoder_input_noise > 0:
-    encoder_input = images + common.per_example_noise(
+    encoder_input = images + parallel.per_example_noise(
         noise_key, images.shape, axis_name,
         sampler=lambda k, s: _truncated_noise(k, s, config.encoder_input_noise))
   _, codes, decoded, new_batch_stats = common.autoencode(
       state, params, encoder_input, axis_name=axis_name)
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
-  all_codes = common.gather(codes, axis_name)
+  all_codes = parallel.gather(codes, axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
   wae_loss = reconstruction + config.lambda_reg * penalty

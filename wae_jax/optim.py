@@ -1,15 +1,18 @@
-"""Optimizers and learning-rate schedules of the papers.
+"""Optimizers and the schedules of the papers: learning rate and EMA momentum.
 
 Schedules are pure functions of the step (the global step counter, which equals
 the optax count of the optimizer state), never state of their own. Epochs are
 `step // config.steps_per_epoch` with `steps_per_epoch` counted in global
 batches; the trainer fills it from the dataset when the config leaves it <= 0.
+`cosine_momentum` is also exported as `wae_jax.losses.cosine_momentum`.
 """
 
-from typing import Callable
+from typing import Callable, Union
 
+import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 SCHEDULES = ("constant", "wae_piecewise", "step")
@@ -89,3 +92,33 @@ def make_adversary_optimizer(
       learning_rate=float(config.adversary.learning_rate),
       b1=float(config.adversary.b1),
       b2=float(config.optimizer.b2))
+
+
+def cosine_momentum(step: Union[int, jax.Array],
+                    total_steps: Union[int, jax.Array],
+                    base: Union[float, jax.Array]) -> jax.Array:
+  """EMA momentum rising from `base` to 1 on a half cosine (BYOL, MoCA).
+
+    m(step) = 1 - (1 - base) (cos(pi step / total_steps) + 1) / 2
+
+  `step` is clipped to [0, total_steps], so m stays at 1 after the schedule
+  ends (a resumed run that trains longer keeps a frozen key encoder rather
+  than a momentum that falls again).
+
+  Args:
+    step: scalar (or any-shape) int or float step; traced values are fine.
+    total_steps: positive scalar, the length of the schedule.
+    base: scalar m0 in [0, 1].
+
+  Returns:
+    float32 array of the shape of `step` (a scalar for a scalar step).
+  """
+  if isinstance(total_steps, (int, float)) and total_steps <= 0:
+    raise ValueError(
+        f"cosine_momentum needs total_steps > 0, got {total_steps}; pass the "
+        "number of training steps.")
+  step = jnp.asarray(step, jnp.float32)
+  total_steps = jnp.asarray(total_steps, jnp.float32)
+  base = jnp.asarray(base, jnp.float32)
+  progress = jnp.clip(step, 0.0, total_steps) / total_steps
+  return 1.0 - (1.0 - base) * (jnp.cos(np.pi * progress) + 1.0) / 2.0

@@ -1,0 +1,7 @@
+"""Experiment configs (ml_collections), one file per experiment.
+
+Each file defines `get_config(arg=None)`; `python -m wae_jax.main
+--config=configs/<x>.py[:arg]` loads it by path, and the files import their
+shared pieces as `from configs import default, common, _wae_paper, ...`.
+configs/bigwae.py also defines its random sweep (see launch/sampling.py).
+"""
