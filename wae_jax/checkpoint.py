@@ -31,6 +31,7 @@ from flax import serialization
 from flax import traverse_util
 
 from wae_jax import cli
+from wae_jax.run_files import write_json_atomic
 from wae_jax.state import TrainState
 
 CONFIG_FILE = "config.json"
@@ -52,16 +53,6 @@ RESUMABLE_CHANGES = (
 # ----------------------------------------------------------------------------
 # config.json
 # ----------------------------------------------------------------------------
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON to `path` through a temporary file and `os.replace`."""
-  tmp_path = f"{path}.tmp-{os.getpid()}"
-  with open(tmp_path, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp_path, path)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
