@@ -51,12 +51,8 @@ def tiny_config(method: str = "wae_mmd", num_train_steps: int = 4):
   config.eval_every_steps = num_train_steps
   config.keep_checkpoints = 2
   config.num_eval_images = 8
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
+  methods.apply_required(config)
   if method == "moca":
-    config.prior = "sphere"
-    config.model.encoder = "sphere"
     config.moca.queue_size = 32
     config.lambda_reg = 1.0
   config.lock()
@@ -138,9 +134,9 @@ def test_end_to_end_moca(finished_run):
   # The whole state comes back: queue, pointer, key encoder.
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == MOCA_STEPS
-  assert state.queue.shape == (32, 4)
-  assert int(state.queue_ptr) == (MOCA_STEPS * 16) % 32
-  assert state.key_encoder_params is not None
+  assert state.extras.queue.shape == (32, 4)
+  assert int(state.extras.queue_ptr) == (MOCA_STEPS * 16) % 32
+  assert state.extras.key_encoder_params is not None
   # Kept: the last 2 checkpoints plus the best evaluated one.
   assert checkpoint.all_steps(workdir) == sorted({6, 8, summary["best_step"]})
 
@@ -153,7 +149,8 @@ def test_end_to_end(method, tmp_path):
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == 4
   if method == "wae_gan":
-    assert state.adversary_params is not None and state.adversary_opt_state is not None
+    assert state.extras.adversary_params is not None
+    assert state.extras.adversary_opt_state is not None
 
 
 def test_resume_after_completion_changes_nothing(finished_run):

@@ -9,7 +9,7 @@
     evaluator.evaluate(method_module, state, data_source, config, metrics=None,
                        num_samples=None) -> dict[str, float]
 
-`method_module` is a wae_jax.methods module (sample(state, key, n),
+`method_module` is a wae_jax.methods.Method (sample(state, key, n),
 reconstruct(state, images), encode(state, images)); `data_source` has
 test_batches(batch_size) and image_shape (and train_batches / has_labels for
 the classifier feature net). Lower is better for every metric except
@@ -112,7 +112,7 @@ class Evaluator:
                num_samples: Optional[int] = None, batch_size: Optional[int] = None,
                fid_weights: Optional[str] = None):
     """Args:
-      method_module: a wae_jax.methods module.
+      method_module: a wae_jax.methods.Method.
       data_source: the run's DataSource.
       config: the run config.
       num_samples: generated images for FID/KID/FD/SWD (default
