@@ -14,14 +14,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
+METHODS = ("wae_mmd", "wae_gan", "vae", "moca", "swae")
 NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
 DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
             "cifar10", "celeb_a", "celeb_a_hq")
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 ENCODERS = ("deterministic", "gaussian", "sphere")
 PRIORS = ("gaussian", "sphere")
-DECODER_OUTPUTS = ("sigmoid", "logits")
+DECODER_OUTPUTS = ("sigmoid", "logits", "linear")
 MMD_KERNELS = ("imq", "rbf")
 SCHEDULES = ("constant", "wae_piecewise", "step")
 VAE_LIKELIHOODS = ("bernoulli", "gaussian")

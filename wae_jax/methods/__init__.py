@@ -8,7 +8,7 @@ Each module exports `init(config, rng, example_batch) -> TrainState`, the pure
 import importlib
 import types
 
-METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
+METHODS = ("wae_mmd", "wae_gan", "vae", "moca", "swae")
 
 
 def get(name: str) -> types.ModuleType:
