@@ -49,4 +49,5 @@ def swae(dataset: str, image_size: int, latent_dim: int,
   config.checkpoint_every_steps = 10 * steps_per_epoch
   config.eval_every_steps = 10 * steps_per_epoch
   config.evaluation.final_metrics = ("full",)
+  config.evaluation.num_samples = 2000               # experiment.py:42 (--num_fid_data)
   return config

@@ -2,6 +2,7 @@
 state, gradients reaching the learnable prior, sampling from the mixture,
 config errors, the start from training images."""
 
+import json
 import os
 import signal
 import subprocess
@@ -263,3 +264,28 @@ def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
   assert "pseudo_inputs" in expected["params"]["prior"]  # the prior is checkpointed
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(expected), jax.tree.leaves(got)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
+
+
+def test_gmm2d_figure_cli(tmp_path):
+  out = str(tmp_path / "figure" / "gmm2d.png")
+  result = subprocess.run(
+      [sys.executable, "-m", "wae_jax.experiments.swae_gmm2d", f"--out={out}",
+       "--config.num_train_steps=20", "--config.synthetic_num_points=1000",
+       "--config.batch_size=32"],
+      cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(out) as image:
+    assert image.format == "PNG" and image.size == (1500, 500)
+  summary = json.loads(open(out.replace(".png", ".json")).read())
+  assert summary["steps"] == 20 and 0 <= summary["fraction_near_a_mode"] <= 1
+  assert np.isfinite(summary["loss"]) and len(summary["share_per_mode"]) == 5
+
+
+def test_mode_summary_counts_points_near_components():
+  from wae_jax.experiments import swae_gmm2d  # pylint: disable=g-import-not-at-top
+  points = np.array([[0.1, 0.0], [1.0, 1.2], [1.1, 0.9], [2.5, 2.5], [9.0, 9.0]])
+  summary = swae_gmm2d.mode_summary(points, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)])
+  assert summary["fraction_near_a_mode"] == pytest.approx(3 / 5)
+  assert summary["share_per_mode"] == pytest.approx([1 / 3, 2 / 3, 0, 0, 0])
