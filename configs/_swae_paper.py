@@ -24,8 +24,8 @@ def swae(dataset: str, image_size: int, latent_dim: int,
   config.batch_size = BATCH_SIZE
   config.latent_dim = latent_dim                    # test.sh:6 (--z_size 40), :21 (512)
   config.seed = 14                                  # experiment.py:70
-  # The encoder is deterministic (models/conv_wae.py:56, one linear head).
-  config.model.network = "dcgan"                    # deviation: the code's gated convs
+  # The gated conv nets, deterministic encoder (models/conv_wae.py:27-170).
+  config.model.network = "gated"
   config.model.encoder = "deterministic"
   config.model.decoder_output = "sigmoid"           # models/conv_wae.py:145-147
   swae_config = config.swae

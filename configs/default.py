@@ -35,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Networks (wae_jax/models).
   config.model = ml_collections.ConfigDict()
-  config.model.network = "mlp"       # mlp | dcgan | resnet18 | resnet6 | resnet50v2
+  config.model.network = "mlp"       # mlp | dcgan | gated | resnet18 | resnet6 | resnet50v2
   config.model.hidden_sizes = (256, 256)   # mlp only
   config.model.width_multiplier = 1.0      # conv nets: channel counts are scaled by this
   config.model.encoder = "deterministic"   # deterministic | gaussian | sphere

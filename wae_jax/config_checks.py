@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca", "swae")
-NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
+NETWORKS = ("mlp", "dcgan", "gated", "resnet18", "resnet6", "resnet50v2")
 DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
             "cifar10", "celeb_a", "celeb_a_hq")
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
