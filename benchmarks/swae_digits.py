@@ -34,6 +34,7 @@ COLUMNS = (("latent_knn_accuracy", "k-NN acc."), ("latent_linear_accuracy", "lin
 
 def run_config(run: str, steps: int):
   from configs import swae_digits  # pylint: disable=g-import-not-at-top
+  from wae_jax import methods  # pylint: disable=g-import-not-at-top
   config = swae_digits.get_config()
   config.unlock()
   config.num_train_steps = steps
@@ -48,10 +49,8 @@ def run_config(run: str, steps: int):
     config.lambda_reg = 10.0
   elif run == "vae":
     config.method = "vae"
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
     config.vae.likelihood = "bernoulli"
-  return config
+  return methods.apply_required(config)  # the VAE's Gaussian encoder and logits
 
 
 def main():

@@ -39,7 +39,7 @@ def _numpy_terms(state, images, objective="xzrec", beta=0.5, lam=1.0):
   the networks' outputs (the tiny MLPs have no batch norm, so train mode
   equals eval mode)."""
   config = state.config
-  inference = lib.inference(swae)
+  inference = lib.inference(swae.METHOD)
   images = np.asarray(images, np.float32)
   codes = np.asarray(inference.encode(state, images), np.float64)
   reconstructions = np.asarray(inference.reconstruct(state, images), np.float64)
@@ -135,7 +135,7 @@ def test_sample_draws_from_the_mixture():
     std = np.exp(0.5 * logvars[k])
     np.testing.assert_allclose(own.mean(0), means[k], atol=5 * std.max() / np.sqrt(len(own)))
     np.testing.assert_allclose(own.std(0), std, rtol=0.12)
-  samples = lib.inference(swae).sample(state, jax.random.PRNGKey(3), 7)
+  samples = lib.inference(swae.METHOD).sample(state, jax.random.PRNGKey(3), 7)
   np.testing.assert_allclose(
       samples, common.decode(state, swae.sample_prior(state, jax.random.PRNGKey(3), 7)),
       atol=1e-6)
@@ -159,7 +159,7 @@ def test_latent_pairing_and_cosine_metric():
   _, _, state, _ = _setup()
   state = _with(state, **{"swae.pairing": "latent", "swae.pairing_metric": "cosine"})
   images = lib.digits_batch(16)["image"]
-  encode = lib.inference(swae).encode
+  encode = lib.inference(swae.METHOD).encode
   codes = encode(state, images)
   pseudo_codes = encode(state, np.clip(state.params["prior"]["pseudo_inputs"], 0, 1))
   expected = losses.nearest_pseudo_input(codes, pseudo_codes, "cosine")
@@ -170,11 +170,11 @@ def test_latent_pairing_and_cosine_metric():
 def test_init_from_data_needs_k_training_images():
   _, _, state, _ = _setup()
   images = lib.digits()[:50]
-  started = swae.init_from_data(state, images)
+  started = swae.pseudo_inputs_from_images(state, images)
   noise = np.asarray(started.params["prior"]["pseudo_inputs"]) - images[:40]
   assert abs(noise.std() - 0.01) < 0.001 and abs(noise.mean()) < 0.001
   with pytest.raises(ValueError, match="training split has 30"):
-    swae.init_from_data(state, images[:30])
+    swae.pseudo_inputs_from_images(state, images[:30])
 
 
 # ----------------------------------------------------------------------------
@@ -208,8 +208,7 @@ def test_trainer_run_starts_from_training_images_and_probes(finished_run):
   state = checkpoint.restore_state(workdir)
   config = run_config()
   source = data.build(config)
-  start = swae.init_from_data(
-      state, np.concatenate([b["image"] for b in source.train_subset_batches(40)]))
+  start = swae.init_from_data(state, source)
   start = np.asarray(start.params["prior"]["pseudo_inputs"])
   trained = np.asarray(state.params["prior"]["pseudo_inputs"])
   # Pseudo-inputs never paired in 6 steps got no gradient: exactly their start.

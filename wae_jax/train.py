@@ -27,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from wae_jax import checkpoint
+from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
 from wae_jax.evaluation import evaluator as evaluation_lib
@@ -40,6 +41,11 @@ RUN_COMPLETE_FILE = "run_complete.json"
 IMAGE_DIR = "images"
 NUM_INTERPOLATION_PAIRS = 8
 NUM_INTERPOLATION_STEPS = 10
+# Steps dispatched ahead of the newest finished one. Unbounded asynchronous
+# dispatch lets ~100 steps with all-gathers queue up, which deadlocks XLA:CPU's
+# fake devices (a rendezvous timeout) and holds their buffers on accelerators;
+# two in flight keep the device busy while the host prepares the next step.
+DISPATCH_WINDOW = 2
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -125,16 +131,15 @@ def initial_state(method, config: ml_collections.ConfigDict, source) -> TrainSta
   """`method.init` on the run's seed and an example batch of the data's shape.
 
   Jitted: run eagerly, init compiles every small op on its own. A method that
-  starts from training data (SWAE's pseudo-inputs) says how many images with
-  `init_training_images(config)` and gets them through `init_from_data`.
+  starts from training data (SWAE's pseudo-inputs) gets the data source
+  through `method.init_from_data`.
   """
   example = checkpoint.example_batch(source.image_shape, config.batch_size)
   # The example batch stays a numpy constant: init reads only its shape.
   init = jax.jit(lambda rng: method.init(config, rng, example))
   state = init(jax.random.PRNGKey(config.seed))
-  if hasattr(method, "init_training_images"):
-    batches = source.train_subset_batches(method.init_training_images(config))
-    state = method.init_from_data(state, np.concatenate([b["image"] for b in batches]))
+  if method.init_from_data is not None:
+    state = method.init_from_data(state, source)
   return state
 
 
@@ -268,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start_step = manager.latest_step() or 0
   if start_step > num_train_steps:
     manager.close()
-    raise ValueError(
+    raise cli.UserError(
         f"{workdir!r} already holds checkpoint {start_step}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
   done = read_run_complete(workdir)
@@ -286,6 +291,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     state = initial_state(method, config, source)
   state = put_state(state)
+  logging.info("Training %s from step %d to %d on %d devices.", workdir, start_step,
+               num_train_steps, mesh.devices.size)
   best_step = manager.best_step() if start_step else None
   best_value = (float(manager.metrics(best_step)[config.best_metric])
                 if best_step is not None and manager.metrics(best_step) else math.inf)
@@ -321,6 +328,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for step in range(start_step + 1, num_train_steps + 1):
       state, step_metrics = train_step(state, next(batches))
       pending.append((step, step_metrics))
+      if len(pending) > DISPATCH_WINDOW:  # Wait for step `step - DISPATCH_WINDOW`.
+        jax.block_until_ready(pending[-DISPATCH_WINDOW - 1][1])
       if step == start_step + 1:  # Start the clock after compilation.
         jax.block_until_ready(step_metrics)
         progress.steps_per_second(step)
@@ -350,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         groups = final_metric_groups(config, evaluator) if is_last else period_groups
         eval_metrics = evaluator(state, metrics=groups)
         if config.best_metric not in eval_metrics:
-          raise ValueError(
+          raise cli.UserError(
               f"config.best_metric={config.best_metric!r} is not among the evaluated "
               f"metrics {', '.join(sorted(eval_metrics))}; choose one of them.")
         best_value = min(best_value, eval_metrics[config.best_metric])

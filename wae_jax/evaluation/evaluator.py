@@ -9,7 +9,7 @@
     evaluator.evaluate(method_module, state, data_source, config, metrics=None,
                        num_samples=None) -> dict[str, float]
 
-`method_module` is a wae_jax.methods module (sample(state, key, n),
+`method_module` is a wae_jax.methods.Method (sample(state, key, n),
 reconstruct(state, images), encode(state, images)); `data_source` has
 test_batches(batch_size) and image_shape (and train_batches / has_labels for
 the classifier feature net). Lower is better for every metric except
@@ -54,6 +54,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import jax
 import numpy as np
 
+from wae_jax import cli
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
@@ -111,7 +112,7 @@ class Evaluator:
                num_samples: Optional[int] = None, batch_size: Optional[int] = None,
                fid_weights: Optional[str] = None):
     """Args:
-      method_module: a wae_jax.methods module.
+      method_module: a wae_jax.methods.Method.
       data_source: the run's DataSource.
       config: the run config.
       num_samples: generated images for FID/KID/FD/SWD (default
@@ -139,8 +140,7 @@ class Evaluator:
     self._sample = _jitted(method_module.sample, (2,))
     self._reconstruct = _jitted(method_module.reconstruct)
     self._encode = _jitted(method_module.encode)
-    self._sample_prior = (_jitted(method_module.sample_prior, (2,))
-                          if hasattr(method_module, "sample_prior") else None)
+    self._sample_prior = _jitted(method_module.sample_prior, (2,))
     self._test_cache: Dict[str, Any] = {}
     self.feature_nets: Dict[str, str] = {}
 
@@ -178,7 +178,7 @@ class Evaluator:
     metrics = self.expand(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
-      raise ValueError(
+      raise cli.UserError(
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     if not getattr(self.data_source, "has_labels", False):
       # The probes are part of 'cheap'; unlabelled data simply has none.
@@ -187,7 +187,7 @@ class Evaluator:
       # Fail before any compute when the weights file is missing.
       self.fid_weights = inception_lib.resolve_weights_path(self.fid_weights, self.config)
     if "fd_classifier" in metrics and not getattr(self.data_source, "has_labels", True):
-      raise ValueError(
+      raise cli.UserError(
           f"fd_classifier needs labels, and {self.config.get('dataset', 'this data')} "
           "has none; drop it from the metrics or use fid_inception.")
     return metrics
@@ -237,11 +237,8 @@ class Evaluator:
     labels = np.concatenate(labels) if labels else None
     return total / max(count, 1), np.concatenate(codes), labels, recon
 
-  def _learned_prior(self, state):
-    """(key, n) -> prior draws for a method whose prior is learned (it has
-    `sample_prior`), else None: the latent distances use config.prior."""
-    if self._sample_prior is None:
-      return None
+  def _prior_sampler(self, state):
+    """(key, n) -> the method's prior draws (SWAE's prior is learned)."""
     return lambda key, n: self._sample_prior(state, key, n)
 
   def _train_codes(self, state):
@@ -291,7 +288,7 @@ class Evaluator:
       if "latent" in metrics:
         results.update(latent_lib.latent_distances(
             codes, self.config, self.latent_key if key is None else key,
-            sample_prior=self._learned_prior(state)))
+            sample_prior=self._prior_sampler(state)))
         results.update(latent_lib.singular_value_summary(codes))
       if "sharpness" in metrics:
         results["sharpness_reconstructions"] = sharpness_lib.sharpness(reconstructions)

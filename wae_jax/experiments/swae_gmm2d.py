@@ -78,8 +78,8 @@ def run(config, out: str) -> dict:
   points = test["image"].reshape(-1, 2)
   key = jax.random.PRNGKey(config.seed)
   prior = np.asarray(jax.jit(swae.sample_prior, static_argnums=2)(state, key, NUM_DRAWS))
-  generated = np.asarray(jax.jit(swae.decode)(state, prior)).reshape(-1, 2)
-  codes = np.asarray(jax.jit(swae.encode)(state, test["image"]))
+  generated = np.asarray(jax.jit(method.decode)(state, prior)).reshape(-1, 2)
+  codes = np.asarray(jax.jit(method.encode)(state, test["image"]))
   pseudo = np.asarray(swae.pseudo_inputs(state.config, state.params["prior"])).reshape(-1, 2)
 
   figure, axes = plt.subplots(1, 3, figsize=(15, 5))

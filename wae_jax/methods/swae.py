@@ -23,8 +23,10 @@ step on N devices equals the step on one device with the global batch.
 
 Generation: k uniform in [0, K), z ~ N(mu_k, sigma_k^2), x = G(z).
 Pseudo-inputs start as K training images plus N(0, pseudo_input_init_std^2)
-noise (`init_from_data`, called by the trainer; `init` alone starts them from
-the example batch, which is only right for shape tracing and tests).
+noise (`init_from_data`, which the trainer calls; `init` alone starts them
+from the example batch, which is only right for shape tracing and tests).
+The prior is part of the params rather than of `state.extras` because it is
+trained by the same optimizer step as the encoder and decoder.
 """
 
 import functools
@@ -36,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from wae_jax import losses
+from wae_jax import methods
 from wae_jax import models
 from wae_jax.losses import symmetric
 from wae_jax.methods import common
@@ -46,7 +49,7 @@ _PRIOR_KEY_SALT = 0x5AE
 _INIT_NOISE_SALT = 0x5AE1
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
   swae = config.swae
   if config.model.encoder != "deterministic":
     raise ValueError(
@@ -102,9 +105,9 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
   The K pseudo-inputs are the example images repeated cyclically plus the
   init noise; the trainer replaces them by K training images (init_from_data).
   """
-  _check_config(config)
-  state_rng, prior_rng, noise_rng = jax.random.split(rng, 3)
-  state = common.create_state(config, state_rng, example_batch)
+  check_config(config)
+  state = common.create_state(config, rng, example_batch)
+  prior_rng, noise_rng = jax.random.split(common.init_keys(rng)["method"])
   images = jnp.asarray(example_batch["image"], jnp.float32)
   image_shape = tuple(int(s) for s in images.shape[1:])
   module = prior_encoder(_frozen(config), image_shape)
@@ -123,7 +126,7 @@ def _noisy(images: jax.Array, key: jax.Array, std: float) -> jax.Array:
   return images + std * jax.random.normal(key, images.shape, images.dtype)
 
 
-def init_from_data(state: TrainState, images: np.ndarray) -> TrainState:
+def pseudo_inputs_from_images(state: TrainState, images: np.ndarray) -> TrainState:
   """Pseudo-inputs <- the first K of `images` (training images) plus the init noise.
 
   The optimizer state is unchanged (Adam's moments do not depend on values).
@@ -146,9 +149,11 @@ def init_from_data(state: TrainState, images: np.ndarray) -> TrainState:
   return state.replace(params=dict(state.params, prior=prior))
 
 
-def init_training_images(config: ml_collections.ConfigDict) -> int:
-  """How many training images `init_from_data` needs."""
-  return int(config.swae.num_pseudo_inputs)
+def init_from_data(state: TrainState, source) -> TrainState:
+  """The trainer's start: pseudo-inputs from K training images of `source`
+  (a fixed random subset, `DataSource.train_subset_batches`) plus the noise."""
+  batches = source.train_subset_batches(int(state.config.swae.num_pseudo_inputs))
+  return pseudo_inputs_from_images(state, np.concatenate([b["image"] for b in batches]))
 
 
 # ----------------------------------------------------------------------------
@@ -257,7 +262,6 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+METHOD = methods.Method(name="swae", train_step=train_step, init=init,
+                        check_config=check_config, sample=sample,
+                        sample_prior=sample_prior, init_from_data=init_from_data)
