@@ -43,11 +43,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  from wae_jax import multihost  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   metrics_io.quiet_orbax_logging()
-  parallel.initialize_distributed()
+  distributed = parallel.initialize_distributed()
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if distributed:
+    multihost.finish()  # Before exit, so the peers never take this one for dead.
 
 
 if __name__ == "__main__":
