@@ -227,3 +227,28 @@ def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path)
   _assert_states_equal(_checkpoint_leaves(two_processes[0]), _checkpoint_leaves(workdir))
   records = metrics_io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   assert [r["step"] for r in records] == [10, 20, 30, 40]
+
+
+def test_distributed_without_a_job_says_how_to_start_one(tmp_path):
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+  env.update(WAE_JAX_DISTRIBUTED="1", JAX_PLATFORMS="cpu")
+  workdir = tmp_path / "run"
+  result = subprocess.run(MAIN + ["--config=configs/default.py", f"--workdir={workdir}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "ValueError: WAE_JAX_DISTRIBUTED=1 but JAX found no multi-process job to join")
+  assert "python -m wae_jax.multiprocess" in result.stderr.strip().splitlines()[-1]
+  assert not workdir.exists()
+
+
+def test_launcher_and_peer_timeout_refuse_bad_input(monkeypatch):
+  result = subprocess.run([sys.executable, "-m", "wae_jax.multiprocess", "--num_processes=2"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].endswith(
+      "error: Give the command to run after --, e.g. -- python -m wae_jax.main "
+      "--config=configs/default.py --workdir=/tmp/w.")
+  monkeypatch.setenv(multihost.PEER_TIMEOUT_ENV, "soon")
+  with pytest.raises(ValueError, match="WAE_JAX_PEER_TIMEOUT='soon' must be a positive number"):
+    multihost.peer_timeout()

@@ -82,11 +82,17 @@ def initialize() -> None:
   global _watchdog
   import jax  # pylint: disable=g-import-not-at-top  # Here: the launcher imports this module.
   timeout = peer_timeout()
-  jax.distributed.initialize(
-      num_processes=_int_env(NUM_PROCESSES_ENV),
-      process_id=_int_env(PROCESS_ID_ENV),
-      # JAX's own check aborts with a stack trace: let the watchdog speak first.
-      heartbeat_timeout_seconds=int(2 * timeout) + 10)
+  try:
+    jax.distributed.initialize(
+        num_processes=_int_env(NUM_PROCESSES_ENV),
+        process_id=_int_env(PROCESS_ID_ENV),
+        # JAX's own check aborts with a stack trace: let the watchdog speak first.
+        heartbeat_timeout_seconds=int(2 * timeout) + 10)
+  except ValueError as error:  # No cluster detected and no address given.
+    raise ValueError(
+        f"{ENABLE_ENV}=1 but JAX found no multi-process job to join ({error}); on one "
+        "machine start the processes with python -m wae_jax.multiprocess, elsewhere set "
+        f"JAX_COORDINATOR_ADDRESS, {NUM_PROCESSES_ENV} and {PROCESS_ID_ENV}.") from error
   if jax.process_count() > 1:
     _watchdog = PeerWatchdog(timeout)
     _watchdog.start()
