@@ -235,9 +235,9 @@ def test_distributed_without_a_job_says_how_to_start_one(tmp_path):
   workdir = tmp_path / "run"
   result = subprocess.run(MAIN + ["--config=configs/default.py", f"--workdir={workdir}"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode != 0
+  assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(
-      "ValueError: WAE_JAX_DISTRIBUTED=1 but JAX found no multi-process job to join")
+      "error: WAE_JAX_DISTRIBUTED=1 but JAX found no multi-process job to join")
   assert "python -m wae_jax.multiprocess" in result.stderr.strip().splitlines()[-1]
   assert not workdir.exists()
 

@@ -34,6 +34,8 @@ import threading
 import time
 from typing import Optional
 
+from wae_jax import cli
+
 ENABLE_ENV = "WAE_JAX_DISTRIBUTED"
 NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAX_PROCESS_ID"
@@ -58,7 +60,7 @@ def _int_env(name: str) -> Optional[int]:
   try:
     return int(value)
   except ValueError:
-    raise ValueError(f"{name}={value!r} is not an integer; set it to a whole number.") from None
+    raise cli.UserError(f"{name}={value!r} is not an integer; set it to a whole number.") from None
 
 
 def peer_timeout() -> float:
@@ -69,7 +71,7 @@ def peer_timeout() -> float:
   except ValueError:
     seconds = -1.0
   if not seconds > 0:
-    raise ValueError(f"{PEER_TIMEOUT_ENV}={value!r} must be a positive number of seconds.")
+    raise cli.UserError(f"{PEER_TIMEOUT_ENV}={value!r} must be a positive number of seconds.")
   return seconds
 
 
@@ -89,7 +91,7 @@ def initialize() -> None:
         # JAX's own check aborts with a stack trace: let the watchdog speak first.
         heartbeat_timeout_seconds=int(2 * timeout) + 10)
   except ValueError as error:  # No cluster detected and no address given.
-    raise ValueError(
+    raise cli.UserError(
         f"{ENABLE_ENV}=1 but JAX found no multi-process job to join ({error}); on one "
         "machine start the processes with python -m wae_jax.multiprocess, elsewhere set "
         f"JAX_COORDINATOR_ADDRESS, {NUM_PROCESSES_ENV} and {PROCESS_ID_ENV}.") from error
