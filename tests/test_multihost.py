@@ -182,34 +182,55 @@ def test_one_process_checkpoint_resumes_in_two_processes(one_process, tmp_path):
   _assert_states_close(_checkpoint_leaves(one_process), _checkpoint_leaves(workdir))
 
 
+class Launch:
+  """The launcher in the background, its stderr in a file (a pipe nobody reads could fill)."""
+
+  def __init__(self, command, log_path, env):
+    self.log_path = log_path
+    with open(log_path, "w") as log:
+      self.process = subprocess.Popen(LAUNCH + command, cwd=REPO_ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=log, text=True)
+
+  def stderr(self) -> str:
+    with open(self.log_path) as f:
+      return f.read()
+
+  def wait_for(self, condition, what: str, timeout: float = 240):
+    deadline = time.time() + timeout
+    while not condition():
+      assert self.process.poll() is None, f"{what}: {self.stderr()[-3000:]}"
+      assert time.time() < deadline, f"{what} never happened"
+      time.sleep(0.1)
+
+  def pid(self, process_id: int) -> int:
+    """From the launcher's line "[launcher] process <i> is pid <pid>"."""
+    prefix = f"[launcher] process {process_id} is pid "
+    self.wait_for(lambda: prefix in self.stderr(), "the launcher's start")
+    return int(self.stderr().split(prefix)[1].split()[0])
+
+  def kill_and_wait(self, process_id: int, timeout: float = 120) -> float:
+    """SIGKILLs one process; the seconds until the launcher had seen every process end."""
+    os.kill(self.pid(process_id), signal.SIGKILL)
+    killed_at = time.time()
+    try:
+      self.process.wait(timeout=timeout)
+    finally:
+      if self.process.poll() is None:
+        self.process.kill()
+    return time.time() - killed_at
+
+
 def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path):
   """SIGKILL process 1 after checkpoint 20: process 0 exits by itself with one
   line; both started again resume and end bitwise equal to the uninterrupted run."""
   workdir = str(tmp_path / "killed")
   env = dict(os.environ, WAE_JAX_PEER_TIMEOUT=str(PEER_TIMEOUT), WAE_TEST_STEP_DELAY="0.3")
-  launcher = subprocess.Popen(LAUNCH + RECORDING_MAIN + [f"--workdir={workdir}"] + CONFIG_ARGS,
-                              cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-  pids = {}
-  try:
-    while len(pids) < 2:  # "[launcher] process <i> is pid <pid>"
-      words = launcher.stderr.readline().split()
-      if words[:2] == ["[launcher]", "process"] and words[3:5] == ["is", "pid"]:
-        pids[int(words[2])] = int(words[5])
-    deadline = time.time() + 240
-    while not checkpoint.all_steps(workdir):
-      assert launcher.poll() is None, launcher.stderr.read()[-3000:]
-      assert time.time() < deadline, "the 2-process run never saved a checkpoint"
-      time.sleep(0.1)
-    os.kill(pids[1], signal.SIGKILL)
-    killed_at = time.time()
-    stderr = launcher.stderr.read()
-    launcher.wait(timeout=120)
-  finally:
-    if launcher.poll() is None:
-      launcher.kill()
-  stopped_after = time.time() - killed_at
-  assert launcher.returncode == 128 + signal.SIGKILL
+  launch = Launch(RECORDING_MAIN + [f"--workdir={workdir}"] + CONFIG_ARGS,
+                  str(tmp_path / "launcher.log"), env)
+  launch.wait_for(lambda: checkpoint.all_steps(workdir), "a checkpoint")
+  stopped_after = launch.kill_and_wait(1)
+  stderr = launch.stderr()
+  assert launch.process.returncode == 128 + signal.SIGKILL
   assert "[launcher] process 1 was killed by SIGKILL" in stderr
   # Process 0 stopped by itself, its last words one line that says what to do.
   assert f"[launcher] process 0 exited with status {multihost.EXIT_PEER_LOST}." in stderr
@@ -227,6 +248,37 @@ def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path)
   _assert_states_equal(_checkpoint_leaves(two_processes[0]), _checkpoint_leaves(workdir))
   records = metrics_io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   assert [r["step"] for r in records] == [10, 20, 30, 40]
+
+
+# A job of 2 x 4 devices that sums over all of them, forever.
+COLLECTIVE_LOOP = [sys.executable, "-c", """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from wae_jax import multihost
+multihost.initialize()
+mesh = Mesh(np.asarray(jax.devices()), ("data",))
+total = jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P()))
+x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), np.ones(4, np.float32))
+total(x).block_until_ready()
+print("summing", flush=True, file=__import__("sys").stderr)
+while True:
+  total(x).block_until_ready()
+"""]
+
+
+def test_killed_coordinator_stops_the_others_at_once(tmp_path):
+  """Process 0 runs JAX's coordinator: when it dies, JAX aborts the others itself."""
+  launch = Launch(COLLECTIVE_LOOP, str(tmp_path / "launcher.log"),
+                  dict(os.environ, WAE_JAX_PEER_TIMEOUT=str(PEER_TIMEOUT)))
+  launch.wait_for(lambda: launch.stderr().count("] summing") == 2, "the collectives")
+  stopped_after = launch.kill_and_wait(0)
+  stderr = launch.stderr()
+  assert "[launcher] process 0 was killed by SIGKILL" in stderr
+  assert "[launcher] process 1 was killed by SIGABRT" in stderr
+  assert "[launcher] killing" not in stderr
+  assert ("Terminating process because the JAX distributed service detected fatal errors. "
+          "This most likely indicates that another task died") in stderr
+  assert stopped_after < 3 * PEER_TIMEOUT + 15
 
 
 def test_distributed_without_a_job_says_how_to_start_one(tmp_path):

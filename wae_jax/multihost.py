@@ -36,7 +36,7 @@ from typing import Optional
 
 from wae_jax import cli
 
-ENABLE_ENV = "WAE_JAX_DISTRIBUTED"
+ENABLE_ENV = "WAE_JAX_DISTRIBUTED"  # parallel.DISTRIBUTED_ENV; here without importing JAX.
 NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAX_PROCESS_ID"
 PEER_TIMEOUT_ENV = "WAE_JAX_PEER_TIMEOUT"
@@ -46,11 +46,6 @@ _KEY_PREFIX = "wae_jax/alive/"
 _DONE = "done"
 
 _watchdog: Optional["PeerWatchdog"] = None
-
-
-def enabled() -> bool:
-  """Whether the environment asks for a multi-process run (WAE_JAX_DISTRIBUTED=1)."""
-  return os.environ.get(ENABLE_ENV, "") == "1"
 
 
 def _int_env(name: str) -> Optional[int]:
