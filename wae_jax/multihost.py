@@ -152,6 +152,10 @@ class PeerWatchdog:
     last_change = {p: time.monotonic() for p in peers}
     beat = 0
     while not self._stop.wait(self.interval):
+      if not threading.main_thread().is_alive():
+        # Exiting without finish() (an exception): fall silent, so the peers stop
+        # instead of waiting in a collective while JAX's shutdown waits for them.
+        return
       try:
         self._client.key_value_set(f"{_KEY_PREFIX}{self.process_id}", str(beat),
                                    allow_overwrite=True)
