@@ -3,7 +3,7 @@
 The trainer's entry point (see evaluator.py for the metric groups and names):
 
     from wae_jax.evaluation import Evaluator
-    evaluator = Evaluator(method_module, data_source, config)
+    evaluator = Evaluator(method, data_source, config)
     metrics = evaluator(state)                      # cheap: every eval period
     metrics = evaluator(state, metrics=("full",))   # everything available, at the end
     evaluator.feature_nets                          # which net each FD/FID came from
