@@ -16,7 +16,7 @@ import ml_collections
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
-DATASETS = ("digits", "mnist_idx", "synthetic", "mnist", "fashion_mnist",
+DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
             "cifar10", "celeb_a", "celeb_a_hq")
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 ENCODERS = ("deterministic", "gaussian", "sphere")
@@ -84,6 +84,10 @@ def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(
         f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
         f"got {config.lambda_reg!r}.")
+  if not config.reconstruction_scale >= 0:
+    raise ValueError(
+        f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
+        f"term off), got {config.reconstruction_scale!r}.")
   if config.vae.beta < 0:
     raise ValueError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
   if config.prior == "gaussian" and not config.prior_var > 0:

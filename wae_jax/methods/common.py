@@ -256,9 +256,10 @@ def learning_rate(state: TrainState) -> jax.Array:
 
 
 def reconstruction_cost(config: ml_collections.ConfigDict, pixel_means, images):
-  """c(x, G(E(x))): the mean over the batch of a per-example cost."""
+  """c(x, G(E(x))): config.reconstruction_scale times the batch mean of a
+  per-example cost."""
   if config.reconstruction == "squared_error":
-    return losses.squared_error(pixel_means, images)
+    return config.reconstruction_scale * losses.squared_error(pixel_means, images)
   raise ValueError(
       f"Unknown config.reconstruction {config.reconstruction!r}; use "
       "'squared_error'.")

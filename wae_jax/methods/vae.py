@@ -48,11 +48,14 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
 
 
 def negative_log_likelihood(config, decoded: jax.Array, images: jax.Array):
-  """-log p(x | z), summed over pixels and averaged over the batch."""
+  """config.reconstruction_scale * -log p(x | z), summed over pixels and
+  averaged over the batch."""
   if config.vae.likelihood == "bernoulli":
-    return losses.bernoulli_nll(decoded, images)
-  return losses.gaussian_nll(common.to_pixel_means(config, decoded), images,
-                             float(config.vae.gaussian_var))
+    nll = losses.bernoulli_nll(decoded, images)
+  else:
+    nll = losses.gaussian_nll(common.to_pixel_means(config, decoded), images,
+                              float(config.vae.gaussian_var))
+  return config.reconstruction_scale * nll
 
 
 def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
