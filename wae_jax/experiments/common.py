@@ -27,15 +27,29 @@ results.json (every experiment):
   plots: PNG file names in DIR, wall_seconds.
 """
 
-import json
+import functools
+import importlib
 import os
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
+import jax
+import matplotlib
 import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
+from PIL import Image
+
+from wae_jax import checkpoint
+from wae_jax import data
+from wae_jax import methods
+from wae_jax import metrics_io
+from wae_jax import train as train_lib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZES = ("small", "paper", "toy")
 VERDICTS = ("held", "partly", "did not hold")
@@ -54,23 +68,24 @@ FLAGS = flags.FLAGS
 # Configs.
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """configs/default.py's base config (every field, unlocked)."""
+def config_module(name: str):
+  """configs/<name>.py, read from the repository root."""
   try:
-    from configs import default  # pylint: disable=g-import-not-at-top
+    return importlib.import_module(f"configs.{name}")
   except ModuleNotFoundError as e:
     raise ValueError(
         "The experiments read configs/ from the repository root; run "
         "`python -m wae_jax.experiments.<name>` from there.") from e
-  return default.base_config()
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """configs/default.py's base config (every field, unlocked)."""
+  return config_module("default").base_config()
 
 
 def paper_config(name: str, data_dir: str) -> ml_collections.ConfigDict:
   """configs/<name>.py's get_config(), unlocked, reading tfds data from data_dir."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  base_config()  # the same clear error outside the repository root
-  config = importlib.import_module(f"configs.{name}").get_config()
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = ml_collections.ConfigDict(config_module(name).get_config().to_dict())
   config.data_dir = data_dir
   return config
 
@@ -110,7 +125,6 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
   Opens the data without downloading, so a tfds dataset that is not prepared
   fails here, before any training, with how to prepare it.
   """
-  from wae_jax import data  # pylint: disable=g-import-not-at-top
   return int(data.build(config, download=False).steps_per_epoch)
 
 
@@ -135,8 +149,6 @@ def train(config: ml_collections.ConfigDict, out: str, name: str) -> dict:
     {"history": [{"step", metric: value}, ...] from eval.jsonl, "final": the
     last evaluation's metrics}.
   """
-  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
-  from wae_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   workdir = run_dir(out, name)
   print(f"[{name}] training in {workdir}", flush=True)
   train_lib.train_and_evaluate(config, workdir)
@@ -147,37 +159,36 @@ def train(config: ml_collections.ConfigDict, out: str, name: str) -> dict:
 
 def final_state(out: str, name: str):
   """The TrainState of run `name`'s last checkpoint."""
-  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
   return checkpoint.restore_state(run_dir(out, name))
 
 
-def encode_train_images(state, config: ml_collections.ConfigDict, limit: int):
-  """Codes of the first `limit` training images of epoch 0 (distinct images).
+def train_images(config: ml_collections.ConfigDict, limit: int):
+  """The first `limit` training images of epoch 0 (distinct images).
 
   Returns:
-    (codes (n, d) float64, labels (n,) or None), n = min(limit, the whole
-    batches of one epoch).
+    (images (n, H, W, C) float32, labels (n,) or None), n = min(limit, the
+    whole batches of one epoch).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from wae_jax import data  # pylint: disable=g-import-not-at-top
-  from wae_jax import methods  # pylint: disable=g-import-not-at-top
   source = data.build(config, download=False)
-  encode = jax.jit(methods.get(config.method).encode)
   batches = source.train_batches(0)
-  codes, labels = [], []
-  for _ in range(min(source.steps_per_epoch, -(-limit // config.batch_size))):
-    batch = next(batches)
-    codes.append(np.asarray(encode(state, batch["image"]), np.float64))
-    labels.append(batch.get("label"))
-  codes = np.concatenate(codes)[:limit]
-  labels = None if labels[0] is None else np.concatenate(labels)[:limit]
-  return codes, labels
+  chosen = [next(batches) for _ in range(min(source.steps_per_epoch,
+                                             -(-limit // config.batch_size)))]
+  images = np.concatenate([b["image"] for b in chosen])[:limit]
+  labels = None if "label" not in chosen[0] else np.concatenate(
+      [b["label"] for b in chosen])[:limit]
+  return images, labels
+
+
+def encode(state, config: ml_collections.ConfigDict, images):
+  """method.encode over `images` in batches of config.batch_size -> (n, d) float64."""
+  encode_batch = _jitted_encode(config.method)
+  size = int(config.batch_size)
+  return np.concatenate([np.asarray(encode_batch(state, images[i:i + size]), np.float64)
+                         for i in range(0, len(images), size)])
 
 
 def overrides(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict) -> dict:
   """The flattened fields where `config` differs from `base` (what a run changes)."""
-  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
 
   def flat(tree, prefix=""):
     items = {}
@@ -190,6 +201,11 @@ def overrides(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict
 
   ours, theirs = flat(checkpoint.config_to_dict(config)), flat(checkpoint.config_to_dict(base))
   return {k: v for k, v in ours.items() if theirs.get(k, object()) != v}
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_encode(method_name: str):
+  return jax.jit(methods.get(method_name).encode)
 
 
 # ----------------------------------------------------------------------------
@@ -221,7 +237,7 @@ def command(name: str, out: str, size: str) -> str:
 
 def write_results(out: str, results: dict) -> str:
   """Writes DIR/results.json (atomically); returns its path."""
-  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, RESULTS_FILE)
   checkpoint.write_json_atomic(path, results)
   return path
@@ -244,19 +260,12 @@ def results_record(name: str, source: str, claim: str, size: str, out: str,
 # Plots.
 
 
-def pyplot():
-  """matplotlib.pyplot on the file-only Agg backend."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
 def save_figure(figure, out: str, file_name: str) -> str:
   """Saves a figure as a small PNG in `out`; returns the file name."""
+  os.makedirs(out, exist_ok=True)
   figure.tight_layout()
   figure.savefig(os.path.join(out, file_name), dpi=80)
-  pyplot().close(figure)
+  plt.close(figure)
   return file_name
 
 
@@ -264,7 +273,6 @@ def line_plot(out: str, file_name: str, curves: Dict[str, tuple], xlabel: str,
               ylabel: str, title: str, log_y: bool = False,
               reference: Optional[tuple] = None) -> str:
   """One line per {label: (xs, ys)}; `reference` (label, y) is a dashed level."""
-  plt = pyplot()
   figure, axis = plt.subplots(figsize=(6, 4))
   for label, (xs, ys) in curves.items():
     axis.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
@@ -280,9 +288,6 @@ def line_plot(out: str, file_name: str, curves: Dict[str, tuple], xlabel: str,
 
 def image_panels(out: str, file_name: str, panels: Dict[str, str], title: str) -> str:
   """PNG grids side by side, one titled panel per {label: png path}."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  plt = pyplot()
   figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
   for axis, (label, path) in zip(np.atleast_1d(axes), panels.items()):
     axis.imshow(np.asarray(Image.open(path)))
@@ -310,11 +315,10 @@ def main(run: Callable[[str, str, str], dict]) -> None:
       raise app.UsageError("--out=DIR is required: the folder for results.json and the plots.")
     if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
       raise app.UsageError(f"--out={FLAGS.out} is a file; pass a folder.")
-    from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
     metrics_io.quiet_orbax_logging()
     try:
       results = run(FLAGS.out, FLAGS.size, FLAGS.data_dir)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
     print(f"{results['experiment']} ({results['size']}): {results['verdict']}; "
@@ -328,10 +332,3 @@ def curve(history: Iterable[dict], metric: str) -> tuple:
   points = [(h["step"], h[metric]) for h in history if metric in h]
   return [p[0] for p in points], [p[1] for p in points]
 
-
-def format_number(value: float) -> str:
-  return json.dumps(float(f"{value:.4g}"))
-
-
-def mean(values: List[float]) -> float:
-  return float(sum(values) / len(values))

@@ -23,6 +23,8 @@ over λ > 0 is smaller for MoCA.
 
 import time
 
+import numpy as np
+
 from wae_jax.experiments import common
 
 NAME = "moca_fig2"
@@ -72,7 +74,7 @@ def checks_of(runs: dict, lambdas) -> tuple:
   by_run = {}
   for name, record in runs.items():
     _, values = common.curve(record["history"], METRIC)
-    by_run[name] = {"mean_over_evaluations": common.mean(values), "final": values[-1],
+    by_run[name] = {"mean_over_evaluations": float(np.mean(values)), "final": values[-1],
                     "best": min(values)}
   positive = [l for l in lambdas if l > 0]
   checks = {}
@@ -101,8 +103,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   lambdas = sorted({c.lambda_reg for c in configs.values()})
   summary, checks = checks_of(runs, lambdas)
 
-  plt = common.pyplot()
-  figure, axes = plt.subplots(1, len(METHODS), figsize=(10, 4), sharey=True)
+  figure, axes = common.plt.subplots(1, len(METHODS), figsize=(10, 4), sharey=True)
   for axis, method in zip(axes, METHODS):
     for lambda_reg in lambdas:
       steps, values = common.curve(runs[run_name(method, lambda_reg)]["history"], METRIC)

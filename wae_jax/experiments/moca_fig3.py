@@ -74,7 +74,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
     runs[name] = common.train(config, out, name)
     runs[name]["config"] = common.overrides(config, base)
     state = common.final_state(out, name)
-    codes, _ = common.encode_train_images(state, config, NUM_CODES)
+    codes = common.encode(state, config, common.train_images(config, NUM_CODES)[0])
     spectra[name] = latent.code_singular_values(codes)
     runs[name]["singular_values"] = spectra[name].tolist()
     runs[name]["num_codes"] = int(codes.shape[0])
@@ -92,8 +92,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   checks[f"{distance} is lower at {names[-1]} than at {names[0]}"] = (
       by_run[names[-1]][distance] < by_run[names[0]][distance])
 
-  plt = common.pyplot()
-  figure, (spectrum_axis, distance_axis) = plt.subplots(1, 2, figsize=(10, 4))
+  figure, (spectrum_axis, distance_axis) = common.plt.subplots(1, 2, figsize=(10, 4))
   for name in names:
     spectrum_axis.plot(np.arange(1, len(spectra[name]) + 1), spectra[name], marker="o",
                        markersize=3, label=f"λ={configs[name].lambda_reg:g}")

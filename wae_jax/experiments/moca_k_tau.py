@@ -98,8 +98,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
           dict(at_default_queue)[DEFAULT_TAU] < at_default_queue[-1][1],
   }
 
-  plt = common.pyplot()
-  figure, (k_axis, tau_axis) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+  figure, (k_axis, tau_axis) = common.plt.subplots(1, 2, figsize=(10, 4), sharey=True)
   k_axis.plot([k for k, _ in at_default_tau], [d for _, d in at_default_tau], marker="o")
   k_axis.set(xlabel="queue size K", ylabel=distance, xscale="log",
              title=f"τ = {DEFAULT_TAU}")

@@ -86,8 +86,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               for name in runs}
     plots.append(common.image_panels(out, f"{kind}.png", panels,
                                      f"{kind}: same networks and budget"))
-  plt = common.pyplot()
-  figure, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+  figure, axes = common.plt.subplots(1, 3, figsize=(10, 3.4))
   for axis, key in zip(axes, ("sharpness_samples", distance, "test_reconstruction")):
     axis.bar(list(runs), [by_run[n][key] for n in runs])
     axis.set_title(key, fontsize=9)
