@@ -134,11 +134,13 @@ def test_wae_vs_vae_command_line(tmp_path):
 
 
 def test_paper_size_without_data_fails_at_once(tmp_path):
+  """One line on stderr, exit status 2, before any run starts."""
   completed = subprocess.run(
       [sys.executable, "-m", "wae_jax.experiments.moca_fig2", f"--out={tmp_path}",
        "--size=paper", f"--data_dir={tmp_path / 'no_data'}"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
-  assert completed.returncode == 1
-  assert "error: Dataset 'cifar10'" in completed.stderr
+  assert completed.returncode == 2
+  assert completed.stderr.startswith("error: Dataset 'cifar10'")
+  assert completed.stderr.count("\n") == 1
   assert "tfds build cifar10" in completed.stderr
   assert not os.path.exists(tmp_path / "runs")

@@ -30,7 +30,6 @@ results.json (every experiment):
 import functools
 import importlib
 import os
-import sys
 import time
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
@@ -38,11 +37,11 @@ import jax
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app
 from absl import flags
 from PIL import Image
 
 from wae_jax import checkpoint
+from wae_jax import cli
 from wae_jax import data
 from wae_jax import methods
 from wae_jax import metrics_io
@@ -91,14 +90,9 @@ def paper_config(name: str, data_dir: str) -> ml_collections.ConfigDict:
 
 
 def set_method(config: ml_collections.ConfigDict, method: str) -> None:
-  """config.method plus the encoder, decoder output and prior the method needs."""
+  """config.method plus the values the method requires (e.g. the VAE's Gaussian encoder)."""
   config.method = method
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
-  elif method == "moca":
-    config.model.encoder = "sphere"
-    config.prior = "sphere"
+  methods.apply_required(config)
 
 
 def shrink_to_toy(config: ml_collections.ConfigDict, out: str) -> None:
@@ -302,29 +296,23 @@ def image_panels(out: str, file_name: str, panels: Dict[str, str], title: str) -
 
 
 def main(run: Callable[[str, str, str], dict]) -> None:
-  """app.run of `run(out, size, data_dir) -> results`; prints the verdict.
+  """The command line: run(--out, --size, --data_dir) -> results; prints the verdict.
 
-  A ValueError (a bad value, data that is not prepared) ends the command with
-  its one-sentence message on stderr and exit status 1.
+  A user's mistake (a bad --out, data that is not prepared) is one line on
+  stderr and exit status 2 (wae_jax.cli).
   """
 
   def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # cli.run_absl refuses extra arguments.
     if not FLAGS.out:
-      raise app.UsageError("--out=DIR is required: the folder for results.json and the plots.")
-    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-      raise app.UsageError(f"--out={FLAGS.out} is a file; pass a folder.")
-    metrics_io.quiet_orbax_logging()
-    try:
-      results = run(FLAGS.out, FLAGS.size, FLAGS.data_dir)
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
+      raise cli.UserError("--out is required: the folder for results.json and the plots, "
+                          "e.g. --out=/tmp/experiment.")
+    out = cli.check_workdir_writable(FLAGS.out, "--out")
+    results = run(out, FLAGS.size, FLAGS.data_dir)
     print(f"{results['experiment']} ({results['size']}): {results['verdict']}; "
-          f"{os.path.join(FLAGS.out, RESULTS_FILE)}")
+          f"{os.path.join(out, RESULTS_FILE)}")
 
-  app.run(_main)
+  cli.run_absl(_main)
 
 
 def curve(history: Iterable[dict], metric: str) -> tuple:

@@ -52,7 +52,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
         evaluation_epochs = 10
         config.evaluation.num_samples = 300  # the whole digits test split
       common.set_method(config, method)
-      if method == "wae_mmd":
+      if method == "wae_mmd":  # the paper config is MoCA's: back to the WAE's N(0, I)
         config.prior = "gaussian"
         config.model.encoder = "deterministic"
       config.lambda_reg = lambda_reg
