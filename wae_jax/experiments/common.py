@@ -108,6 +108,8 @@ def shrink_to_toy(config: ml_collections.ConfigDict, out: str) -> None:
   config.checkpoint_every_steps = 2
   config.num_eval_images = 8
   config.evaluation.num_samples = 16
+  config.evaluation.batch_size = 64  # fewer evaluation calls
+  config.evaluation.probe_train_examples = 64
   config.evaluation.swd_images = 16
   config.evaluation.feature_net_steps = 5
   config.evaluation.cache_dir = os.path.join(out, "cache")
@@ -307,10 +309,11 @@ def main(run: Callable[[str, str, str], dict]) -> None:
     if not FLAGS.out:
       raise cli.UserError("--out is required: the folder for results.json and the plots, "
                           "e.g. --out=/tmp/experiment.")
-    out = cli.check_workdir_writable(FLAGS.out, "--out")
-    results = run(out, FLAGS.size, FLAGS.data_dir)
+    cli.check_workdir_writable(FLAGS.out, "--out")
+    # As typed, so that results.json's command is the one the user ran.
+    results = run(FLAGS.out, FLAGS.size, FLAGS.data_dir)
     print(f"{results['experiment']} ({results['size']}): {results['verdict']}; "
-          f"{os.path.join(out, RESULTS_FILE)}")
+          f"{os.path.join(FLAGS.out, RESULTS_FILE)}")
 
   cli.run_absl(_main)
 

@@ -7,7 +7,7 @@ the ProGAN image SWD between test images and generated samples every few
 epochs: MoCA converges faster and is more stable across λ.
 
 Small (CPU): the digits, the library's MLP (256, 256), latent 8, batch 100,
-1500 steps (100 epochs), SWD of 300 samples against the 300 test images every
+1000 steps (71 epochs), SWD of 300 samples against the 300 test images every
 10 epochs (one level: the images are below 16 px). MoCA: sphere latent, K =
 1000, τ = 0.05, m0 = 0.99 (the library's defaults, the paper's τ and m0);
 WAE-MMD: N(0, I) prior and the IMQ kernel (the WAE paper's). Both use
@@ -48,7 +48,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
         config.evaluation.num_samples = 10_000
       else:
         config = common.base_config()
-        config.num_train_steps = 1500
+        config.num_train_steps = 1000
         evaluation_epochs = 10
         config.evaluation.num_samples = 300  # the whole digits test split
       common.set_method(config, method)

@@ -8,7 +8,7 @@ distance to the data: a large queue and a small temperature (its default
 
 One factor at a time around the default (K, τ) = (1000, 0.05):
 Small (CPU): MoCA on the digits, MLP (256, 256), latent 8, batch 100, λ = 10,
-1500 steps; K in {100, 300, 1000, 1400} (multiples of the batch, up to the
+1000 steps; K in {100, 300, 1000, 1400} (multiples of the batch, up to the
 1400 images of an epoch), τ in {0.01, 0.05, 0.2, 1.0}. Distances at the end:
 `fd_digits_classifier` (1000 samples against the 300 test images) and the
 image SWD.
@@ -60,7 +60,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
     else:
       config = common.base_config()
       common.set_method(config, "moca")
-      config.num_train_steps = 1500
+      config.num_train_steps = 1000
       config.eval_every_steps = config.num_train_steps
       config.evaluation.num_samples = 1000
       config.evaluation.final_metrics = ("fd_classifier", "swd_image")

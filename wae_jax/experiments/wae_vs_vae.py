@@ -8,7 +8,7 @@ closer to the test images'), have a lower FID, and WAE reconstructs the
 test images better.
 
 Small (CPU): the digits, MLP (256, 256) for all three, latent 8, batch 100,
-3000 steps, configs/default.py's Adam; WAE-MMD and WAE-GAN with λ = 10 (the
+2000 steps (140 epochs), configs/default.py's Adam; WAE-MMD and WAE-GAN with λ = 10 (the
 WAE paper's MNIST value) and N(0, I); the VAE with a Gaussian encoder and a
 Bernoulli decoder (as the paper's MNIST VAE). At the end: sharpness of 1000
 samples, `fd_digits_classifier` (1000 samples against the 300 test images),
@@ -47,7 +47,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
       config = common.base_config()
       common.set_method(config, method)
       config.lambda_reg = 10.0
-      config.num_train_steps = 3000
+      config.num_train_steps = 2000
       config.eval_every_steps = config.num_train_steps
       config.evaluation.num_samples = 1000
       config.evaluation.final_metrics = ("full",)
