@@ -249,14 +249,17 @@ def learning_rate(state: TrainState) -> jax.Array:
   return optim.learning_rate_schedule(state.config)(state.step)
 
 
+RECONSTRUCTION_COSTS = ("squared_error",)  # config.reconstruction
+
+
 def reconstruction_cost(config: ml_collections.ConfigDict, pixel_means, images):
   """c(x, G(E(x))): config.reconstruction_scale times the batch mean of a
   per-example cost."""
   if config.reconstruction == "squared_error":
     return config.reconstruction_scale * losses.squared_error(pixel_means, images)
   raise ValueError(
-      f"Unknown config.reconstruction {config.reconstruction!r}; use "
-      "'squared_error'.")
+      f"Unknown config.reconstruction {config.reconstruction!r}; use one of "
+      f"{RECONSTRUCTION_COSTS}.")
 
 
 # ----------------------------------------------------------------------------
