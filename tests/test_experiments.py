@@ -63,7 +63,7 @@ def test_moca_fig1_regulariser_alone(tmp_path):
   out = str(tmp_path)
   results = moca_fig1.run(out, "toy")
   check_schema(results, out, "moca_fig1")
-  assert set(results["runs"]) == {"moca_seed0", "mmd_seed0"}
+  assert set(results["runs"]) == {"moca_tau0.05_seed0", "mmd_seed0"}
   for name, run in results["runs"].items():
     assert run["config"]["reconstruction_scale"] == 0.0
     assert [h["epoch"] for h in run["history"]] == [0, 1, 2]
