@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from wae_jax import config_checks
 from wae_jax.experiments import common
 from wae_jax.experiments import moca_fig1
 from wae_jax.experiments import moca_fig2
 from wae_jax.experiments import moca_fig3
 from wae_jax.experiments import moca_k_tau
+from wae_jax.experiments import swae_fig1
 from wae_jax.experiments import wae_vs_vae
 
+PAPER_IMAGE_SHAPES = {"cifar10": (32, 32, 3), "celeb_a": (64, 64, 3), "mnist": (28, 28, 1)}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_KEYS = {"experiment", "source", "claim", "size", "command", "settings", "runs", "summary",
             "checks", "verdict", "plots", "wall_seconds"}
@@ -144,3 +147,31 @@ def test_paper_size_without_data_fails_at_once(tmp_path):
   assert completed.stderr.count("\n") == 1
   assert "tfds build cifar10" in completed.stderr
   assert not os.path.exists(tmp_path / "runs")
+
+
+def test_swae_fig1_figure_and_probes(tmp_path):
+  out = str(tmp_path)
+  results = swae_fig1.run(out, "toy")
+  check_schema(results, out, "swae_fig1")
+  assert set(results["runs"]) == set(swae_fig1.METHODS)
+  for name, numbers in results["summary"]["by_run"].items():
+    assert run_config(out, name)["method"] == name
+    for probe in swae_fig1.PROBES:
+      assert 0 <= numbers[probe] <= 1
+  assert 0 <= results["summary"]["gmm2d"]["fraction_near_a_mode"] <= 1
+  assert len(results["checks"]) == 2 * (len(swae_fig1.METHODS) - 1)
+
+
+@pytest.mark.parametrize("experiment", [moca_fig2, moca_fig3, moca_k_tau, wae_vs_vae, swae_fig1])
+def test_paper_size_configs_are_valid(experiment, tmp_path):
+  """The --size=paper runs pass the trainer's config checks and their networks take
+  the paper's image size (traced with jax.eval_shape; no data needed)."""
+  configs = experiment.make_configs("paper", str(tmp_path), "")
+  traced = set()
+  for config in configs.values():
+    config_checks.check_values(config, num_devices=1)
+    image_shape = PAPER_IMAGE_SHAPES[config.dataset]
+    key = (config.method, json.dumps(config.model.to_dict(), sort_keys=True), image_shape)
+    if key not in traced:
+      config_checks.check_networks(config, image_shape)
+      traced.add(key)

@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   return config_module("default").base_config()
 
 
-def paper_config(name: str, data_dir: str) -> ml_collections.ConfigDict:
+def file_config(name: str, data_dir: str = "") -> ml_collections.ConfigDict:
   """configs/<name>.py's get_config(), unlocked, reading tfds data from data_dir."""
   config = ml_collections.ConfigDict(config_module(name).get_config().to_dict())
   config.data_dir = data_dir
@@ -122,6 +122,15 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
   fails here, before any training, with how to prepare it.
   """
   return int(data.build(config, download=False).steps_per_epoch)
+
+
+def check_data(configs: Iterable[ml_collections.ConfigDict]) -> None:
+  """Opens every dataset the runs read, so that missing data fails before any training."""
+  opened = set()
+  for config in configs:
+    if (config.dataset, config.data_dir) not in opened:
+      steps_per_epoch(config)
+      opened.add((config.dataset, config.data_dir))
 
 
 def evaluate_every_epochs(config: ml_collections.ConfigDict, epochs: int) -> None:

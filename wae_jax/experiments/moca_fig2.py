@@ -34,6 +34,7 @@ CLAIM = ("MoCA's samples approach the test images (image SWD) faster than WAE-MM
 METHODS = ("moca", "wae_mmd")
 LAMBDAS = (0.0, 1.0, 10.0, 100.0, 1000.0)
 METRIC = "swd_image_avg"
+EVALUATION_EPOCHS = {"small": 10, "paper": 5}
 
 
 def make_configs(size: str, out: str, data_dir: str) -> dict:
@@ -43,13 +44,11 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   for method in METHODS:
     for lambda_reg in lambdas:
       if size == "paper":
-        config = common.paper_config("cifar10_moca_a2", data_dir)
-        evaluation_epochs = 5
+        config = common.file_config("cifar10_moca_a2", data_dir)
         config.evaluation.num_samples = 10_000
       else:
         config = common.base_config()
         config.num_train_steps = 1000
-        evaluation_epochs = 10
         config.evaluation.num_samples = 300  # the whole digits test split
       common.set_method(config, method)
       if method == "wae_mmd":  # the paper config is MoCA's: back to the WAE's N(0, I)
@@ -59,8 +58,6 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
       config.best_metric = METRIC  # so that every evaluation computes it
       if size == "toy":
         common.shrink_to_toy(config, out)
-      else:
-        common.evaluate_every_epochs(config, evaluation_epochs)
       configs[run_name(method, lambda_reg)] = config
   return configs
 
@@ -95,6 +92,10 @@ def checks_of(runs: dict, lambdas) -> tuple:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
+  common.check_data(configs.values())
+  if size != "toy":
+    for config in configs.values():
+      common.evaluate_every_epochs(config, EVALUATION_EPOCHS[size])
   runs = {}
   base = common.base_config()
   for name, config in configs.items():

@@ -47,9 +47,8 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   configs = {}
   for lambda_reg in lambdas(size):
     if size == "paper":
-      config = common.paper_config("celeba_moca_a2", data_dir)
+      config = common.file_config("celeba_moca_a2", data_dir)
       config.evaluation.final_metrics = ("full",)
-      common.steps_per_epoch(config)  # fails now if CelebA is not prepared
     else:
       config = common.base_config()
       common.set_method(config, "moca")
@@ -68,6 +67,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
+  common.check_data(configs.values())
   base = common.base_config()
   runs, spectra = {}, {}
   for name, config in configs.items():

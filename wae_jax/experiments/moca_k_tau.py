@@ -54,8 +54,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   configs = {}
   for queue_size, temperature in grid(size):
     if size == "paper":
-      config = common.paper_config("cifar10_moca_a1", data_dir)
-      common.steps_per_epoch(config)  # fails now if CIFAR-10 is not prepared
+      config = common.file_config("cifar10_moca_a1", data_dir)
       config.evaluation.final_metrics = ("full",)
     else:
       config = common.base_config()
@@ -75,6 +74,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
+  common.check_data(configs.values())
   base = common.base_config()
   runs = {}
   for name, config in configs.items():

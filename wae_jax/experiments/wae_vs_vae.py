@@ -40,8 +40,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   configs = {}
   for method in METHODS:
     if size == "paper":
-      config = common.paper_config(PAPER_CONFIGS[method], data_dir)
-      common.steps_per_epoch(config)  # fails now if CelebA is not prepared
+      config = common.file_config(PAPER_CONFIGS[method], data_dir)
       config.evaluation.final_metrics = ("full",)
     else:
       config = common.base_config()
@@ -60,6 +59,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
+  common.check_data(configs.values())
   base = common.base_config()
   runs = {}
   for name, config in configs.items():
