@@ -36,6 +36,8 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
+from wae_jax import methods
+
 # name -> (distribution, parameters). Distributions: "choice" (a tuple of
 # values, uniform), "uniform" (low, high), "log_uniform" (low, high).
 SEARCH_SPACE = {
@@ -52,7 +54,8 @@ SEARCH_SPACE = {
     "lambda_gan": ("log_uniform", (0.1, 10.0)),
     "beta": ("log_uniform", (0.1, 10.0)),
     "network": ("choice", ("dcgan", "resnet50v2")),
-    "encoder": ("choice", ("deterministic", "gaussian")),
+    # No encoder choice: WAE-MMD and WAE-GAN take a deterministic encoder only
+    # (their check_config rejects a Gaussian one), the VAE a Gaussian one.
 }
 
 # Which config field each hyper-parameter sets, and for which methods.
@@ -67,7 +70,6 @@ FIELDS = {
     "lambda_gan": ("lambda_reg", ("wae_gan",)),
     "beta": ("vae.beta", ("vae",)),
     "network": ("model.network", ("wae_mmd", "wae_gan", "vae")),
-    "encoder": ("model.encoder", ("wae_mmd", "wae_gan")),
 }
 
 SEEDS_PER_CONFIGURATION = 3
@@ -190,13 +192,11 @@ def configuration_overrides(configuration: int, seed: int = 0,
     raise ValueError(f"SEARCH_SPACE lacks {sorted(missing)}; every FIELDS name needs a range.")
   method = _draw("method", space["method"], seed, configuration)
   overrides = {}
-  for name, (field, methods) in FIELDS.items():
-    if method not in methods:
+  for name, (field, swept_methods) in FIELDS.items():
+    if method not in swept_methods:
       continue
     overrides[field] = _draw(name, space[name], seed, configuration)
-  if method == "vae":
-    overrides["model.encoder"] = "gaussian"   # the VAE needs an encoder variance
-    overrides["model.decoder_output"] = "logits"   # its Bernoulli likelihood takes logits
+  methods.apply_required(overrides)  # e.g. the VAE's Gaussian encoder and logits
   if _is_tiny(config_arg):
     network = overrides.pop("model.network")
     overrides["model.hidden_sizes"] = TINY_NETWORKS[network]

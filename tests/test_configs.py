@@ -8,6 +8,7 @@ import pytest
 from configs import common
 from configs import default
 from wae_jax import config_checks
+from wae_jax import methods
 from wae_jax import train
 
 PAPER_CONFIGS = ("mnist_wae_mmd", "mnist_wae_gan", "mnist_vae", "celeba_wae_mmd",
@@ -86,8 +87,8 @@ BAD_VALUES = [
     ("regularizer", "kl", r"Unknown config\.regularizer 'kl'"),
     ("model.encoder", "flow", r"Unknown config\.model\.encoder 'flow'"),
     ("prior", "laplace", r"Unknown config\.prior 'laplace'"),
-    ("lambda_reg", -1.0, r"config\.lambda_reg must be >= 0"),
-    ("latent_dim", 0, r"config\.latent_dim must be a positive integer, got 0"),
+    ("lambda_reg", -1.0, r"config\.lambda_reg must be a finite number >= 0"),
+    ("latent_dim", 0, r"config\.latent_dim must be an integer >= 1, got 0"),
     ("batch_size", 12, r"config\.batch_size=12 is not divisible by the 8 devices"),
     ("best_metric", "sharpness_samples", r"best_metric='sharpness_samples' is not a lower-is-better"),
 ]
@@ -105,10 +106,11 @@ def test_bad_value_stops_the_run_before_any_compute(field, value, message, tmp_p
 def test_queue_not_a_multiple_of_the_batch(tmp_path):
   config = _tiny()
   config.method = "moca"
+  methods.apply_required(config)
   config.moca.queue_size = 1000
   config.batch_size = 24
-  with pytest.raises(ValueError, match=r"queue_size \(K=1000\) must be a positive multiple of "
-                     r"the global batch size 24.*use e\.g\. 984"):
+  with pytest.raises(ValueError, match=r"queue_size \(1000\) must be a positive multiple of "
+                     r"the global batch size config\.batch_size \(24\)"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 

@@ -34,12 +34,13 @@ def test_every_network_computes_in_bfloat16_with_float32_params(network, image_s
       "model.network": network, "model.width_multiplier": 1 / 32,
       "model.encoder": "gaussian", "model.dtype": "bfloat16"})
   nets = models.build_networks(config, (image_size, image_size, 3))
+  adversary = models.build_adversary(config)
   images = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
   codes = jax.ShapeDtypeStruct((2, config.latent_dim), jnp.float32)
   for module, example in [(nets.encoder, images), (nets.decoder, codes),
-                          (nets.adversary, codes)]:
-    kwargs = {} if module is nets.adversary else {"train": True}
-    mutable = [] if module is nets.adversary else ["batch_stats"]
+                          (adversary, codes)]:
+    kwargs = {} if module is adversary else {"train": True}
+    mutable = [] if module is adversary else ["batch_stats"]
     variables = jax.eval_shape(lambda x, m=module, k=kwargs: m.init(
         jax.random.PRNGKey(0), x, **k), example)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype("float32")}

@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from wae_jax import cli
+
 DATA_AXIS = "data"
 DISTRIBUTED_ENV = "WAE_JAX_DISTRIBUTED"
 
@@ -28,11 +30,13 @@ DISTRIBUTED_ENV = "WAE_JAX_DISTRIBUTED"
 def initialize_distributed(force: bool = False) -> bool:
   """Starts multi-host JAX when `force` or env WAE_JAX_DISTRIBUTED=1.
 
-  Returns whether jax.distributed.initialize() was called (it reads the
-  coordinator and process ids from the environment, e.g. on Cloud TPU VMs).
+  Returns whether jax.distributed.initialize() was called (see
+  wae_jax/multihost.py for the environment it reads, on Cloud TPU VMs and on
+  one machine).
   """
   if force or os.environ.get(DISTRIBUTED_ENV, "") == "1":
-    jax.distributed.initialize()
+    from wae_jax import multihost  # pylint: disable=g-import-not-at-top
+    multihost.initialize()
     return True
   return False
 
@@ -54,7 +58,7 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   """Raises ValueError unless the global batch splits evenly over the mesh."""
   num_devices = mesh.devices.size
   if global_batch_size <= 0 or global_batch_size % num_devices != 0:
-    raise ValueError(
+    raise cli.UserError(
         f"The global batch size {global_batch_size} must be a positive "
         f"multiple of the number of devices ({num_devices}); change "
         "config.batch_size or the devices used.")

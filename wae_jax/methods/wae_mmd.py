@@ -18,6 +18,7 @@ Options of the WAE paper:
   such steps.
 """
 
+import math
 from typing import Optional
 
 import jax
@@ -25,7 +26,10 @@ import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
+from wae_jax import config_checks
 from wae_jax import losses
+from wae_jax import methods
+from wae_jax.losses import mmd as mmd_lib
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
@@ -33,11 +37,27 @@ REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 PRETRAIN_STOP_LOSS = 0.1
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
-  if config.regularizer not in REGULARIZERS:
-    raise ValueError(
-        f"Unknown config.regularizer {config.regularizer!r}; use one of "
-        f"{REGULARIZERS}.")
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The regularizer, its values, and the encoder input noise and pretraining."""
+  config_checks.check_choice(config, "regularizer", REGULARIZERS)
+  if config.regularizer == "mmd":
+    config_checks.check_choice(config, "mmd.kernel", mmd_lib.KERNELS)
+    scales = config.mmd.scales
+    if (not isinstance(scales, (tuple, list)) or not scales or not all(
+        isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales)):
+      raise ValueError(
+          f"config.mmd.scales must be a non-empty tuple of positive numbers, got {scales!r}; "
+          "e.g. --config.mmd.scales='(0.1, 1.0, 10.0)'.")
+    config_checks.check_number(config, "mmd.base_scale", low=0, low_open=True)
+  elif config.regularizer == "sliced":
+    config_checks.check_number(config, "sliced.num_projections", low=1, integer=True)
+  elif config.regularizer == "sinkhorn":
+    config_checks.check_number(config, "sinkhorn.epsilon", low=0, low_open=True)
+    config_checks.check_number(config, "sinkhorn.num_iters", low=1, integer=True)
+  elif config.regularizer == "cramer_wold":
+    config_checks.check_number(config, "cramer_wold.gamma")
+  config_checks.check_number(config, "encoder_input_noise", low=0)
+  config_checks.check_number(config, "pretrain_encoder_steps", low=0, integer=True)
   if config.regularizer == "cramer_wold" and config.prior != "gaussian":
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "
@@ -46,13 +66,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "wae_mmd uses a deterministic (or sphere) encoder; set "
         "config.model.encoder='deterministic'.")
-
-
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """Networks, Adam and the base state; see common.create_state."""
-  _check_config(config)
-  return common.create_state(config, rng, example_batch)
 
 
 def _prior_variance(config) -> float:
@@ -150,8 +163,5 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+METHOD = methods.Method(name="wae_mmd", train_step=train_step,
+                        check_config=check_config)
