@@ -256,6 +256,6 @@ def test_programming_errors_still_trace_back():
   # The file system refusing is the user's environment, not a bug.
   denied = PermissionError(13, "Permission denied", "/data/run")
   assert cli.user_message(denied) == (
-      "cannot write /data/run: permission denied; choose a location you can write to or "
+      "/data/run: permission denied; choose a location you can write to or "
       "fix its permissions.")
   assert cli.user_message(FileNotFoundError(2, "No such file", "x")) is None

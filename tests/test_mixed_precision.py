@@ -28,7 +28,8 @@ def _matmul_operand_dtypes(jaxpr) -> list:
 
 
 @pytest.mark.parametrize("network,image_size", [
-    ("mlp", 8), ("dcgan", 8), ("dcgan", 64), ("resnet18", 32), ("resnet50v2", 64)])
+    ("mlp", 8), ("dcgan", 8), ("dcgan", 64), ("gated", 8), ("resnet18", 32),
+    ("resnet50v2", 64)])
 def test_every_network_computes_in_bfloat16_with_float32_params(network, image_size):
   config = lib.tiny_config("wae_gan", **{
       "model.network": network, "model.width_multiplier": 1 / 32,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from wae_jax import priors
 
 ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
-DECODER_OUTPUTS = ("sigmoid", "logits")
+DECODER_OUTPUTS = ("sigmoid", "logits", "linear")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -56,6 +56,7 @@ class LatentHead(nn.Module):
 
 
 def decoder_output(logits: jax.Array, kind: str) -> jax.Array:
-  """Pixel means in [0, 1] ('sigmoid') or the raw Bernoulli logits ('logits'), float32."""
+  """Pixel means in [0, 1] ('sigmoid'), or the raw output: Bernoulli logits
+  ('logits') or unbounded values such as 2-D points ('linear'); float32."""
   logits = logits.astype(jnp.float32)
   return nn.sigmoid(logits) if kind == "sigmoid" else logits
