@@ -13,7 +13,8 @@ from wae_jax import train
 
 PAPER_CONFIGS = ("mnist_wae_mmd", "mnist_wae_gan", "mnist_vae", "celeba_wae_mmd",
                  "celeba_wae_gan", "celeba_vae", "cifar10_moca_a1", "cifar10_moca_a2",
-                 "celeba_moca_a1", "celeba_moca_a2", "celebahq_moca")
+                 "celeba_moca_a1", "celeba_moca_a2", "celebahq_moca", "swae_mnist",
+                 "swae_fashion_mnist", "swae_cifar10", "swae_digits", "swae_gmm2d")
 
 
 def load(name, arg=None):
@@ -57,9 +58,32 @@ def test_paper_settings():
     load("mnist_wae_mmd", "fast")
 
 
+def test_swae_paper_settings():
+  for name, dataset, latent in (("swae_mnist", "mnist", 40),
+                                ("swae_fashion_mnist", "fashion_mnist", 40),
+                                ("swae_cifar10", "cifar10", 512)):
+    config = load(name)
+    assert (config.method, config.dataset, config.latent_dim) == ("swae", dataset, latent)
+    swae = config.swae
+    assert (swae.num_pseudo_inputs, swae.objective, swae.beta, swae.z_loss_weight) == (
+        4000, "xzrec", 0.5, 1.0)
+    assert tuple(swae.prior_logvar_clip) == (-6.0, 2.0) and swae.pairing == "data"
+    assert (config.batch_size, config.optimizer.learning_rate, config.optimizer.b1) == (
+        100, 5e-4, 0.9)
+    assert config.optimizer.normalize_gradients and config.seed == 14
+  assert load("swae_mnist").num_train_steps == 200 * 600  # 200 epochs
+  cifar = load("swae_cifar10")
+  assert tuple(cifar.keep_labels) == (2, 3, 8) and cifar.num_train_steps == 200 * 150
+  gmm = load("swae_gmm2d")
+  assert (gmm.dataset, gmm.model.decoder_output, gmm.swae.objective) == ("gmm2d", "linear", "xz")
+  assert tuple(gmm.swae.prior_logvar_clip) == (-9.0, -3.2) and not gmm.swae.clip_pseudo_inputs
+  assert load("swae_mnist", "runlocal").swae.num_pseudo_inputs <= 4 * common.RUNLOCAL_BATCH
+
+
 @pytest.mark.parametrize("name,image_shape", [
     ("mnist_wae_gan", (28, 28, 1)), ("cifar10_moca_a2", (32, 32, 3)),
-    ("celeba_moca_a1", (64, 64, 3)), ("celebahq_moca", (256, 256, 3))])
+    ("celeba_moca_a1", (64, 64, 3)), ("celebahq_moca", (256, 256, 3)),
+    ("swae_cifar10", (32, 32, 3))])
 def test_runlocal_networks_take_their_image_size(name, image_shape):
   config_checks.check_networks(load(name, "runlocal"), image_shape)
 

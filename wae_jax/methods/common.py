@@ -163,7 +163,7 @@ def autoencode(state: TrainState, params, encoder_input: jax.Array, *,
 
 
 def to_pixel_means(config: ml_collections.ConfigDict, decoder_output: jax.Array):
-  """Decoder output -> pixel means in [0, 1]."""
+  """Decoder output -> pixel means in [0, 1] (sigmoid of logits; linear outputs as they are)."""
   if config.model.decoder_output == "logits":
     return jax.nn.sigmoid(decoder_output)
   return decoder_output
