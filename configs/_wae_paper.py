@@ -5,11 +5,14 @@ paper's decay (halve after epoch 30, / 5 after 50, / 10 after 100), the DCGAN-
 style conv nets, lambda 10, prior N(0, I).
 CelebA 64x64: latent 64, 55 epochs, lambda 100 (MMD) or 1 (GAN), prior
 N(0, 2 I) (the paper's sigma_z^2 = 2), the same optimizer and decay.
+Each function ends with methods.apply_required, so the VAE gets its Gaussian
+encoder, logits and N(0, I) prior.
 """
 
 import ml_collections
 
 from configs import default
+from wae_jax import methods
 
 MNIST_TRAIN_EXAMPLES = 60_000
 CELEBA_TRAIN_EXAMPLES = 162_770  # tfds celeb_a train split
@@ -33,7 +36,7 @@ def mnist(method: str) -> ml_collections.ConfigDict:
   config.log_every_steps = 100
   config.checkpoint_every_steps = 6000
   config.eval_every_steps = 6000
-  return config
+  return methods.apply_required(config)
 
 
 def celeba(method: str) -> ml_collections.ConfigDict:
@@ -53,4 +56,4 @@ def celeba(method: str) -> ml_collections.ConfigDict:
   config.log_every_steps = 100
   config.checkpoint_every_steps = 5000
   config.eval_every_steps = 5000
-  return config
+  return methods.apply_required(config)

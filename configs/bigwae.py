@@ -36,6 +36,8 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
+from wae_jax import methods
+
 # name -> (distribution, parameters). Distributions: "choice" (a tuple of
 # values, uniform), "uniform" (low, high), "log_uniform" (low, high).
 SEARCH_SPACE = {
@@ -190,13 +192,11 @@ def configuration_overrides(configuration: int, seed: int = 0,
     raise ValueError(f"SEARCH_SPACE lacks {sorted(missing)}; every FIELDS name needs a range.")
   method = _draw("method", space["method"], seed, configuration)
   overrides = {}
-  for name, (field, methods) in FIELDS.items():
-    if method not in methods:
+  for name, (field, swept_methods) in FIELDS.items():
+    if method not in swept_methods:
       continue
     overrides[field] = _draw(name, space[name], seed, configuration)
-  if method == "vae":
-    overrides["model.encoder"] = "gaussian"   # the VAE needs an encoder variance
-    overrides["model.decoder_output"] = "logits"   # its Bernoulli likelihood takes logits
+  methods.apply_required(overrides)  # e.g. the VAE's Gaussian encoder and logits
   if _is_tiny(config_arg):
     network = overrides.pop("model.network")
     overrides["model.hidden_sizes"] = TINY_NETWORKS[network]

@@ -1,7 +1,7 @@
 """The VAE baseline on CelebA 64x64 with the WAE paper's networks (latent 64).
 
-Gaussian encoder, Bernoulli decoder on pixel intensities in [0, 1], beta 1.
-The VAE's prior is N(0, I), whatever prior_var says.
+Gaussian encoder, Bernoulli decoder on pixel intensities in [0, 1], beta 1,
+prior N(0, I): _wae_paper applies the VAE's required values.
 """
 
 from configs import _wae_paper
@@ -10,9 +10,6 @@ from configs import common
 
 def get_config(arg=None):
   config = _wae_paper.celeba("vae")
-  config.prior_var = 1.0
-  config.model.encoder = "gaussian"
-  config.model.decoder_output = "logits"
   config.vae.likelihood = "bernoulli"
   config.vae.beta = 1.0
   return common.finalize(config, arg)

@@ -11,6 +11,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from launch import sweep as sweep_lib
+from wae_jax import methods
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs", "bigwae.py")
@@ -80,21 +81,18 @@ def test_expansion_respects_ranges_over_many_indices():
     first = runs[index - index % 3]
     assert {k: v for k, v in overrides.items() if k != "seed"} == {
         k: v for k, v in first.items() if k != "seed"}
-    expected_fields = {"seed"} | {field for field, methods in bigwae.FIELDS.values()
-                                  if method in methods}
-    if method == "vae":
-      expected_fields |= {"model.encoder", "model.decoder_output"}
+    expected_fields = {"seed"} | {field for field, swept in bigwae.FIELDS.values()
+                                  if method in swept}
+    required = methods.get(method).required
+    expected_fields |= set(required)
     assert set(overrides) == expected_fields
     for field, value in overrides.items():
       if field == "seed":
         continue
-      if field == "model.decoder_output":
-        assert method == "vae" and value == "logits"
+      if field in required:
+        assert value == required[field]
         continue
       names = [n for n in field_to_names[field] if method in bigwae.FIELDS[n][1]]
-      if field == "model.encoder" and method == "vae":
-        assert value == "gaussian"
-        continue
       assert len(names) == 1, (field, method)
       spec = bigwae.SEARCH_SPACE[names[0]]
       assert _in_range(value, spec), (index, field, value, spec)
@@ -108,9 +106,9 @@ def test_expansion_respects_ranges_over_many_indices():
     assert len(values) > 50, name
     assert abs(values.mean() - 0.5) < 4 * math.sqrt(1 / 12 / len(values)), name
     assert abs(values.var() - 1 / 12) < 0.03, name
-  methods = [r["method"] for r in runs[::3]]
+  drawn = [r["method"] for r in runs[::3]]
   for method in ("wae_mmd", "wae_gan", "vae"):
-    assert abs(methods.count(method) / len(methods) - 1 / 3) < 0.06
+    assert abs(drawn.count(method) / len(drawn) - 1 / 3) < 0.06
 
 
 def test_editing_one_range_leaves_the_other_draws(monkeypatch):

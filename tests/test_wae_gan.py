@@ -14,10 +14,10 @@ import methods_testlib as lib
 @lib.jit
 def _adversary_logits(state, images, key):
   """D(prior samples drawn from key), D(E(images)) (eval-mode codes)."""
-  codes = wae_gan.encode(state, images)
+  codes = wae_gan.METHOD.encode(state, images)
   prior_samples = priors.get_prior(state.config).sample(key, *codes.shape)
-  apply = lambda z: state.networks.adversary.apply(
-      {"params": state.adversary_params}, z)
+  apply = lambda z: state.extras.adversary.apply(
+      {"params": state.extras.adversary_params}, z)
   return apply(prior_samples), apply(codes)
 
 
@@ -54,13 +54,13 @@ def test_adversary_learns_when_encoder_is_frozen():
 def _step_references(state, images):
   """What the first step should compute, from the losses and a hand-made
   gradient: (adversary loss, encoder's adversarial loss, adversary grads)."""
-  codes = wae_gan.encode(state, images)  # MLP: no BatchNorm, eval == train
+  codes = wae_gan.METHOD.encode(state, images)  # MLP: no BatchNorm, eval == train
   prior_samples = priors.get_prior(state.config).sample(
       jax.random.fold_in(state.rng, 0), *codes.shape)
-  apply = lambda z: state.networks.adversary.apply(
-      {"params": state.adversary_params}, z)
+  apply = lambda z: state.extras.adversary.apply(
+      {"params": state.extras.adversary_params}, z)
   grads = jax.grad(lambda p: wae_gan.adversary_loss_fn(
-      p, state, codes, prior_samples)[0])(state.adversary_params)
+      p, state, codes, prior_samples)[0])(state.extras.adversary_params)
   return (losses.adversary_loss(apply(prior_samples), apply(codes)),
           losses.encoder_adversarial_loss(apply(codes)), grads)
 
@@ -78,8 +78,8 @@ def test_step_metrics_match_the_losses():
       rtol=1e-6)
   # The adversary moved by its own Adam: the first step is -lr * sign(grad).
   for g, old, new in zip(jax.tree.leaves(grads),
-                         jax.tree.leaves(state.adversary_params),
-                         jax.tree.leaves(new_state.adversary_params)):
+                         jax.tree.leaves(state.extras.adversary_params),
+                         jax.tree.leaves(new_state.extras.adversary_params)):
     expected = np.asarray(old) - config.adversary.learning_rate * np.sign(g)
     mask = np.abs(np.asarray(g)) > 1e-4  # Adam's eps blurs tiny gradients
     np.testing.assert_allclose(np.asarray(new)[mask], expected[mask], rtol=1e-4,

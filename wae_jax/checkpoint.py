@@ -48,6 +48,7 @@ from absl import logging
 from flax import serialization
 from jax.experimental import multihost_utils
 
+from wae_jax import cli
 from wae_jax.state import TrainState
 
 CONFIG_FILE = "config.json"
@@ -213,7 +214,7 @@ def _resumable_changes(saved: dict, config: ml_collections.ConfigDict, workdir: 
     details = ", ".join(
         f"{n} (saved {saved_flat.get(n, '<absent>')!r}, now {current_flat.get(n, '<absent>')!r})"
         for n in blocking)
-    raise ValueError(
+    raise cli.UserError(
         f"The config differs from the one {workdir!r} was started with in "
         f"{details}; restore those values to resume, or use a new --workdir.")
   return changed

@@ -8,38 +8,62 @@ config.adversary.b1), both from the same forward pass: the adversary is
 trained on the codes of the pre-update encoder (stop-gradient) against prior
 samples of the global batch size, and the encoder's adversarial term uses the
 pre-update adversary (simultaneous updates, one jitted step).
+
+The adversary lives in `state.extras` (an `AdversaryState`).
 """
 
-from typing import Optional
+from typing import Any, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import struct
 
 from wae_jax import losses
+from wae_jax import methods
+from wae_jax import models
 from wae_jax.methods import common
+from wae_jax.methods import optim
 from wae_jax.state import TrainState
 
 
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """Networks (with the adversary), both optimizers and the state."""
+@struct.dataclass
+class AdversaryState:
+  """The latent adversary: its params and optimizer state, and (static) its
+  module and optimizer."""
+
+  adversary_params: Any
+  adversary_opt_state: optax.OptState
+  adversary: nn.Module = struct.field(pytree_node=False)
+  adversary_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model.encoder == "gaussian":
     raise ValueError(
         "wae_gan uses a deterministic encoder; set "
         "config.model.encoder='deterministic'.")
-  state = common.create_state(config, rng, example_batch)
-  if state.networks.adversary is None:
-    raise ValueError(
-        "models.build_networks built no adversary; wae_gan needs "
-        "config.method='wae_gan' when the networks are built.")
-  return state
+
+
+def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
+                state: TrainState) -> AdversaryState:
+  """The adversary, its params (from `key`) and its own Adam."""
+  del state
+  adversary = models.build_adversary(config)
+  example_z = jnp.zeros((1, int(config.latent_dim)), jnp.float32)
+  adversary_params = adversary.init(key, example_z)["params"]
+  adversary_tx = optim.make_adversary_optimizer(config)
+  return AdversaryState(
+      adversary_params=adversary_params,
+      adversary_opt_state=adversary_tx.init(adversary_params),
+      adversary=adversary, adversary_tx=adversary_tx)
 
 
 def adversary_logits(state: TrainState, adversary_params, z: jax.Array):
   """D(z): (n, d) -> (n,) logits (log p_Z(z) added when configured)."""
-  return state.networks.adversary.apply({"params": adversary_params}, z)
+  return state.extras.adversary.apply({"params": adversary_params}, z)
 
 
 def adversary_accuracy(d_prior: jax.Array, d_encoded: jax.Array) -> jax.Array:
@@ -59,7 +83,7 @@ def loss_fn(params, state: TrainState, images: jax.Array,
       config, common.to_pixel_means(config, decoded), images)
   # Per-example term: the mean over the local batch, averaged by the grads.
   adversarial = losses.encoder_adversarial_loss(
-      adversary_logits(state, state.adversary_params, codes))
+      adversary_logits(state, state.extras.adversary_params, codes))
   loss = reconstruction + config.lambda_reg * adversarial
   metrics = {"reconstruction": reconstruction, "regularizer": adversarial,
              "loss": loss}
@@ -85,25 +109,23 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
 
   all_codes = common.gather(jax.lax.stop_gradient(codes), axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
+  extras = state.extras
   (adv_loss, adv_accuracy), adv_grads = jax.value_and_grad(
       adversary_loss_fn, has_aux=True)(
-          common.per_device(state.adversary_params, axis_name), state,
+          common.per_device(extras.adversary_params, axis_name), state,
           all_codes, prior_samples)
   adv_grads = common.average_grads(adv_grads, axis_name)
-  adv_updates, adversary_opt_state = state.adversary_tx.update(
-      adv_grads, state.adversary_opt_state, state.adversary_params)
-  adversary_params = optax.apply_updates(state.adversary_params, adv_updates)
+  adv_updates, adversary_opt_state = extras.adversary_tx.update(
+      adv_grads, extras.adversary_opt_state, extras.adversary_params)
+  adversary_params = optax.apply_updates(extras.adversary_params, adv_updates)
 
   metrics.update(adversary_loss=adv_loss, adversary_accuracy=adv_accuracy,
                  learning_rate=common.learning_rate(state))
   new_state = common.apply_updates(state, grads, new_batch_stats)
-  new_state = new_state.replace(adversary_params=adversary_params,
-                                adversary_opt_state=adversary_opt_state)
+  new_state = new_state.replace(extras=extras.replace(
+      adversary_params=adversary_params, adversary_opt_state=adversary_opt_state))
   return new_state, common.mean_metrics(metrics, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+METHOD = methods.Method(name="wae_gan", train_step=train_step,
+                        init_extras=init_extras, check_config=check_config)

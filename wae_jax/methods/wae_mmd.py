@@ -26,6 +26,7 @@ import ml_collections
 from jax import lax
 
 from wae_jax import losses
+from wae_jax import methods
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
@@ -33,7 +34,7 @@ REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 PRETRAIN_STOP_LOSS = 0.1
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
   if config.regularizer not in REGULARIZERS:
     raise ValueError(
         f"Unknown config.regularizer {config.regularizer!r}; use one of "
@@ -46,13 +47,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "wae_mmd uses a deterministic (or sphere) encoder; set "
         "config.model.encoder='deterministic'.")
-
-
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """Networks, Adam and the base state; see common.create_state."""
-  _check_config(config)
-  return common.create_state(config, rng, example_batch)
 
 
 def _prior_variance(config) -> float:
@@ -150,8 +144,5 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+METHOD = methods.Method(name="wae_mmd", train_step=train_step,
+                        check_config=check_config)
