@@ -48,6 +48,7 @@ def test_eight_device_command_runs_to_the_end_and_locks_its_workdir(tmp_path):
   assert [r["step"] for r in records] == [100, 200, 300, 400]  # Once each: B wrote nothing.
   assert os.path.exists(os.path.join(workdir, "run_complete.json"))
 
-  assert second.returncode != 0
+  assert second.returncode == 2, second.stderr[-3000:]
+  assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr, second.stderr
   assert f"Another trainer (process {first.pid} on" in second.stderr
   assert workdir in second.stderr

@@ -73,15 +73,15 @@ RESUMABLE_CHANGES = (
 )
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(cli.UserError):
   """Another trainer holds the workdir's lock."""
 
 
-class DamagedCheckpointError(ValueError):
+class DamagedCheckpointError(cli.UserError):
   """A checkpoint's files do not give back the finite state that was saved."""
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(cli.UserError):
   """An intact checkpoint of a different state (another config or library version)."""
 
 
@@ -162,7 +162,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
 
 
-class DamagedConfigError(ValueError):
+class DamagedConfigError(cli.UserError):
   """config.json exists but is not a JSON object."""
 
 
