@@ -21,6 +21,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import models
@@ -41,6 +42,14 @@ class AdversaryState:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
+  """A deterministic encoder and the adversary's optimizer and widths."""
+  config_checks.check_number(config, "adversary.learning_rate", low=0, low_open=True)
+  config_checks.check_number(config, "adversary.b1", low=0, high=1, high_open=True)
+  sizes = config.adversary.hidden_sizes
+  if not isinstance(sizes, (tuple, list)) or not all(
+      isinstance(s, int) and s >= 1 for s in sizes):
+    raise ValueError(f"config.adversary.hidden_sizes must be a tuple of positive integers, "
+                     f"got {sizes!r}.")
   if config.model.encoder == "gaussian":
     raise ValueError(
         "wae_gan uses a deterministic encoder; set "
