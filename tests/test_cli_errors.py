@@ -86,6 +86,9 @@ CASES = [
                                              f"--workdir={W}"], "config.optimizer.learning_rate"),
     ("prior_var_zero", "wae_jax.main", [DEFAULT, "--config.prior_var=0", f"--workdir={W}"],
      "config.prior_var"),
+    ("unknown_final_metric", "wae_jax.main",
+     [DEFAULT, "--config.evaluation.final_metrics=('fid',)", f"--workdir={W}"],
+     "config.evaluation.final_metrics names unknown metric group(s) ['fid']"),
     ("unknown_best_metric", "wae_jax.main", [DEFAULT, "--config.best_metric=accuracy",
                                               f"--workdir={W}"], "config.best_metric='accuracy'"),
     ("moca_queue_not_multiple", "wae_jax.main",
@@ -256,6 +259,6 @@ def test_programming_errors_still_trace_back():
   # The file system refusing is the user's environment, not a bug.
   denied = PermissionError(13, "Permission denied", "/data/run")
   assert cli.user_message(denied) == (
-      "cannot write /data/run: permission denied; choose a location you can write to or "
+      "/data/run: permission denied; choose a location you can write to or "
       "fix its permissions.")
   assert cli.user_message(FileNotFoundError(2, "No such file", "x")) is None
