@@ -253,3 +253,13 @@ def test_a_non_finite_state_is_never_saved_or_called_good(tmp_path, monkeypatch)
   with pytest.raises(checkpoint.NonFiniteStateError, match="params/"):
     checkpoint.verified_digest(state.replace(
         params=jax.tree.map(lambda x: x * np.nan, state.params)), 2)
+
+
+def test_reading_a_damaged_checkpoint_without_training_is_one_clear_error(reference, tmp_path):
+  workdir = killed_copy(reference, tmp_path, last_step=2 * CHECKPOINT_EVERY)
+  delete_checkpoint_metadata(step_folder(workdir, 2 * CHECKPOINT_EVERY))
+  with pytest.raises(checkpoint.DamagedCheckpointError,
+                     match=r"Checkpoint 100 in .* is damaged: .*; choose another of its "
+                     r"checkpoints \[50, 100\]"):
+    checkpoint.restore_state(workdir)
+  assert checkpoint.all_steps(workdir) == [50, 100]  # Reading moves nothing.
