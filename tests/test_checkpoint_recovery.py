@@ -48,7 +48,7 @@ def killed_copy(reference, tmp_path, last_step):
   """The reference as a run killed after saving checkpoint `last_step` leaves it."""
   workdir = str(tmp_path / "killed")
   shutil.copytree(reference, workdir)
-  os.remove(os.path.join(workdir, train.RUN_COMPLETE_FILE))
+  os.remove(os.path.join(workdir, "run_complete.json"))
   for step in checkpoint.all_steps(workdir):
     if step > last_step:
       shutil.rmtree(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step)))
