@@ -19,7 +19,7 @@ Channels are multiplied by `width_multiplier`. With `fast_conv` the stride-2
 layers run as the exact stride-1 rewrites of conv_layers.py.
 """
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -37,16 +37,18 @@ ARCHITECTURES = {
 STEM_CHANNELS = 64
 
 
-def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, use_bias=False):
+def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, dtype: Any):
   if stride == 2:
-    return Conv2x(features, kernel_size, space_to_depth=fast_conv, use_bias=use_bias)
-  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=use_bias)
+    return Conv2x(features, kernel_size, space_to_depth=fast_conv, use_bias=False, dtype=dtype)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False,
+                 dtype=dtype)
 
 
-def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool):
+def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool, dtype: Any):
   if upsample:
-    return ConvTranspose2x(features, kernel_size, phase=fast_conv, use_bias=False)
-  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False)
+    return ConvTranspose2x(features, kernel_size, phase=fast_conv, use_bias=False, dtype=dtype)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False,
+                 dtype=dtype)
 
 
 class BasicBlock(nn.Module):
@@ -57,22 +59,24 @@ class BasicBlock(nn.Module):
   up: bool = False
   fast_conv: bool = False
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     resize = self.stride == 2
-    first = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
-             else _conv(self.features, 3, self.stride, self.fast_conv))
-    y = nn.relu(batch_norm(train, self.axis_name)(first(x)))
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
-    y = batch_norm(train, self.axis_name)(y)
+    first = (_up_conv(self.features, 3, resize, self.fast_conv, self.dtype) if self.up
+             else _conv(self.features, 3, self.stride, self.fast_conv, self.dtype))
+    y = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(first(x)))
+    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(y)
+    y = batch_norm(train, self.axis_name, dtype=self.dtype)(y)
     shortcut = x
     if resize or x.shape[-1] != self.features:
       # A 2x2 stride-2 transposed conv gives each output pixel one input pixel:
       # the mirror of the 1x1 stride-2 projection.
-      project = (_up_conv(self.features, 2 if resize else 1, resize, self.fast_conv) if self.up
-                 else _conv(self.features, 1, self.stride, self.fast_conv))
-      shortcut = batch_norm(train, self.axis_name)(project(x))
+      project = (
+          _up_conv(self.features, 2 if resize else 1, resize, self.fast_conv, self.dtype)
+          if self.up else _conv(self.features, 1, self.stride, self.fast_conv, self.dtype))
+      shortcut = batch_norm(train, self.axis_name, dtype=self.dtype)(project(x))
     return nn.relu(y + shortcut)
 
 
@@ -84,23 +88,25 @@ class BottleneckV2Block(nn.Module):
   up: bool = False
   fast_conv: bool = False
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     resize = self.stride == 2
     out_features = 4 * self.features
-    preact = nn.relu(batch_norm(train, self.axis_name)(x))
+    preact = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(x))
     shortcut = x
     if resize or x.shape[-1] != out_features:
-      project = (_up_conv(out_features, 2 if resize else 1, resize, self.fast_conv) if self.up
-                 else _conv(out_features, 1, self.stride, self.fast_conv))
+      project = (
+          _up_conv(out_features, 2 if resize else 1, resize, self.fast_conv, self.dtype)
+          if self.up else _conv(out_features, 1, self.stride, self.fast_conv, self.dtype))
       shortcut = project(preact)
-    y = nn.Conv(self.features, (1, 1), use_bias=False)(preact)
-    y = nn.relu(batch_norm(train, self.axis_name)(y))
-    middle = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
-              else _conv(self.features, 3, self.stride, self.fast_conv))
-    y = nn.relu(batch_norm(train, self.axis_name)(middle(y)))
-    y = nn.Conv(out_features, (1, 1), use_bias=False)(y)
+    y = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype)(preact)
+    y = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(y))
+    middle = (_up_conv(self.features, 3, resize, self.fast_conv, self.dtype) if self.up
+              else _conv(self.features, 3, self.stride, self.fast_conv, self.dtype))
+    y = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(middle(y)))
+    y = nn.Conv(out_features, (1, 1), use_bias=False, dtype=self.dtype)(y)
     return y + shortcut
 
 
@@ -126,6 +132,7 @@ class ResNetEncoder(nn.Module):
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   fast_conv: bool = False
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -133,17 +140,17 @@ class ResNetEncoder(nn.Module):
     kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
     block = _BLOCKS[kind]
     h = nn.Conv(scale_width(STEM_CHANNELS, self.width_multiplier), (3, 3), padding="SAME",
-                use_bias=False)(x)
+                use_bias=False, dtype=self.dtype)(x)
     if kind == "basic":  # pre-activation nets normalise inside each block instead
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
     for num_blocks, channels, stride in zip(stage_sizes, stage_channels, strides):
       for i in range(num_blocks):
         h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
-                  fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+                  fast_conv=self.fast_conv, axis_name=self.axis_name, dtype=self.dtype)(h, train)
     if kind == "bottleneck":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
     h = jnp.mean(h, axis=(1, 2))
-    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
 
 class ResNetDecoder(nn.Module):
@@ -155,6 +162,7 @@ class ResNetDecoder(nn.Module):
   output: str = "sigmoid"
   fast_conv: bool = False
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -166,10 +174,10 @@ class ResNetDecoder(nn.Module):
     start_channels = scale_width(stage_channels[-1], self.width_multiplier) * (
         4 if kind == "bottleneck" else 1)
     start_h, start_w = height // factor, width // factor
-    h = nn.Dense(start_h * start_w * start_channels)(z)
+    h = nn.Dense(start_h * start_w * start_channels, dtype=self.dtype)(z)
     h = h.reshape(z.shape[0], start_h, start_w, start_channels)
     if kind == "basic":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
     # Mirror of the encoder: stages in reverse; a stage that downsampled on its
     # way in upsamples (in its first block) on its way out, to the channels of
     # the stage before it.
@@ -179,10 +187,11 @@ class ResNetDecoder(nn.Module):
           stage_channels[0] if kind == "bottleneck" else STEM_CHANNELS)
       for i in range(num_blocks):
         h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
-                  up=True, fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+                  up=True, fast_conv=self.fast_conv, axis_name=self.axis_name,
+                  dtype=self.dtype)(h, train)
     if kind == "bottleneck":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
-    h = nn.Conv(out_channels, (3, 3), padding="SAME")(h)
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
+    h = nn.Conv(out_channels, (3, 3), padding="SAME", dtype=self.dtype)(h)
     return decoder_output(h, self.output)
 
 
