@@ -29,6 +29,7 @@ The prior is part of the params rather than of `state.extras` because it is
 trained by the same optimizer step as the encoder and decoder.
 """
 
+import copy
 import functools
 from typing import Optional, Tuple
 
@@ -85,8 +86,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def prior_encoder(config: ml_collections.FrozenConfigDict,
                   image_shape: Tuple[int, int, int]):
   """E_p: the encoder network of `config` with a Gaussian head clipped to prior_logvar_clip."""
-  prior_config = ml_collections.ConfigDict(config.as_configdict()
-                                           if hasattr(config, "as_configdict") else config)
+  # A deep copy: as_configdict shares the nested dicts of the ConfigDict the
+  # FrozenConfigDict was made from, and the run's config must stay as it is.
+  prior_config = copy.deepcopy(ml_collections.ConfigDict(
+      config.as_configdict() if hasattr(config, "as_configdict") else config))
   prior_config.model.encoder = "gaussian"
   prior_config.model.logvar_clip = tuple(float(v) for v in config.swae.prior_logvar_clip)
   prior_config.method = "wae_mmd"  # only the encoder is used: no adversary
