@@ -261,5 +261,9 @@ def test_mode_summary_counts_points_near_components():
 def test_init_leaves_the_callers_config_alone():
   config = lib.tiny_config("swae", **OVERRIDES)
   before = config.to_dict()
-  jax.eval_shape(lambda: swae.init(config, jax.random.PRNGKey(0), lib.digits_batch(4)))
+  state = jax.eval_shape(lambda: swae.init(config, jax.random.PRNGKey(0),
+                                          lib.digits_batch(4)))
   assert config.to_dict() == before
+  frozen = state.config.to_dict()  # the state's own (frozen) config too
+  jax.eval_shape(swae.prior_components, state)
+  assert state.config.to_dict() == frozen and state.config.model.encoder == "deterministic"

@@ -29,7 +29,6 @@ The prior is part of the params rather than of `state.extras` because it is
 trained by the same optimizer step as the encoder and decoder.
 """
 
-import copy
 from typing import Optional, Tuple
 
 import jax
@@ -83,9 +82,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def prior_encoder(config: ml_collections.ConfigDict,
                   image_shape: Tuple[int, int, int]):
   """E_p: the encoder network of `config` with a Gaussian head clipped to prior_logvar_clip."""
-  # A copy: ConfigDict(config) would share the nested model ConfigDict.
-  prior_config = (config.as_configdict() if isinstance(config, ml_collections.FrozenConfigDict)
-                  else copy.deepcopy(config))
+  # A fresh copy: ConfigDict(config) and FrozenConfigDict.as_configdict() share
+  # nested blocks with `config`, which the changes below would then alter.
+  prior_config = ml_collections.ConfigDict(config.to_dict())
   prior_config.model.encoder = "gaussian"
   prior_config.model.logvar_clip = tuple(float(v) for v in config.swae.prior_logvar_clip)
   prior_config.method = "wae_mmd"  # only the encoder is used: no adversary
