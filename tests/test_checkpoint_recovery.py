@@ -48,7 +48,7 @@ def killed_copy(reference, tmp_path, last_step):
   """The reference as a run killed after saving checkpoint `last_step` leaves it."""
   workdir = str(tmp_path / "killed")
   shutil.copytree(reference, workdir)
-  os.remove(os.path.join(workdir, train.RUN_COMPLETE_FILE))
+  os.remove(os.path.join(workdir, "run_complete.json"))
   for step in checkpoint.all_steps(workdir):
     if step > last_step:
       shutil.rmtree(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step)))
@@ -253,3 +253,13 @@ def test_a_non_finite_state_is_never_saved_or_called_good(tmp_path, monkeypatch)
   with pytest.raises(checkpoint.NonFiniteStateError, match="params/"):
     checkpoint.verified_digest(state.replace(
         params=jax.tree.map(lambda x: x * np.nan, state.params)), 2)
+
+
+def test_reading_a_damaged_checkpoint_without_training_is_one_clear_error(reference, tmp_path):
+  workdir = killed_copy(reference, tmp_path, last_step=2 * CHECKPOINT_EVERY)
+  delete_checkpoint_metadata(step_folder(workdir, 2 * CHECKPOINT_EVERY))
+  with pytest.raises(checkpoint.DamagedCheckpointError,
+                     match=r"Checkpoint 100 in .* is damaged: .*; choose another of its "
+                     r"checkpoints \[50, 100\]"):
+    checkpoint.restore_state(workdir)
+  assert checkpoint.all_steps(workdir) == [50, 100]  # Reading moves nothing.

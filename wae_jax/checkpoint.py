@@ -656,6 +656,10 @@ def restore_state(workdir: str, config: Optional[ml_collections.ConfigDict] = No
       step = max(steps)
     elif step not in steps:
       raise ValueError(f"No checkpoint for step {step} in {workdir!r}; it has steps {sorted(steps)}.")
-    return restore_verified(manager, config, step, image_shape, sharding)[0]
+    try:
+      return restore_verified(manager, config, step, image_shape, sharding)[0]
+    except DamagedCheckpointError as e:
+      raise DamagedCheckpointError(
+          f"{e}; choose another of its checkpoints {sorted(steps)}.") from None
   finally:
     manager.close()

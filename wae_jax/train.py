@@ -92,7 +92,7 @@ def _record_config(workdir: str, config: ml_collections.ConfigDict, is_chief: bo
   if os.path.exists(path):
     try:
       changed = checkpoint.check_resumable(workdir, config)
-    except checkpoint.DamagedConfigError as e:
+    except checkpoint.DamagedConfigError:
       if is_chief:
         os.replace(path, path + checkpoint.CORRUPT_SUFFIX)
         logging.warning("%s is damaged; moved it to %s and writing it again.", path,
