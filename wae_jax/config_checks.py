@@ -42,6 +42,7 @@ CHOICES = (
     ("model.encoder", models.ENCODER_TYPES),
     ("model.decoder_output", models.DECODER_OUTPUTS),
     ("model.upsample", conv_layers.UPSAMPLE_CHOICES),
+    ("model.dtype", models.DTYPES),
     ("prior", priors.PRIORS),
     ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),

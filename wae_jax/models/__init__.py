@@ -111,6 +111,7 @@ def build_networks(config: ml_collections.ConfigDict,
 
 
 __all__ = [
-    "Adversary", "DCGANDecoder", "DCGANEncoder", "GatedDecoder", "GatedEncoder", "MLPDecoder", "MLPEncoder", "NETWORKS",
+    "Adversary", "DCGANDecoder", "DCGANEncoder", "GatedDecoder", "GatedEncoder", "MLPDecoder",
+    "MLPEncoder", "NETWORKS",
     "ResNetDecoder", "ResNetEncoder", "build_adversary", "build_networks", "dcgan_variant",
 ]
