@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.encoder = "deterministic"   # deterministic | gaussian | sphere
   config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli)
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
+  config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
 
   # Reconstruction cost and latent regularizer.
@@ -59,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.cramer_wold = ml_collections.ConfigDict({"gamma": -1.0})  # <= 0: the CWAE paper's rule
   config.pretrain_encoder_steps = 0  # WAE paper: match the prior's mean and covariance first
   config.encoder_input_noise = 0.0   # std of truncated Gaussian noise on the encoder input
+  # WAE-MMD / WAE-GAN with model.encoder="gaussian": codes z = mean + std * eps,
+  # plus this weight times the L1 norm of the log-variances (Rubenstein et al. 2018).
+  config.encoder_logvar_l1 = 0.0
 
   # WAE-GAN latent adversary.
   config.adversary = ml_collections.ConfigDict()
@@ -78,6 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.moca.queue_size = 1000      # K, a multiple of the global batch
   config.moca.temperature = 0.05     # τ
   config.moca.momentum_base = 0.99   # m0 of the cosine momentum schedule
+  config.moca.loss_form = "algorithm1"  # algorithm1 (cross-entropy) | eq6 (alignment + entropy)
 
   # Optimizer (encoder-decoder).
   config.optimizer = ml_collections.ConfigDict()
@@ -87,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.schedule = "constant"  # constant | wae_piecewise | step
   config.optimizer.decay_every_epochs = 30   # step schedule
   config.optimizer.decay_factor = 0.5        # step schedule
+  config.optimizer.decay_until_epoch = 0     # step schedule: no decay after this epoch (0: none)
 
   # Loop, checkpoints, logging, evaluation.
   config.log_every_steps = 100

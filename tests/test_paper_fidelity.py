@@ -32,3 +32,73 @@ def test_reconstruction_scale_zero_trains_the_regularizer_alone(name):
   changed = [not np.array_equal(a, b) for a, b in zip(
       jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(new_state.params["encoder"]))]
   assert any(changed)
+
+
+def _forward(state, images):
+  """Encoder mean and logvar, and the decoder, of a tiny MLP state (numpy)."""
+  nets = state.networks
+  mean, logvar = nets.encoder.apply({"params": state.params["encoder"]}, images)
+  decode = lambda z: np.asarray(nets.decoder.apply({"params": state.params["decoder"]}, z))
+  return np.asarray(mean, np.float64), np.asarray(logvar, np.float64), decode
+
+
+def _imq_mmd(x, y, scales):
+  """The WAE code's IMQ MMD (wae.py:287-309), in numpy float64."""
+  n = len(x)
+  sq = lambda a, b: np.sum((a[:, None] - b[None]) ** 2, axis=-1)
+  total = 0.0
+  for c in scales:
+    off_diagonal = 1.0 - np.eye(n)
+    same = (c / (c + sq(x, x)) + c / (c + sq(y, y))) * off_diagonal
+    total += same.sum() / (n * n - n) - 2.0 * np.sum(c / (c + sq(x, y))) / (n * n)
+  return total
+
+
+def test_gaussian_encoder_wae_loss_matches_hand_computation_for_two_steps():
+  config, _, state, step = lib.shared_setup(
+      "wae_mmd", **{"model.encoder": "gaussian", "encoder_logvar_l1": 0.3,
+                    "reconstruction_scale": 0.05, "prior_var": 2.0})
+  images = lib.digits_batch(config.batch_size)["image"]
+  for _ in range(2):
+    key = jax.random.fold_in(state.rng, state.step)
+    _, prior_key, _, latent_key = jax.random.split(key, 4)
+    mean, logvar, decode = _forward(state, images)
+    eps = np.asarray(jax.random.normal(latent_key, mean.shape), np.float64)
+    z = mean + np.exp(0.5 * logvar) * eps
+    prior = np.asarray(jax.random.normal(prior_key, z.shape), np.float64) * np.sqrt(2.0)
+    reconstruction = 0.05 * np.mean(np.sum((decode(z.astype(np.float32)) - images) ** 2,
+                                           axis=(1, 2, 3)))
+    c_base = 2.0 * config.latent_dim * 2.0
+    mmd = _imq_mmd(z, prior, [c_base * s for s in config.mmd.scales])
+    l1 = 0.3 * np.mean(np.sum(np.abs(logvar), axis=1))
+    new_state, metrics = step(state, {"image": images})
+    np.testing.assert_allclose(metrics["reconstruction"], reconstruction, rtol=1e-4)
+    np.testing.assert_allclose(metrics["regularizer"], mmd, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(metrics["logvar_l1"], l1, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], reconstruction + config.lambda_reg * mmd + l1,
+                               rtol=1e-4)
+    state = new_state
+
+
+def test_sigma_vae_loss_matches_hand_computation_for_two_steps():
+  sigma2_g, sigma2_p, beta = 0.3, 2.0, 0.5
+  config, _, state, step = lib.shared_setup(
+      "vae", **{"vae.likelihood": "gaussian", "vae.gaussian_var": sigma2_g,
+                "model.decoder_output": "sigmoid", "prior_var": sigma2_p,
+                "vae.beta": beta})
+  images = lib.digits_batch(config.batch_size)["image"]
+  num_pixels = np.prod(images.shape[1:])
+  for _ in range(2):
+    key = jax.random.fold_in(state.rng, state.step)
+    mean, logvar, decode = _forward(state, images)
+    eps = np.asarray(jax.random.normal(key, mean.shape), np.float64)
+    z = mean + np.exp(0.5 * logvar) * eps
+    squared = np.sum((decode(z.astype(np.float32)) - images) ** 2, axis=(1, 2, 3))
+    nll = np.mean(0.5 * squared / sigma2_g) + 0.5 * num_pixels * np.log(2 * np.pi * sigma2_g)
+    kl = np.mean(0.5 * np.sum((np.exp(logvar) + mean ** 2) / sigma2_p - 1.0 - logvar
+                              + np.log(sigma2_p), axis=1))
+    new_state, metrics = step(state, {"image": images})
+    np.testing.assert_allclose(metrics["reconstruction"], nll, rtol=1e-4)
+    np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-4)
+    np.testing.assert_allclose(metrics["loss"], nll + beta * kl, rtol=1e-4)
+    state = new_state

@@ -8,8 +8,10 @@ config.num_train_steps, config.moca.momentum_base):
   2. keys k = normalise(E_key(x)) in training mode (batch statistics of the
      batch, synced across devices; the key encoder's own batch-stat updates
      are discarded: its stats are the EMA above), no gradient;
-  3. loss = squared_error(G(q), x) + lambda * moca_loss(q, k, queue, tau) with
-     q = normalise(E(x)); one Adam step on the encoder-decoder;
+  3. loss = squared_error(G(q), x) + lambda * C(q, k, queue, tau) with
+     q = normalise(E(x)) and C = losses.moca_loss (config.moca.loss_form
+     "algorithm1") or losses.moca_alignment_entropy_loss ("eq6"); one Adam
+     step on the encoder-decoder;
   4. the global batch's keys are written into the queue at queue_ptr (device
      order), queue_ptr <- (queue_ptr + B) mod K. K must be a multiple of B.
 Generation decodes z / ||z|| with z ~ N(0, I); interpolation renormalises the
@@ -27,6 +29,12 @@ from jax import lax
 from wae_jax import losses
 from wae_jax.methods import common
 from wae_jax.state import TrainState
+
+
+# config.moca.loss_form -> the contrastive term: Algorithm 1's cross-entropy
+# (positive key in the normaliser) or Eq. 6's alignment + entropy.
+CONTRASTIVE_LOSSES = {"algorithm1": losses.moca_loss,
+                      "eq6": losses.moca_alignment_entropy_loss}
 
 
 def normalise(z: jax.Array) -> jax.Array:
@@ -50,6 +58,10 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
     raise ValueError(
         "MoCA uses a unit-norm deterministic encoder; set "
         "config.model.encoder='sphere'.")
+  if config.moca.loss_form not in CONTRASTIVE_LOSSES:
+    raise ValueError(
+        f"Unknown config.moca.loss_form {config.moca.loss_form!r}; use one of "
+        f"{tuple(CONTRASTIVE_LOSSES)}.")
   state_rng, queue_rng = jax.random.split(rng)
   state = common.create_state(config, state_rng, example_batch)
   queue = normalise(jax.random.normal(
@@ -84,8 +96,8 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
       to_latent=lambda mean, _: normalise(mean))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
-  contrastive = losses.moca_loss(queries, lax.stop_gradient(keys), state.queue,
-                                 config.moca.temperature)
+  contrastive = CONTRASTIVE_LOSSES[config.moca.loss_form](
+      queries, lax.stop_gradient(keys), state.queue, config.moca.temperature)
   loss = reconstruction + config.lambda_reg * contrastive
   metrics = {"reconstruction": reconstruction, "regularizer": contrastive,
              "loss": loss}

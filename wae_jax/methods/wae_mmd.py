@@ -1,6 +1,8 @@
 """WAE with a sample-based latent regularizer (Tolstikhin et al. 2018) and its
-baselines: loss = c(x, G(E(x))) + lambda * D(Q_Z, P_Z), with D chosen by
-config.regularizer in {mmd, sliced, sinkhorn, cramer_wold}.
+baselines: loss = c(x, G(z)) + lambda * D(Q_Z, P_Z), with D chosen by
+config.regularizer in {mmd, sliced, sinkhorn, cramer_wold}; z = E(x) for a
+deterministic encoder, z = mean + std * eps for model.encoder="gaussian" (plus
+config.encoder_logvar_l1 * sum |logvar|).
 
 Options of the WAE paper:
 - config.encoder_input_noise > 0: truncated Gaussian noise (cut at 2 std, as
@@ -42,10 +44,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "
         "config.prior='gaussian'.")
-  if config.model.encoder == "gaussian":
-    raise ValueError(
-        "wae_mmd uses a deterministic (or sphere) encoder; set "
-        "config.model.encoder='deterministic'.")
 
 
 def init(config: ml_collections.ConfigDict, rng: jax.Array,
@@ -102,10 +100,6 @@ def moment_matching_loss(codes: jax.Array, prior_samples: jax.Array) -> jax.Arra
   return jnp.mean(jnp.square(mean_q - mean_p)) + jnp.mean(jnp.square(cov_q - cov_p))
 
 
-def _truncated_noise(key, shape, std):
-  return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
-
-
 def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
             axis_name: Optional[str] = None):
   """The per-device WAE loss; returns (loss, (metrics, new_batch_stats)).
@@ -113,21 +107,20 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   images: (b, H, W, C) local batch. The regularizer sees the global batch.
   """
   config = state.config
-  noise_key, prior_key, reg_key = jax.random.split(key, 3)
-  encoder_input = images
-  if config.encoder_input_noise > 0:
-    encoder_input = images + common.per_example_noise(
-        noise_key, images.shape, axis_name,
-        sampler=lambda k, s: _truncated_noise(k, s, config.encoder_input_noise))
-  _, codes, decoded, new_batch_stats = common.autoencode(
-      state, params, encoder_input, axis_name=axis_name)
+  noise_key, prior_key, reg_key, latent_key = jax.random.split(key, 4)
+  encoder_input = common.noisy_encoder_input(config, images, noise_key, axis_name)
+  (_, logvar), codes, decoded, new_batch_stats = common.autoencode(
+      state, params, encoder_input, axis_name=axis_name,
+      to_latent=common.gaussian_latent(latent_key, axis_name))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   all_codes = common.gather(codes, axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
-  wae_loss = reconstruction + config.lambda_reg * penalty
-  metrics = {"reconstruction": reconstruction, "regularizer": penalty}
+  logvar_l1 = common.logvar_penalty(config, logvar)
+  wae_loss = reconstruction + config.lambda_reg * penalty + logvar_l1
+  metrics = {"reconstruction": reconstruction, "regularizer": penalty,
+             "logvar_l1": logvar_l1}
   loss = wae_loss
   if config.pretrain_encoder_steps > 0:
     pretrain_loss = moment_matching_loss(all_codes, prior_samples)

@@ -21,7 +21,7 @@ from wae_jax.models.conv_layers import use_stride1_rewrite
 from wae_jax.models.dcgan import DCGANDecoder, DCGANEncoder, build_dcgan, dcgan_variant
 from wae_jax.models.mlp import MLPDecoder, MLPEncoder
 from wae_jax.models.resnet import (ARCHITECTURES, ResNetDecoder, ResNetEncoder,
-                                   check_resnet_image_shape)
+                                   check_resnet_image_shape, final_upsamplings)
 from wae_jax.state import Networks
 
 NETWORKS = ("mlp", "dcgan") + tuple(ARCHITECTURES)
@@ -78,19 +78,22 @@ def build_networks(config: ml_collections.ConfigDict,
   fast_conv = use_stride1_rewrite(model.upsample)
   width = float(model.width_multiplier)
 
+  use_batch_norm = bool(model.batch_norm)
   if model.network == "mlp":
     hidden = _int_tuple(model.hidden_sizes)
     encoder = MLPEncoder(latent_dim, hidden, model.encoder, logvar_clip)
     decoder = MLPDecoder(image_shape, hidden, model.decoder_output)
   elif model.network == "dcgan":
     encoder, decoder = build_dcgan(latent_dim, image_shape, width, model.encoder,
-                                   logvar_clip, model.decoder_output, fast_conv)
+                                   logvar_clip, model.decoder_output, fast_conv,
+                                   use_batch_norm)
   else:
     check_resnet_image_shape(model.network, image_shape)
     encoder = ResNetEncoder(latent_dim, model.network, width, model.encoder, logvar_clip,
-                            fast_conv)
+                            fast_conv, use_batch_norm)
     decoder = ResNetDecoder(image_shape, model.network, width, model.decoder_output,
-                            fast_conv)
+                            final_upsamplings(model.network, image_shape), fast_conv,
+                            use_batch_norm)
   adversary = build_adversary(config) if config.method == "wae_gan" else None
   return Networks(encoder=encoder, decoder=decoder, adversary=adversary)
 

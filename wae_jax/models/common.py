@@ -10,8 +10,19 @@ ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
 DECODER_OUTPUTS = ("sigmoid", "logits")
 
 
-def batch_norm(train: bool, axis_name: Optional[str], name: Optional[str] = None) -> nn.BatchNorm:
-  """BatchNorm as in the WAE code (decay 0.9, eps 1e-5); stats synced over axis_name."""
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
+def batch_norm(train: bool, axis_name: Optional[str], enabled: bool = True,
+               name: Optional[str] = None):
+  """BatchNorm as in the WAE code (decay 0.9, eps 1e-5); stats synced over axis_name.
+
+  enabled=False (config.model.batch_norm=False) gives the identity, e.g. for
+  the WAE paper's VAE, which ran without batch norm.
+  """
+  if not enabled:
+    return _identity
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=axis_name, name=name)
 

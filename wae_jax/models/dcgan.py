@@ -50,6 +50,7 @@ class DCGANEncoder(nn.Module):
   encoder: str = "deterministic"
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
@@ -58,7 +59,7 @@ class DCGANEncoder(nn.Module):
     h = x
     for channels in self.channels:
       h = Conv2x(channels, self.kernel_size, space_to_depth=self.fast_conv)(h)
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, self.use_batch_norm)(h))
     h = h.reshape(h.shape[0], -1)
     return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
 
@@ -71,6 +72,7 @@ class DCGANDecoder(nn.Module):
   channels: Sequence[int] = MNIST_DECODER_CHANNELS
   output: str = "sigmoid"
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
@@ -83,21 +85,22 @@ class DCGANDecoder(nn.Module):
     h = nn.relu(h.reshape(z.shape[0], start_h, start_w, self.channels[0]))
     for channels in self.channels[1:]:
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv)(h)
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, self.use_batch_norm)(h))
     h = nn.Conv(out_channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
     return decoder_output(h, self.output)
 
 
 def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multiplier: float,
                 encoder: str, logvar_clip: Tuple[float, float], output: str,
-                fast_conv: bool) -> Tuple[DCGANEncoder, DCGANDecoder]:
+                fast_conv: bool, use_batch_norm: bool = True
+                ) -> Tuple[DCGANEncoder, DCGANDecoder]:
   """The encoder and decoder of the dcgan variant that fits image_shape."""
   variant = dcgan_variant(image_shape)
   kernel_size = 4 if variant == "mnist" else 5
   decoder_channels = MNIST_DECODER_CHANNELS if variant == "mnist" else CELEBA_DECODER_CHANNELS
   scale = lambda chans: tuple(scale_width(c, width_multiplier) for c in chans)
   enc = DCGANEncoder(latent_dim, kernel_size, scale(ENCODER_CHANNELS), encoder,
-                     logvar_clip, fast_conv)
+                     logvar_clip, fast_conv, use_batch_norm)
   dec = DCGANDecoder(tuple(image_shape), kernel_size, scale(decoder_channels), output,
-                     fast_conv)
+                     fast_conv, use_batch_norm)
   return enc, dec

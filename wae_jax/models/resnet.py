@@ -19,6 +19,7 @@ Channels are multiplied by `width_multiplier`. With `fast_conv` the stride-2
 layers run as the exact stride-1 rewrites of conv_layers.py.
 """
 
+import functools
 from typing import Optional, Tuple
 
 import flax.linen as nn
@@ -35,6 +36,14 @@ ARCHITECTURES = {
     "resnet50v2": ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 2, 2)),
 }
 STEM_CHANNELS = 64
+# Encoders that flatten their last feature map (MoCA's CelebA-HQ net: 4x4x512)
+# instead of average-pooling it.
+FLATTENED = ("resnet6",)
+
+
+def _norm(module: nn.Module, train: bool):
+  """The module's batch norm (the identity when module.use_batch_norm is off)."""
+  return batch_norm(train, module.axis_name, module.use_batch_norm)
 
 
 def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, use_bias=False):
@@ -50,29 +59,37 @@ def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool):
 
 
 class BasicBlock(nn.Module):
-  """Two 3x3 convs with a residual; stride 2 downsamples, `up` upsamples instead."""
+  """Two 3x3 convs with a residual; stride 2 downsamples, `up` upsamples instead.
+
+  The `up` block is the encoder block run backwards: its first conv keeps the
+  input's channels and its second upsamples and changes them to `features`.
+  """
 
   features: int
   stride: int = 1
   up: bool = False
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     resize = self.stride == 2
-    first = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
-             else _conv(self.features, 3, self.stride, self.fast_conv))
-    y = nn.relu(batch_norm(train, self.axis_name)(first(x)))
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
-    y = batch_norm(train, self.axis_name)(y)
+    if self.up:
+      first = nn.Conv(x.shape[-1], (3, 3), padding="SAME", use_bias=False)
+      second = _up_conv(self.features, 3, resize, self.fast_conv)
+    else:
+      first = _conv(self.features, 3, self.stride, self.fast_conv)
+      second = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)
+    y = nn.relu(_norm(self, train)(first(x)))
+    y = _norm(self, train)(second(y))
     shortcut = x
     if resize or x.shape[-1] != self.features:
       # A 2x2 stride-2 transposed conv gives each output pixel one input pixel:
       # the mirror of the 1x1 stride-2 projection.
       project = (_up_conv(self.features, 2 if resize else 1, resize, self.fast_conv) if self.up
                  else _conv(self.features, 1, self.stride, self.fast_conv))
-      shortcut = batch_norm(train, self.axis_name)(project(x))
+      shortcut = _norm(self, train)(project(x))
     return nn.relu(y + shortcut)
 
 
@@ -83,23 +100,24 @@ class BottleneckV2Block(nn.Module):
   stride: int = 1
   up: bool = False
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     resize = self.stride == 2
     out_features = 4 * self.features
-    preact = nn.relu(batch_norm(train, self.axis_name)(x))
+    preact = nn.relu(_norm(self, train)(x))
     shortcut = x
     if resize or x.shape[-1] != out_features:
       project = (_up_conv(out_features, 2 if resize else 1, resize, self.fast_conv) if self.up
                  else _conv(out_features, 1, self.stride, self.fast_conv))
       shortcut = project(preact)
     y = nn.Conv(self.features, (1, 1), use_bias=False)(preact)
-    y = nn.relu(batch_norm(train, self.axis_name)(y))
+    y = nn.relu(_norm(self, train)(y))
     middle = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
               else _conv(self.features, 3, self.stride, self.fast_conv))
-    y = nn.relu(batch_norm(train, self.axis_name)(middle(y)))
+    y = nn.relu(_norm(self, train)(middle(y)))
     y = nn.Conv(out_features, (1, 1), use_bias=False)(y)
     return y + shortcut
 
@@ -125,6 +143,7 @@ class ResNetEncoder(nn.Module):
   encoder: str = "deterministic"
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
@@ -135,14 +154,18 @@ class ResNetEncoder(nn.Module):
     h = nn.Conv(scale_width(STEM_CHANNELS, self.width_multiplier), (3, 3), padding="SAME",
                 use_bias=False)(x)
     if kind == "basic":  # pre-activation nets normalise inside each block instead
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(_norm(self, train)(h))
     for num_blocks, channels, stride in zip(stage_sizes, stage_channels, strides):
       for i in range(num_blocks):
         h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
-                  fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+                  fast_conv=self.fast_conv, use_batch_norm=self.use_batch_norm,
+                  axis_name=self.axis_name)(h, train)
     if kind == "bottleneck":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
-    h = jnp.mean(h, axis=(1, 2))
+      h = nn.relu(_norm(self, train)(h))
+    if self.architecture in FLATTENED:
+      h = h.reshape(h.shape[0], -1)
+    else:
+      h = jnp.mean(h, axis=(1, 2))
     return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
 
 
@@ -153,35 +176,45 @@ class ResNetDecoder(nn.Module):
   architecture: str = "resnet18"
   width_multiplier: float = 1.0
   output: str = "sigmoid"
+  final_upsamplings: int = 0
   fast_conv: bool = False
+  use_batch_norm: bool = True
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     """(B, d) -> (B, H, W, C)."""
     kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
-    block = _BLOCKS[kind]
+    block = functools.partial(_BLOCKS[kind], up=True, fast_conv=self.fast_conv,
+                              use_batch_norm=self.use_batch_norm, axis_name=self.axis_name)
     height, width, out_channels = self.image_shape
-    factor = downsampling_factor(self.architecture)
+    factor = downsampling_factor(self.architecture) * 2 ** self.final_upsamplings
     start_channels = scale_width(stage_channels[-1], self.width_multiplier) * (
         4 if kind == "bottleneck" else 1)
     start_h, start_w = height // factor, width // factor
     h = nn.Dense(start_h * start_w * start_channels)(z)
     h = h.reshape(z.shape[0], start_h, start_w, start_channels)
     if kind == "basic":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
-    # Mirror of the encoder: stages in reverse; a stage that downsampled on its
-    # way in upsamples (in its first block) on its way out, to the channels of
-    # the stage before it.
-    mirrored = list(zip(stage_sizes, stage_channels, strides))[::-1]
-    for s, (num_blocks, _, stride) in enumerate(mirrored):
-      channels = mirrored[s + 1][1] if s + 1 < len(mirrored) else (
+      h = nn.relu(_norm(self, train)(h))
+    # The encoder's stages in reverse, each block mirrored: the last block of a
+    # stage that downsampled (and changed the channels) on its way in
+    # upsamples to the channels of the stage before it on its way out.
+    stages = list(zip(stage_sizes, stage_channels, strides))
+    for s in reversed(range(len(stages))):
+      num_blocks, channels, stride = stages[s]
+      previous = stage_channels[s - 1] if s > 0 else (
           stage_channels[0] if kind == "bottleneck" else STEM_CHANNELS)
       for i in range(num_blocks):
-        h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
-                  up=True, fast_conv=self.fast_conv, axis_name=self.axis_name)(h, train)
+        last = i == num_blocks - 1
+        h = block(scale_width(previous if last else channels, self.width_multiplier),
+                  stride if last else 1)(h, train)
+    # Images larger than the encoder's factor allows for (MoCA's 64x64 CelebA
+    # A2) get residual x2 up-blocks at the first stage's width.
+    for _ in range(self.final_upsamplings):
+      h = block(scale_width(stage_channels[0] if kind == "bottleneck" else STEM_CHANNELS,
+                            self.width_multiplier), 2)(h, train)
     if kind == "bottleneck":
-      h = nn.relu(batch_norm(train, self.axis_name)(h))
+      h = nn.relu(_norm(self, train)(h))
     h = nn.Conv(out_channels, (3, 3), padding="SAME")(h)
     return decoder_output(h, self.output)
 
@@ -194,3 +227,17 @@ def check_resnet_image_shape(architecture: str, image_shape: Tuple[int, int, int
     raise ValueError(
         f"The {architecture} network needs image sides divisible by {factor}, not "
         f"{height}x{width}; resize the images (config.image_size) or use another network.")
+
+
+def final_upsamplings(architecture: str, image_shape: Tuple[int, int, int]) -> int:
+  """How many x2 up-blocks end the decoder.
+
+  MoCA's A2 decoder is the mirror of ResNet-18 for 32x32 images (a 4x4 start)
+  with a final x2 for 64x64 CelebA: one per doubling of the side above 32.
+  Other architectures and sizes: 0.
+  """
+  side = min(image_shape[0], image_shape[1])
+  if architecture != "resnet18" or side <= 32 or side % 32:
+    return 0
+  doublings = (side // 32).bit_length() - 1
+  return doublings if 32 * 2 ** doublings == side else 0
