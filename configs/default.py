@@ -15,7 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data (wae_jax/data): images are float32 in [0, 1], NHWC.
-  config.dataset = "digits"          # digits | mnist_idx | synthetic | mnist | fashion_mnist | cifar10 | celeb_a | celeb_a_hq
+  config.dataset = "digits"          # digits | mnist_idx | synthetic | gmm2d | mnist | fashion_mnist | cifar10 | celeb_a | celeb_a_hq
   config.data_dir = ""               # tfds data_dir or the idx folder; "" = library default
   config.image_size = 8              # square side the images are resized / padded to
   config.batch_size = 100            # global batch, split over all devices and hosts
@@ -102,7 +102,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 1000
   config.num_eval_images = 64
   # wae_jax/evaluation: every eval period computes the cheap metrics (test
-  # reconstruction, latent MMD/SWD/singular values, sharpness) and the group of
+  # reconstruction, latent MMD/SWD/singular values, sharpness, and on labelled
+  # data the latent k-NN / linear probe accuracies) and the group of
   # best_metric; the end of the run adds final_metrics (group names, or
   # "full" = everything this run can compute: classifier FD, image SWD, and
   # FID/KID when the Inception weights file is found).
@@ -112,6 +113,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.evaluation.fid_weights = ""       # Inception weights file ("" = env var / default)
   config.evaluation.cache_dir = ""         # feature-net cache ("" = library default)
   config.evaluation.swd_images = 4096
+  # Latent probes (labelled data, every evaluation): k-NN and logistic
+  # regression fitted on the codes of this many training images.
+  config.evaluation.probe_train_examples = 10_000
+  config.evaluation.probe_knn_neighbors = 5
   return config
 
 

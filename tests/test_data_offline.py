@@ -163,7 +163,7 @@ def test_batch_size_errors():
 
 
 def test_unknown_dataset_lists_valid_names():
-  with pytest.raises(ValueError, match="mnist_idx, synthetic, mnist, "
+  with pytest.raises(ValueError, match="mnist_idx, synthetic, gmm2d, mnist, "
                      "fashion_mnist, cifar10, celeb_a, celeb_a_hq"):
     data.build(make_config(dataset="imagenet"))
 
@@ -175,6 +175,7 @@ def test_offline_sources_do_not_import_tensorflow():
       "from wae_jax import data\n"
       "c = base_config(); data.build(c)\n"
       "c.dataset = 'synthetic'; data.build(c)\n"
+      "c.dataset = 'gmm2d'; data.build(c)\n"
       "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, "-c", code], cwd=root, check=True,
@@ -210,6 +211,23 @@ def test_synthetic_contract_and_distribution():
                        take(make(0, 0, 1).train_batches(), 15)[13:])
   halves = [next(make(0, p, 2).train_batches())["image"] for p in (0, 1)]
   np.testing.assert_array_equal(np.concatenate(halves), batches[0]["image"])
+
+
+def test_gmm2d_components_frequencies_and_moments():
+  source = data.build(make_config(dataset="gmm2d", synthetic_num_points=20000,
+                                  batch_size=100))
+  assert source.image_shape == (1, 1, 2) and source.has_labels
+  test = take(source.test_batches(20000), 1)[0]
+  points, labels = test["image"].reshape(-1, 2).astype(np.float64), test["label"]
+  # Five equally likely components (binomial std of a frequency: 0.003).
+  np.testing.assert_allclose(np.bincount(labels, minlength=5) / 20000, 0.2, atol=0.012)
+  for component in range(5):
+    own = points[labels == component]
+    np.testing.assert_allclose(own.mean(0), [component, component], atol=0.015)
+    np.testing.assert_allclose(own.std(0), [0.2, 0.2], rtol=0.05)
+    assert abs(np.corrcoef(own.T)[0, 1]) < 0.06  # independent coordinates
+  train = np.concatenate([b["image"] for b in take(source.train_batches(), 200)])
+  assert not np.array_equal(np.sort(train, axis=None), np.sort(points, axis=None))
 
 
 # --- idx parser and mnist_idx ----------------------------------------------

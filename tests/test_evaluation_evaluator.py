@@ -105,7 +105,7 @@ def test_evaluator_cheap_metrics_match_references(fresh_state):
   assert set(results) == {
       "test_reconstruction", "latent_mmd", "latent_swd", "latent_sv_max", "latent_sv_min",
       "latent_sv_min_over_max", "sharpness_samples", "sharpness_reconstructions",
-      "sharpness_test"}
+      "sharpness_test", "latent_knn_accuracy", "latent_linear_accuracy"}
   images = _test_images(config)
   recon = np.asarray(method.reconstruct(state, images))
   expected = np.mean(np.sum((recon.astype(np.float64) - images) ** 2, axis=(1, 2, 3)))
@@ -182,3 +182,4 @@ def test_evaluate_cli(trained_workdir):
   last = json.loads(open(os.path.join(trained_workdir, "eval.jsonl")).read().splitlines()[-1])
   assert last["step"] == 4
   assert last["metrics"]["test_reconstruction"] == pytest.approx(summary["value"])
+  assert 0 < last["metrics"]["latent_knn_accuracy"] <= 1

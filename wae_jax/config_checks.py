@@ -16,7 +16,7 @@ import ml_collections
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
-DATASETS = ("digits", "mnist_idx", "synthetic", "mnist", "fashion_mnist",
+DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
             "cifar10", "celeb_a", "celeb_a_hq")
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 ENCODERS = ("deterministic", "gaussian", "sphere")

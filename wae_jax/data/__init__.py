@@ -10,12 +10,12 @@
 
 A batch is {'image': float32 (batch_size / process_count, H, W, C) in [0, 1],
 'label': int32 (batch_size / process_count,)} ('label' only for mnist,
-fashion_mnist, cifar10, digits and mnist_idx; 'synthetic' holds N(0, 1)
-values, see offline.py). The order of epoch e is a permutation drawn from
+fashion_mnist, cifar10, digits, mnist_idx and gmm2d; 'synthetic' holds N(0, 1)
+values and 'gmm2d' the 2-D points of a Gaussian mixture, see offline.py). The order of epoch e is a permutation drawn from
 (config.seed, e), so train_batches(n) yields exactly what train_batches(0)
 yields from its n-th item on, computed directly.
 
-Offline datasets (digits, mnist_idx, synthetic) never import tensorflow; the
+Offline datasets (digits, mnist_idx, synthetic, gmm2d) never import tensorflow; the
 tfds ones (tfds_source.py) import it only when built.
 """
 
@@ -26,7 +26,7 @@ from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
 
 DataSource = ArraySource
 
-OFFLINE_DATASETS = ("digits", "mnist_idx", "synthetic")
+OFFLINE_DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d")
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "celeb_a_hq")
 DATASETS = OFFLINE_DATASETS + TFDS_DATASETS
 
@@ -43,6 +43,9 @@ def _load_arrays(config, download: bool):
     from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
     return offline.load_synthetic(config.synthetic_num_points,
                                   config.synthetic_dim)
+  if name == "gmm2d":
+    from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
+    return offline.load_gmm2d(config.synthetic_num_points)
   from wae_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
   return tfds_source.load(name, config.image_size, config.data_dir,
                           download=download)
@@ -57,7 +60,8 @@ def build(config,
 
   Args:
     config: reads dataset, data_dir, image_size, batch_size (global), seed and,
-      for 'synthetic', synthetic_num_points and synthetic_dim.
+      for 'synthetic', synthetic_num_points and synthetic_dim (gmm2d:
+      synthetic_num_points).
     process_index: this process; defaults to jax.process_index().
     process_count: processes sharing a global batch; defaults to
       jax.process_count().

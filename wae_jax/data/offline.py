@@ -12,6 +12,13 @@
   is an "image" of shape (1, 1, dim) (channels last, so flattening gives the
   vector back). Values are N(0, 1), NOT in [0, 1]: pair it with
   decoder_output='logits' and a squared-error reconstruction. No labels.
+- gmm2d: the 2-D Gaussian mixture of the Symmetric WAE paper's Figure 1, as
+  its released code draws it (github.com/sunsunyyl/SWAE utils/distributions.py
+  :62-104, sample_GMM_d2): five equally likely components with means (i, i),
+  i = 0..4, and standard deviation 0.2 in each coordinate.
+  config.synthetic_num_points train and as many test points from numpy seeds
+  0 and 1, each a (1, 1, 2) "image"; the label is the component. Not in
+  [0, 1]: pair it with decoder_output='logits'.
 
 Images of digits and mnist_idx are resized to config.image_size x
 config.image_size with bilinear interpolation (antialiased when shrinking),
@@ -191,6 +198,35 @@ def load_mnist_idx(data_dir: str, image_size: int):
     out.append(images)
   return (out[0], out[1], arrays["train_labels"].astype(np.int32),
           arrays["test_labels"].astype(np.int32))
+
+
+GMM2D_MEANS = tuple((float(i), float(i)) for i in range(5))
+GMM2D_STD = 0.2
+
+
+def sample_gmm2d(rng: np.random.Generator, num_points: int):
+  """(points (n, 2) float32, components (n,) int32) of the gmm2d mixture."""
+  components = rng.integers(0, len(GMM2D_MEANS), num_points)
+  means = np.asarray(GMM2D_MEANS, np.float64)[components]
+  points = means + GMM2D_STD * rng.standard_normal((num_points, 2))
+  return points.astype(np.float32), components.astype(np.int32)
+
+
+def load_gmm2d(num_points: int):
+  """The gmm2d mixture as (1, 1, 2) "images".
+
+  Returns:
+    (train_images, test_images, train_labels, test_labels): float32
+    (num_points, 1, 1, 2) and int32 (num_points,) components; train from
+    numpy seed 0, test from seed 1.
+  """
+  if num_points <= 0:
+    raise ValueError(
+        f"config.synthetic_num_points must be positive, got {num_points}.")
+  splits = [sample_gmm2d(np.random.default_rng(seed), num_points) for seed in (0, 1)]
+  (train, train_labels), (test, test_labels) = splits
+  return (train.reshape(-1, 1, 1, 2), test.reshape(-1, 1, 1, 2), train_labels,
+          test_labels)
 
 
 def load_synthetic(num_points: int, dim: int):

@@ -15,6 +15,10 @@ import numpy as np
 
 Batch = dict  # {'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)}
 
+# The seed of train_subset_batches' subset: fixed, so every run is probed on
+# the same training examples.
+TRAIN_SUBSET_SEED = 20210625
+
 
 def check_batch_size(batch_size: int, process_count: int) -> int:
   """Returns the host-local batch size, or raises if the split is uneven."""
@@ -159,6 +163,32 @@ class ArraySource:
       yield self._gather(self._train_images, self._train_labels,
                          self.train_indices(step))
       step += 1
+
+  def train_subset_batches(self, num_examples: int,
+                           batch_size: Optional[int] = None) -> Iterator[Batch]:
+    """A fixed subset of the training split, in batches (for latent probes).
+
+    The subset is the same for every run and process: all examples when
+    num_examples >= the split size, else a random subset drawn from a fixed
+    seed (independent of config.seed), yielded in index order.
+
+    Args:
+      num_examples: how many training examples (> 0).
+      batch_size: examples per batch; defaults to the global batch size.
+    """
+    batch_size = batch_size or self.batch_size
+    if num_examples <= 0 or batch_size <= 0:
+      raise ValueError(
+          f"train_subset_batches needs num_examples > 0 and batch_size > 0, got "
+          f"{num_examples} and {batch_size}.")
+    if num_examples >= self.num_train_examples:
+      indices = np.arange(self.num_train_examples)
+    else:
+      rng = np.random.default_rng(TRAIN_SUBSET_SEED)
+      indices = np.sort(rng.choice(self.num_train_examples, num_examples, replace=False))
+    for start in range(0, len(indices), batch_size):
+      yield self._gather(self._train_images, self._train_labels,
+                         indices[start:start + batch_size])
 
   def test_batches(self, batch_size: Optional[int] = None) -> Iterator[Batch]:
     """The whole test split in its fixed order (the last batch may be smaller).

@@ -13,8 +13,8 @@
 reconstruct(state, images), encode(state, images)); `data_source` has
 test_batches(batch_size) and image_shape (and train_batches / has_labels for
 the classifier feature net). Lower is better for every metric except
-sharpness_* (compare with sharpness_test) and latent_sv_min_over_max (1 is
-isotropic).
+sharpness_* (compare with sharpness_test), latent_sv_min_over_max (1 is
+isotropic) and the probes' accuracies (higher is better).
 
 Metric groups (the names `metrics=` takes) and the keys they produce:
   cheap (CHEAP_METRICS, the default):
@@ -24,6 +24,11 @@ Metric groups (the names `metrics=` takes) and the keys they produce:
                     latent_sv_min_over_max (see latent.py)
     'sharpness'  -> sharpness_samples, sharpness_reconstructions,
                     sharpness_test (1000 images each, see sharpness.py)
+    'latent_probes' -> latent_knn_accuracy, latent_linear_accuracy (k-NN and
+        logistic regression fitted on the codes of up to
+        `probe_train_examples` training images, scored on the test codes;
+        higher is better; see probes.py). Labelled data only: on unlabelled
+        data the group is skipped.
   full (add these):
     'fd_classifier' -> fd_<dataset>_classifier (Fréchet distance in the
         features of the library's cached classifier, see feature_net.py)
@@ -39,7 +44,8 @@ from config.seed, so every checkpoint is judged on the same latent draws.
 
 Config fields read, all optional (defaults in brackets):
 config.evaluation.num_samples [10000], .fid_weights [''], .cache_dir [''],
-.swd_images [4096], .batch_size [config.batch_size], .feature_net_steps [2000].
+.swd_images [4096], .batch_size [config.batch_size], .feature_net_steps [2000],
+.probe_train_examples [10000], .probe_knn_neighbors [5].
 """
 
 import functools
@@ -52,14 +58,16 @@ from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
 from wae_jax.evaluation import latent as latent_lib
+from wae_jax.evaluation import probes as probes_lib
 from wae_jax.evaluation import sharpness as sharpness_lib
 from wae_jax.evaluation import swd as swd_lib
 
-CHEAP_METRICS = ("test_reconstruction", "latent", "sharpness")
+CHEAP_METRICS = ("test_reconstruction", "latent", "sharpness", "latent_probes")
 FULL_ONLY_METRICS = ("fd_classifier", "swd_image", "fid_inception", "kid_inception")
 ALL_METRICS = CHEAP_METRICS + FULL_ONLY_METRICS
 DEFAULT_NUM_SAMPLES = 10_000
 DEFAULT_SWD_IMAGES = 4096
+DEFAULT_PROBE_TRAIN_EXAMPLES = 10_000
 _SAMPLE_KEY_SALT = 0xE7A1
 _LATENT_KEY_SALT = 0x1A7E
 
@@ -120,6 +128,10 @@ class Evaluator:
     self.batch_size = int(batch_size or _evaluation_field(
         config, "batch_size", config.get("batch_size", 100)))
     self.swd_images = int(_evaluation_field(config, "swd_images", DEFAULT_SWD_IMAGES))
+    self.probe_train_examples = int(_evaluation_field(
+        config, "probe_train_examples", DEFAULT_PROBE_TRAIN_EXAMPLES))
+    self.probe_knn_neighbors = int(_evaluation_field(
+        config, "probe_knn_neighbors", probes_lib.DEFAULT_KNN_NEIGHBORS))
     self.fid_weights = fid_weights
     run_key = jax.random.PRNGKey(int(config.get("seed", 0)))
     self.sample_key = jax.random.fold_in(run_key, _SAMPLE_KEY_SALT)
@@ -166,6 +178,9 @@ class Evaluator:
     if unknown:
       raise ValueError(
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
+    if not getattr(self.data_source, "has_labels", False):
+      # The probes are part of 'cheap'; unlabelled data simply has none.
+      metrics = tuple(m for m in metrics if m != "latent_probes")
     if "fid_inception" in metrics or "kid_inception" in metrics:
       # Fail before any compute when the weights file is missing.
       self.fid_weights = inception_lib.resolve_weights_path(self.fid_weights, self.config)
@@ -201,8 +216,9 @@ class Evaluator:
     return np.concatenate(chunks)[:count]
 
   def _pass_over_test(self, state, keep_reconstructions: int):
-    """One pass: (mean reconstruction error, codes (N, d), first reconstructions)."""
-    total, count, codes, reconstructions = 0.0, 0, [], []
+    """One pass: (mean reconstruction error, codes (N, d), labels (N,) or
+    None, first reconstructions)."""
+    total, count, codes, labels, reconstructions = 0.0, 0, [], [], []
     kept = 0
     for batch in self.data_source.test_batches(self.batch_size):
       images = np.asarray(batch["image"], np.float32)
@@ -210,11 +226,27 @@ class Evaluator:
       total += float(latent_lib.reconstruction_error(images, recon).sum())
       count += images.shape[0]
       codes.append(_padded_apply(self._encode, state, images, self.batch_size))
+      if "label" in batch:
+        labels.append(np.asarray(batch["label"]))
       if kept < keep_reconstructions:
         reconstructions.append(recon[:keep_reconstructions - kept])
         kept += reconstructions[-1].shape[0]
     recon = np.concatenate(reconstructions) if reconstructions else None
-    return total / max(count, 1), np.concatenate(codes), recon
+    labels = np.concatenate(labels) if labels else None
+    return total / max(count, 1), np.concatenate(codes), labels, recon
+
+  def _train_codes(self, state):
+    """Codes (n, d) and labels (n,) of the fixed training subset the probes fit."""
+    if "probe_train" not in self._test_cache:
+      batches = list(self.data_source.train_subset_batches(
+          self.probe_train_examples, self.batch_size))
+      self._test_cache["probe_train"] = (
+          [np.asarray(b["image"], np.float32) for b in batches],
+          np.concatenate([np.asarray(b["label"]) for b in batches]))
+    images, labels = self._test_cache["probe_train"]
+    codes = np.concatenate([_padded_apply(self._encode, state, chunk, self.batch_size)
+                            for chunk in images])
+    return codes, labels
 
   # ------------------------------------------------------------ evaluation
 
@@ -240,9 +272,10 @@ class Evaluator:
     metrics = self.check_metrics(CHEAP_METRICS if metrics is None else metrics)
     results: Dict[str, float] = {}
     num_sharp = sharpness_lib.NUM_SHARPNESS_SAMPLES
-    need_test_pass = any(m in metrics for m in ("test_reconstruction", "latent", "sharpness"))
+    need_test_pass = any(m in metrics for m in ("test_reconstruction", "latent", "sharpness",
+                                                "latent_probes"))
     if need_test_pass:
-      error, codes, reconstructions = self._pass_over_test(
+      error, codes, test_labels, reconstructions = self._pass_over_test(
           state, num_sharp if "sharpness" in metrics else 0)
       if "test_reconstruction" in metrics:
         results["test_reconstruction"] = error
@@ -253,6 +286,10 @@ class Evaluator:
       if "sharpness" in metrics:
         results["sharpness_reconstructions"] = sharpness_lib.sharpness(reconstructions)
         results["sharpness_test"] = sharpness_lib.sharpness(self._test_images(num_sharp))
+      if "latent_probes" in metrics:
+        train_codes, train_labels = self._train_codes(state)
+        results.update(probes_lib.latent_probes(train_codes, train_labels, codes,
+                                                test_labels, self.probe_knn_neighbors))
 
     full = [m for m in metrics if m in FULL_ONLY_METRICS]
     # Batch keys are fold_in(sample_key, batch index), so the first images are

@@ -3,7 +3,8 @@
 Every loss takes arrays (and a PRNG key where random), computes in float32
 (float32 or bfloat16 inputs) and returns a float32 scalar, except
 `gaussian_log_density`, which returns one log density per row (B,), and
-`cosine_momentum`, which has the shape of `step`. No Flax, no configs.
+`cosine_momentum`, which has the shape of `step`, and `nearest_pseudo_input`,
+which returns one int32 index per row. No Flax, no configs.
 """
 
 from wae_jax.losses.adversarial import adversary_loss
@@ -25,6 +26,9 @@ from wae_jax.losses.sinkhorn import entropic_ot
 from wae_jax.losses.sinkhorn import sinkhorn_divergence
 from wae_jax.losses.sliced import sample_unit_directions
 from wae_jax.losses.sliced import sliced_wasserstein
+from wae_jax.losses.symmetric import nearest_pseudo_input
+from wae_jax.losses.symmetric import swae_loss_terms
+from wae_jax.losses.symmetric import swae_objective
 
 __all__ = [
     "DEFAULT_IMQ_SCALES",
@@ -41,9 +45,12 @@ __all__ = [
     "mmd_penalty",
     "moca_alignment_entropy_loss",
     "moca_loss",
+    "nearest_pseudo_input",
     "sample_unit_directions",
     "silverman_gamma",
     "sinkhorn_divergence",
     "sliced_wasserstein",
     "squared_error",
+    "swae_loss_terms",
+    "swae_objective",
 ]
