@@ -58,7 +58,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.sliced = ml_collections.ConfigDict({"num_projections": 64})
   config.sinkhorn = ml_collections.ConfigDict({"epsilon": 0.1, "num_iters": 50})
   config.cramer_wold = ml_collections.ConfigDict({"gamma": -1.0})  # <= 0: the CWAE paper's rule
-  config.pretrain_encoder_steps = 0  # WAE paper: match the prior's mean and covariance first
+  # WAE-MMD / WAE-GAN: before training, fit the codes' mean and covariance to
+  # the prior's with a separate Adam (wae_jax/methods/pretraining.py).
+  config.pretrain = ml_collections.ConfigDict()
+  config.pretrain.enabled = False
+  config.pretrain.sample_size = 1000  # images (and prior samples) per step
+  config.pretrain.max_steps = 200
+  config.pretrain.stop_loss = 0.1     # stop after the first step whose loss is below
+  config.pretrain.learning_rate = -1.0  # <= 0: optimizer.learning_rate
   config.encoder_input_noise = 0.0   # std of truncated Gaussian noise on the encoder input
   # WAE-MMD / WAE-GAN with model.encoder="gaussian": codes z = mean + std * eps,
   # plus this weight times the L1 norm of the log-variances (Rubenstein et al. 2018).

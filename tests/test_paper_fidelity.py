@@ -3,12 +3,18 @@ the WAEs, the sigma-VAE, WAE-GAN's update order, pretraining, and the switch
 that builds networks without batch norm; each against a hand computation."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wae_jax import checkpoint
+from wae_jax import priors
+from wae_jax import train
 from wae_jax.methods import common
+from wae_jax.methods import pretraining
 
 import methods_testlib as lib
+import test_train as train_tests
 
 
 def test_reconstruction_cost_is_scaled_sum_of_squares():
@@ -102,3 +108,59 @@ def test_sigma_vae_loss_matches_hand_computation_for_two_steps():
     np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-4)
     np.testing.assert_allclose(metrics["loss"], nll + beta * kl, rtol=1e-4)
     state = new_state
+
+
+def test_pretrain_step_fits_moments_with_its_own_adam_and_moves_only_the_encoder():
+  config = lib.tiny_config("wae_mmd", **{"pretrain.enabled": True})
+  _, state = lib.init_state(config)
+  images = lib.digits()[:64]
+  optimizer = pretraining.make_optimizer(state.config)
+  carry = (state, optimizer.init(state.params["encoder"]), jnp.zeros((), jnp.int32))
+  (new_state, _, t), metrics = lib.jit(pretraining.pretrain_step)(carry, {"image": images})
+  # Step 0's prior samples: the 3rd of 3 keys split from the stream's key 0.
+  stream = jax.random.fold_in(state.rng, pretraining.KEY_STREAM)
+  prior_key = jax.random.split(jax.random.fold_in(stream, 0), 3)[2]
+  prior = np.asarray(priors.get_prior(config).sample(prior_key, 64, config.latent_dim))
+  codes = np.asarray(state.networks.encoder.apply(
+      {"params": state.params["encoder"]}, images)[0])
+  cov = lambda x: np.cov(x, rowvar=False, ddof=1)
+  expected = (np.mean((codes.mean(0) - prior.mean(0)) ** 2)
+              + np.mean((cov(codes) - cov(prior)) ** 2))
+  np.testing.assert_allclose(metrics["pretrain_loss"], expected, rtol=1e-4)
+  assert int(t) == 1 and int(new_state.step) == 0
+  # The main Adam is untouched; the decoder too.
+  for a, b in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(new_state.opt_state)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(state.params["decoder"]),
+                  jax.tree.leaves(new_state.params["decoder"])):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(new_state.params["encoder"])))
+
+
+def test_pretraining_stops_early_and_a_resumed_run_never_pretrains_again(tmp_path, monkeypatch):
+  config = train_tests.tiny_config("wae_mmd", num_train_steps=2)
+  with config.unlocked():
+    config.pretrain.enabled = True
+    config.pretrain.sample_size = 256
+    config.prior_var = 0.05   # about the spread of the untrained encoder's codes
+  calls = []
+  real = pretraining.pretrain_encoder
+
+  def recording(*args, **kwargs):
+    state, history = real(*args, **kwargs)
+    calls.append(history)
+    return state, history
+
+  monkeypatch.setattr(pretraining, "pretrain_encoder", recording)
+  train.train_and_evaluate(config, str(tmp_path))
+  (history,) = calls
+  assert len(history) <= 20 and history[-1] < 0.1
+  assert all(loss >= 0.1 for loss in history[:-1])  # it stopped at the first good step
+  with config.unlocked():
+    config.num_train_steps = 4
+    config.eval_every_steps = 4
+  train.train_and_evaluate(config, str(tmp_path))
+  assert len(calls) == 1
+  restored = checkpoint.restore_state(str(tmp_path), step=4)
+  assert pretraining.steps_taken(restored) == len(history)

@@ -111,6 +111,15 @@ def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
       raise ValueError(
           f"config.moca.momentum_base must be in [0, 1], got {config.moca.momentum_base!r}.")
 
+  if config.pretrain.enabled:
+    _check_positive(config.pretrain.max_steps, "pretrain.max_steps")
+    sample_size = config.pretrain.sample_size
+    if sample_size < 2 or sample_size % num_devices:
+      raise ValueError(
+          f"config.pretrain.sample_size={sample_size} must be at least 2 and a "
+          f"multiple of the {num_devices} devices; use e.g. "
+          f"{max(2, sample_size // num_devices) * num_devices}.")
+
   _check_positive(config.num_train_steps, "num_train_steps")
   _check_positive(config.log_every_steps, "log_every_steps")
   _check_positive(config.checkpoint_every_steps, "checkpoint_every_steps")

@@ -40,6 +40,8 @@ class TrainState:
   # WAE-GAN: the latent adversary and its own optimizer.
   adversary_params: Any = None
   adversary_opt_state: Optional[optax.OptState] = None
+  # WAE-MMD / WAE-GAN: pretraining steps taken (int32 scalar; 0 = not yet).
+  encoder_pretrained: Optional[jax.Array] = None
   # Symmetric WAE: a learnable prior.
   prior_params: Any = None
   # Static definition of the run.

@@ -254,6 +254,8 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
       config=frozen,
       networks=networks,
       tx=tx)
+  if config.method in ("wae_mmd", "wae_gan"):
+    state = state.replace(encoder_pretrained=jnp.zeros((), jnp.int32))
   if networks.adversary is not None and "adversary_params" not in extras:
     adversary_params = networks.adversary.init(adversary_key, example_z)["params"]
     adversary_tx = optim.make_adversary_optimizer(config)

@@ -4,20 +4,10 @@ config.regularizer in {mmd, sliced, sinkhorn, cramer_wold}; z = E(x) for a
 deterministic encoder, z = mean + std * eps for model.encoder="gaussian" (plus
 config.encoder_logvar_l1 * sum |logvar|).
 
-Options of the WAE paper:
-- config.encoder_input_noise > 0: truncated Gaussian noise (cut at 2 std, as
-  tf.truncated_normal) with that std is added to the encoder's input during
-  training (the decoder's target stays the clean image).
-- config.pretrain_encoder_steps > 0: encoder pretraining, expressed inside the
-  pure train step. While state.step < pretrain_encoder_steps and the current
-  batch's moment loss ||mean_q - mean_p||^2 + ||cov_q - cov_p||^2 (mean of
-  squares, as the WAE code, against prior samples of the same size) is >= 0.1,
-  the step minimises that moment loss instead of the WAE loss, which changes
-  only the encoder (the decoder's gradient is zero). So pretraining stops as
-  soon as a batch is below 0.1, without extra state, and the trainer needs no
-  separate loop. Unlike the WAE code it shares the main Adam (its moments and
-  count) and counts towards num_train_steps; metric `pretraining` is 1.0 on
-  such steps.
+Options of the WAE paper: config.encoder_input_noise > 0 adds truncated
+Gaussian noise (cut at 2 std, as tf.truncated_normal) with that std to the
+encoder's input during training (the decoder's target stays the clean image);
+config.pretrain runs wae_jax/methods/pretraining.py before the first step.
 """
 
 from typing import Optional
@@ -25,14 +15,12 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax import lax
 
 from wae_jax import losses
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
-PRETRAIN_STOP_LOSS = 0.1
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
@@ -85,21 +73,6 @@ def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
   raise ValueError(f"Unknown config.regularizer {name!r}.")
 
 
-def moment_matching_loss(codes: jax.Array, prior_samples: jax.Array) -> jax.Array:
-  """WAE pretraining loss: mean sq. difference of means plus of covariances.
-
-  codes, prior_samples: (n, d). Covariances are unbiased ((n - 1) divisor).
-  """
-  def moments(z):
-    mean = jnp.mean(z, axis=0, keepdims=True)
-    centred = z - mean
-    return mean, centred.T @ centred / (z.shape[0] - 1)
-
-  mean_q, cov_q = moments(codes)
-  mean_p, cov_p = moments(prior_samples)
-  return jnp.mean(jnp.square(mean_q - mean_p)) + jnp.mean(jnp.square(cov_q - cov_p))
-
-
 def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
             axis_name: Optional[str] = None):
   """The per-device WAE loss; returns (loss, (metrics, new_batch_stats)).
@@ -118,23 +91,9 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
   logvar_l1 = common.logvar_penalty(config, logvar)
-  wae_loss = reconstruction + config.lambda_reg * penalty + logvar_l1
+  loss = reconstruction + config.lambda_reg * penalty + logvar_l1
   metrics = {"reconstruction": reconstruction, "regularizer": penalty,
-             "logvar_l1": logvar_l1}
-  loss = wae_loss
-  if config.pretrain_encoder_steps > 0:
-    pretrain_loss = moment_matching_loss(all_codes, prior_samples)
-    pretraining = jnp.logical_and(
-        state.step < config.pretrain_encoder_steps,
-        lax.stop_gradient(pretrain_loss) >= PRETRAIN_STOP_LOSS)
-    if axis_name is not None:
-      # Every device computes the same global value; make that explicit so
-      # the branch is provably identical on all devices.
-      pretraining = lax.pmax(pretraining.astype(jnp.int32), axis_name) > 0
-    loss = jnp.where(pretraining, pretrain_loss, wae_loss)
-    metrics.update(pretrain_loss=pretrain_loss,
-                   pretraining=pretraining.astype(jnp.float32))
-  metrics["loss"] = loss
+             "logvar_l1": logvar_l1, "loss": loss}
   return loss, (metrics, new_batch_stats)
 
 
