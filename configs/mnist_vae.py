@@ -1,6 +1,7 @@
 """The VAE baseline on MNIST with the WAE paper's networks and optimizer.
 
 Gaussian encoder, Bernoulli decoder (logits), beta 1; lambda is unused.
+Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper

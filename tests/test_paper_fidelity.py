@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from wae_jax import checkpoint
+from wae_jax import methods
 from wae_jax import priors
 from wae_jax import train
 from wae_jax.methods import common
 from wae_jax.methods import pretraining
 
 import methods_testlib as lib
+import test_configs
 import test_train as train_tests
 
 
@@ -164,3 +166,26 @@ def test_pretraining_stops_early_and_a_resumed_run_never_pretrains_again(tmp_pat
   assert len(calls) == 1
   restored = checkpoint.restore_state(str(tmp_path), step=4)
   assert pretraining.steps_taken(restored) == len(history)
+
+
+PAPER_IMAGE_SHAPES = {"mnist": (28, 28, 1), "celeb_a": (64, 64, 3), "cifar10": (32, 32, 3),
+                      "celeb_a_hq": (256, 256, 3)}
+
+
+@pytest.mark.parametrize("name", test_configs.PAPER_CONFIGS)
+def test_paper_config_at_runlocal_takes_two_real_steps(name):
+  config = test_configs.load(name, "runlocal")
+  with config.unlocked():
+    config.steps_per_epoch = 3  # the trainer fills it from the dataset
+  method = methods.get(config.method)
+  shape = PAPER_IMAGE_SHAPES[config.dataset]
+  images = np.random.default_rng(0).uniform(size=(config.batch_size,) + shape)
+  batch = {"image": images.astype(np.float32)}
+  state = lib.jit(lambda rng: method.init(config, rng, batch))(jax.random.PRNGKey(0))
+  step = lib.jit(method.train_step)
+  new_state, first = step(state, batch)
+  new_state, second = step(new_state, batch)
+  assert int(new_state.step) == 2
+  for metrics in (first, second):
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+  assert float(second["loss"]) != float(first["loss"])
