@@ -5,6 +5,7 @@ import math
 import os
 import shlex
 
+import jax
 import numpy as np
 import pytest
 from absl import flags
@@ -72,7 +73,7 @@ def test_expansion_respects_ranges_over_many_indices():
   field_to_names = {}
   for name, (field, _) in bigwae.FIELDS.items():
     field_to_names.setdefault(field, []).append(name)
-  positions = {name: [] for name, (d, _) in bigwae.SEARCH_SPACE.items() if d == "log_uniform"}
+  positions = {name: [] for name, (d, _) in bigwae.SEARCH_SPACE.items() if d != "choice"}
   for index, overrides in enumerate(runs):
     method = overrides["method"]
     assert overrides["seed"] == index % 3
@@ -80,29 +81,27 @@ def test_expansion_respects_ranges_over_many_indices():
     first = runs[index - index % 3]
     assert {k: v for k, v in overrides.items() if k != "seed"} == {
         k: v for k, v in first.items() if k != "seed"}
-    expected_fields = {"seed"} | {field for field, methods in bigwae.FIELDS.values()
-                                  if method in methods}
-    if method == "vae":
-      expected_fields |= {"model.encoder", "model.decoder_output"}
+    fixed = bigwae.METHOD_SETTINGS.get(method, {})
+    expected_fields = {"seed"} | set(fixed) | {
+        field for field, methods in bigwae.FIELDS.values() if method in methods}
     assert set(overrides) == expected_fields
     for field, value in overrides.items():
       if field == "seed":
         continue
-      if field == "model.decoder_output":
-        assert method == "vae" and value == "logits"
+      if field in fixed:
+        assert value == fixed[field]
         continue
       names = [n for n in field_to_names[field] if method in bigwae.FIELDS[n][1]]
-      if field == "model.encoder" and method == "vae":
-        assert value == "gaussian"
-        continue
       assert len(names) == 1, (field, method)
       spec = bigwae.SEARCH_SPACE[names[0]]
       assert _in_range(value, spec), (index, field, value, spec)
-      if spec[0] == "log_uniform" and index % 3 == 0:
+      if spec[0] != "choice" and index % 3 == 0:
         low, high = spec[1]
-        positions[names[0]].append(math.log(value / low) / math.log(high / low))
-  # Log-uniform: the position on the log axis is uniform on [0, 1], so its mean
-  # is 1/2 and its variance 1/12 (tolerances are > 4 standard errors).
+        positions[names[0]].append(
+            math.log(value / low) / math.log(high / low) if spec[0] == "log_uniform"
+            else (value - low) / (high - low))
+  # The position on the (log) axis is uniform on [0, 1], so its mean is 1/2
+  # and its variance 1/12 (tolerances are > 4 standard errors).
   for name, values in positions.items():
     values = np.array(values)
     assert len(values) > 50, name
@@ -115,13 +114,13 @@ def test_expansion_respects_ranges_over_many_indices():
 
 def test_editing_one_range_leaves_the_other_draws(monkeypatch):
   before = bigwae.sweep(90, seed=1)
-  monkeypatch.setitem(bigwae.SEARCH_SPACE, "beta", ("uniform", (20.0, 30.0)))
+  monkeypatch.setitem(bigwae.SEARCH_SPACE, "decoder_variance", ("uniform", (20.0, 30.0)))
   after = bigwae.sweep(90, seed=1)
   for old, new in zip(before, after):
     if old["method"] == "vae":
-      assert 20.0 <= new["vae.beta"] <= 30.0
-    assert {k: v for k, v in old.items() if k != "vae.beta"} == {
-        k: v for k, v in new.items() if k != "vae.beta"}
+      assert 20.0 <= new["vae.gaussian_var"] <= 30.0
+    assert {k: v for k, v in old.items() if k != "vae.gaussian_var"} == {
+        k: v for k, v in new.items() if k != "vae.gaussian_var"}
 
 
 def test_bad_search_space_is_one_clear_error(monkeypatch):
@@ -198,3 +197,48 @@ def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_sha
       config.latent_dim = max(bigwae.search_space(config_arg)["latent_dim"][1])
       config_checks.check_networks(config, image_shape)
   assert len(traced) == 2
+
+
+def _structure(config):
+  """The fields that decide a method's code path; the swept floats (rates,
+  lambda, scales, variances) only change constants, the latent and batch sizes
+  only shapes, and the network is the same module for every method (each
+  network is traced by the test above)."""
+  return (config.method, config.model.encoder, config.model.decoder_output,
+          config.vae.likelihood)
+
+
+@pytest.mark.parametrize("config_arg", [None, "tiny"])
+def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monkeypatch):
+  """Draws 0-499: every one passes the value checks; the first draw of each
+  method structure is initialised by method.init and takes one real train step
+  with its own values on a batch of 8 digits, its network shrunk to an 8-unit
+  MLP."""
+  weights = tmp_path / "inception_v3_weights_fid.pickle"
+  weights.write_bytes(b"")
+  monkeypatch.setenv("WAE_JAX_FID_WEIGHTS", str(weights))
+  from wae_jax import config_checks
+  from wae_jax import methods
+  import methods_testlib as lib
+  representatives = {}
+  for index, overrides in enumerate(bigwae.sweep(500, seed=0, config_arg=config_arg)):
+    config = _apply(bigwae.get_config(config_arg), overrides)
+    config_checks.check_values(config, num_devices=1)
+    representatives.setdefault(_structure(config), (index, config))
+  batch = lib.digits_batch(8)
+  for index, config in representatives.values():
+    with config.unlocked():
+      config.batch_size = 8
+      config.model.network = "mlp"
+      config.model.hidden_sizes = (8,)
+      config.adversary.hidden_sizes = (8,)
+    method = methods.get(config.method)
+    state = lib.jit(lambda rng: method.init(config, rng, batch))(jax.random.PRNGKey(index))
+    state, metrics = lib.jit(method.train_step)(state, batch)
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"])), index
+  assert set(representatives) == {
+      ("wae_mmd", "deterministic", "sigmoid", "bernoulli"),
+      ("wae_mmd", "gaussian", "sigmoid", "bernoulli"),
+      ("wae_gan", "deterministic", "sigmoid", "bernoulli"),
+      ("wae_gan", "gaussian", "sigmoid", "bernoulli"),
+      ("vae", "gaussian", "sigmoid", "gaussian")}
