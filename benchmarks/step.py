@@ -42,6 +42,7 @@ def make_config(method: str, net: str, batch_size: int):
   """The run's config: configs/default.py (mlp) or the WAE paper's MNIST (dcgan)."""
   from configs import _wae_paper  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
+  from wae_jax import methods  # pylint: disable=g-import-not-at-top
 
   if net == "mlp":
     config = default.base_config()
@@ -53,13 +54,8 @@ def make_config(method: str, net: str, batch_size: int):
     raise ValueError(f"Unknown net {net!r}; use one of {NETS}.")
   config.batch_size = batch_size
   config.steps_per_epoch = 100  # the schedules need it; the data is not read
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
-    config.vae.likelihood = "bernoulli"
+  methods.apply_required(config)
   if method == "moca":
-    config.model.encoder = "sphere"
-    config.prior = "sphere"
     config.moca.queue_size = 8 * batch_size
   return config
 

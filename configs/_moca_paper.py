@@ -19,6 +19,7 @@ import ml_collections
 
 from configs import common
 from configs import default
+from wae_jax import methods
 
 BATCH_SIZE = 64
 CIFAR10_TRAIN_EXAMPLES = 50_000
@@ -36,8 +37,7 @@ def moca(dataset: str, image_size: int, network: str, lambda_reg: float,
   config.image_size = image_size
   config.batch_size = BATCH_SIZE
   config.latent_dim = 128
-  config.prior = "sphere"
-  config.model.encoder = "sphere"
+  methods.apply_required(config)  # the unit-sphere encoder and prior
   config.model.network = network
   config.lambda_reg = lambda_reg
   config.moca.queue_size = common.round_queue_size(queue_size, BATCH_SIZE)

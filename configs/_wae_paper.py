@@ -7,11 +7,14 @@ CelebA 64x64 latent 64, 55 epochs, lambda 100 (MMD) / 1 (GAN), prior
 N(0, 2 I); Adam (beta1 0.5) with the paper's piecewise decay; the code's cost
 0.05 * ||x - y||^2 on the code's pixel range; encoder pretraining and
 truncated input noise for the WAEs.
+Each function ends with methods.apply_required (the VAE's Gaussian encoder
+and decoder logits).
 """
 
 import ml_collections
 
 from configs import default
+from wae_jax import methods
 
 MNIST_TRAIN_EXAMPLES = 60_000
 CELEBA_TRAIN_EXAMPLES = 162_770  # tfds celeb_a train split
@@ -59,7 +62,7 @@ def mnist(method: str) -> ml_collections.ConfigDict:
   config.eval_every_steps = 6000
   if method != "vae":
     _wae_options(config, MNIST_PIXEL_RANGE, pretrain_sample_size=1000)
-  return config
+  return methods.apply_required(config)
 
 
 def celeba(method: str, epochs: int = 55) -> ml_collections.ConfigDict:
@@ -81,4 +84,4 @@ def celeba(method: str, epochs: int = 55) -> ml_collections.ConfigDict:
   config.eval_every_steps = 5000
   if method != "vae":
     _wae_options(config, CELEBA_PIXEL_RANGE, pretrain_sample_size=256)
-  return config
+  return methods.apply_required(config)

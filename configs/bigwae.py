@@ -37,6 +37,8 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
+from wae_jax import methods
+
 # name -> (distribution, parameters). Distributions: "choice" (a tuple of
 # values, uniform), "uniform" (low, high), "log_uniform" (low, high).
 # App. D of the study (configs/paper_settings.md) samples lambda and the IMQ
@@ -76,12 +78,11 @@ FIELDS = {
     "encoder": ("model.encoder", ("wae_mmd", "wae_gan")),
 }
 
-# Fixed settings of every run of a method: the VAE has a Gaussian encoder and
-# a Gaussian decoder (sigmoid means) whose sigma_G^2 is stated for pixels in
-# [-1, 1], whose squared errors are 4x ours in [0, 1].
+# Fixed settings of every run of a method, besides what the method requires
+# (wae_jax.methods.apply_required): the VAE's decoder is Gaussian, with a
+# sigma_G^2 stated for pixels in [-1, 1], whose squared errors are 4x ours.
 METHOD_SETTINGS = {
-    "vae": {"model.encoder": "gaussian", "model.decoder_output": "sigmoid",
-            "vae.likelihood": "gaussian", "reconstruction_scale": 4.0},
+    "vae": {"vae.likelihood": "gaussian", "reconstruction_scale": 4.0},
 }
 
 SEEDS_PER_CONFIGURATION = 3
@@ -210,11 +211,12 @@ def configuration_overrides(configuration: int, seed: int = 0,
     raise ValueError(f"SEARCH_SPACE lacks {sorted(missing)}; every FIELDS name needs a range.")
   method = _draw("method", space["method"], seed, configuration)
   overrides = {}
-  for name, (field, methods) in FIELDS.items():
-    if method not in methods:
+  for name, (field, swept_methods) in FIELDS.items():
+    if method not in swept_methods:
       continue
     overrides[field] = _draw(name, space[name], seed, configuration)
   overrides.update(METHOD_SETTINGS.get(method, {}))
+  methods.apply_required(overrides)  # e.g. the VAE's Gaussian encoder and logits
   if _is_tiny(config_arg):
     network = overrides.pop("model.network")
     overrides["model.hidden_sizes"] = TINY_NETWORKS[network]

@@ -12,10 +12,8 @@ from configs import common
 def get_config(arg=None):
   config = _wae_paper.celeba("vae", epochs=68)
   config.prior_var = 1.0
-  config.model.encoder = "gaussian"
-  config.model.decoder_output = "sigmoid"
   config.model.batch_norm = False
-  config.vae.likelihood = "gaussian"
+  config.vae.likelihood = "gaussian"  # pixel means: the sigmoid of the decoder's logits
   config.vae.gaussian_var = 0.3
   config.vae.beta = 1.0
   # sigma^2 = 0.3 holds for pixels in [-1, 1]: their squared errors are 4x ours.

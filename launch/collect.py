@@ -32,6 +32,7 @@ import numpy as np
 from launch import runs
 from launch import status as status_lib
 from launch import sweep
+from wae_jax import cli
 
 EVAL_FILE = "eval.jsonl"
 # Default plotted metric: the first of these any run has (exact names, then
@@ -81,7 +82,7 @@ def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str
   """
   manifest = sweep.read_manifest(root)
   if not manifest:
-    raise ValueError(f"{root} has no {sweep.MANIFEST_FILE}; launch the sweep there first.")
+    raise cli.UserError(f"{root} has no {sweep.MANIFEST_FILE}; launch the sweep there first.")
   gathered = []
   names = set()
   for entry in manifest:
@@ -314,18 +315,21 @@ def collect(root: str, metric: Optional[str] = None, out: Optional[str] = None,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m launch.collect", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  """The command line; returns the exit status (2: a bad input, one line on stderr)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
+  parser = cli.ArgumentParser(prog="python -m launch.collect", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--root", required=True)
   parser.add_argument("--metric", default=None, help="metric to plot (default: see above)")
   parser.add_argument("--out", default=None, help="output folder (default <root>/collect)")
   parser.add_argument("--top", type=int, default=10, help="how many top runs to show")
   args = parser.parse_args(argv)
-  try:
-    result = collect(args.root, args.metric, args.out, args.top)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  if args.top < 1:
+    raise cli.UserError(f"--top is {args.top}; use 1 or more.")
+  result = collect(args.root, args.metric, args.out, args.top)
   scored = sum(r["value"] is not None for r in result["rows"])
   print(f"{len(result['rows'])} runs, {scored} with {result['metric']}; wrote:")
   for path in result["files"]:

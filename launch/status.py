@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 from launch import runs
 from launch import sweep
+from wae_jax import cli
 
 STATES = ("pending", "running", "finished", "failed")
 
@@ -48,7 +49,7 @@ def sweep_status(root: str) -> SweepStatus:
   """The state of every run in <root>/manifest.jsonl, counts and ETA."""
   manifest = sweep.read_manifest(root)
   if not manifest:
-    raise ValueError(f"{root} has no {sweep.MANIFEST_FILE}; launch the sweep there first "
+    raise cli.UserError(f"{root} has no {sweep.MANIFEST_FILE}; launch the sweep there first "
                      "(python -m launch.sweep --root=...).")
   states = {e["index"]: run_state(e["workdir"]) for e in manifest}
   counts = {state: 0 for state in STATES}
@@ -93,16 +94,17 @@ def format_status(status: SweepStatus) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m launch.status", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  """The command line; returns the exit status (2: a bad input, one line on stderr)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
+  parser = cli.ArgumentParser(prog="python -m launch.status", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--root", required=True)
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   args = parser.parse_args(argv)
-  try:
-    status = sweep_status(os.path.abspath(args.root))
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  status = sweep_status(os.path.abspath(args.root))
   if args.json:
     print(json.dumps({"total": status.total, **status.counts,
                       "mean_run_seconds": status.mean_run_seconds,

@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 
 from launch import engines
 from launch import runs
+from wae_jax import cli
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST_FILE = "manifest.jsonl"
@@ -43,16 +44,31 @@ def load_config_module(path: str):
   """Imports a config file (configs/ is no package) by its path."""
   path = os.path.abspath(path)
   if not os.path.isfile(path):
-    raise ValueError(f"Config file {path} does not exist; pass --config=configs/bigwae.py "
+    raise cli.UserError(f"Config file {path} does not exist; pass --config=configs/bigwae.py "
                      "or another file that defines get_config() and sweep().")
   spec = importlib.util.spec_from_file_location(
       "sweep_config_" + os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as error:
+    raise cli.UserError(f"--config file {path} has a syntax error on line {error.lineno} "
+                        f"({error.msg}); fix it.") from error
   if not callable(getattr(module, "sweep", None)):
-    raise ValueError(f"{path} has no sweep(num_runs, seed, config_arg) function; "
+    raise cli.UserError(f"{path} has no sweep(num_runs, seed, config_arg) function; "
                      "add one (see configs/bigwae.py).")
   return module
+
+
+def resolve_num_runs(module, config_file: str, num_runs: Optional[int]) -> int:
+  """num_runs, else the config's NUM_RUNS; UserError when neither is there."""
+  if num_runs is None:
+    num_runs = getattr(module, "NUM_RUNS", None)
+    if num_runs is None:
+      raise cli.UserError(f"{config_file} defines no NUM_RUNS; pass --num_runs.")
+  if num_runs < 0:
+    raise cli.UserError(f"--num_runs is {num_runs}; use 0 or more.")
+  return num_runs
 
 
 def format_override(value: Any) -> str:
@@ -111,7 +127,7 @@ def write_manifest(root: str, entries: Sequence[dict[str, Any]], description: di
   for old in old_entries:
     index = old["index"]
     if index < len(entries) and _jsonable(entries[index]["overrides"]) != old["overrides"]:
-      raise ValueError(
+      raise cli.UserError(
           f"{root} already holds a different sweep (run {index} was {old['overrides']}, "
           f"now {_jsonable(entries[index]['overrides'])}); use a new --root for a new sweep.")
   path = os.path.join(root, MANIFEST_FILE)
@@ -144,25 +160,22 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
   """
   config_file, arg_in_path = split_config_path(config)
   if config_arg and arg_in_path and config_arg != arg_in_path:
-    raise ValueError(f"--config has argument {arg_in_path!r} but --config_arg is "
+    raise cli.UserError(f"--config has argument {arg_in_path!r} but --config_arg is "
                      f"{config_arg!r}; give it once.")
   config_arg = config_arg or arg_in_path
   if retries < 0:
-    raise ValueError(f"retries is {retries}; use 0 or more.")
+    raise cli.UserError(f"retries is {retries}; use 0 or more.")
   module = load_config_module(config_file)
-  if num_runs is None:
-    num_runs = getattr(module, "NUM_RUNS", None)
-    if num_runs is None:
-      raise ValueError(f"{config_file} defines no NUM_RUNS; pass --num_runs.")
+  num_runs = resolve_num_runs(module, config_file, num_runs)
   options = dict(engine_options or {})
   options["max_parallel"] = max_parallel
   if engine == "ray":
     options["address"] = address
   elif address:
-    raise ValueError("--address is for the ray engine; drop it or use --engine=ray.")
+    raise cli.UserError("--address is for the ray engine; drop it or use --engine=ray.")
   # Built first so that bad engine options fail before anything is written.
   runner = engines.get_engine(engine, **options)
-  root = os.path.abspath(root)
+  root = cli.check_workdir_writable(root, "--root")
   entries = expand(root, config_file, config_arg, num_runs, seed, python, trainer)
   write_manifest(root, entries, {
       "config": os.path.abspath(config_file), "config_arg": config_arg, "seed": seed,
@@ -200,8 +213,13 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m launch.sweep", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  """The command line; returns the exit status (2: a bad input, one line on stderr)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
+  parser = cli.ArgumentParser(prog="python -m launch.sweep", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", required=True, help="configs/bigwae.py[:arg]")
   parser.add_argument("--root", required=True, help="the sweep's directory")
   parser.add_argument("--num_runs", type=int, default=None,
@@ -230,28 +248,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--dry_run", action="store_true",
                       help="print the commands; write and run nothing")
   args = parser.parse_args(argv)
-  try:
-    if args.engine == "local":
-      engine_options = dict(platform=args.platform, cpu_devices_per_run=args.cpu_devices_per_run)
-      max_parallel = 1 if args.max_parallel is None else args.max_parallel
-    else:
-      engine_options = dict(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                            tpus_per_run=args.tpus_per_run, num_cpus=args.num_cpus)
-      max_parallel = args.max_parallel
-    if args.dry_run:
-      config_file, arg_in_path = split_config_path(args.config)
-      module = load_config_module(config_file)
-      num_runs = args.num_runs if args.num_runs is not None else module.NUM_RUNS
-      for entry in expand(args.root, config_file, args.config_arg or arg_in_path, num_runs,
-                          args.seed, args.python, args.trainer):
-        print(entry["command"])
-      return 0
-    results = launch(args.config, args.root, args.num_runs, args.engine, max_parallel,
-                     args.retries, args.address, args.config_arg, args.seed, args.python,
-                     args.trainer, engine_options, args.compilation_cache_dir)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  if args.engine == "local":
+    engine_options = dict(platform=args.platform, cpu_devices_per_run=args.cpu_devices_per_run)
+    max_parallel = 1 if args.max_parallel is None else args.max_parallel
+  else:
+    engine_options = dict(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                          tpus_per_run=args.tpus_per_run, num_cpus=args.num_cpus)
+    max_parallel = args.max_parallel
+  if args.dry_run:
+    config_file, arg_in_path = split_config_path(args.config)
+    module = load_config_module(config_file)
+    num_runs = resolve_num_runs(module, config_file, args.num_runs)
+    for entry in expand(args.root, config_file, args.config_arg or arg_in_path, num_runs,
+                        args.seed, args.python, args.trainer):
+      print(entry["command"])
+    return 0
+  results = launch(args.config, args.root, args.num_runs, args.engine, max_parallel,
+                   args.retries, args.address, args.config_arg, args.seed, args.python,
+                   args.trainer, engine_options, args.compilation_cache_dir)
   ok = all(r.state in (runs.FINISHED, runs.ALREADY_FINISHED) for r in results)
   return 0 if ok else 1
 

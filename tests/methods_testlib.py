@@ -51,13 +51,8 @@ def tiny_config(method: str, batch_size: int = 32, **overrides):
   config.steps_per_epoch = 10
   config.optimizer.learning_rate = 3e-3
   config.lambda_reg = 1.0
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
-    config.vae.likelihood = "bernoulli"
+  methods.apply_required(config)
   if method == "moca":
-    config.model.encoder = "sphere"
-    config.prior = "sphere"
     config.moca.queue_size = 2 * batch_size
     config.moca.temperature = 0.2
     config.lambda_reg = 0.1

@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from launch import sweep as sweep_lib
+from wae_jax import methods
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs", "bigwae.py")
@@ -81,9 +82,9 @@ def test_expansion_respects_ranges_over_many_indices():
     first = runs[index - index % 3]
     assert {k: v for k, v in overrides.items() if k != "seed"} == {
         k: v for k, v in first.items() if k != "seed"}
-    fixed = bigwae.METHOD_SETTINGS.get(method, {})
+    fixed = {**bigwae.METHOD_SETTINGS.get(method, {}), **methods.get(method).required}
     expected_fields = {"seed"} | set(fixed) | {
-        field for field, methods in bigwae.FIELDS.values() if method in methods}
+        field for field, swept in bigwae.FIELDS.values() if method in swept}
     assert set(overrides) == expected_fields
     for field, value in overrides.items():
       if field == "seed":
@@ -107,9 +108,9 @@ def test_expansion_respects_ranges_over_many_indices():
     assert len(values) > 50, name
     assert abs(values.mean() - 0.5) < 4 * math.sqrt(1 / 12 / len(values)), name
     assert abs(values.var() - 1 / 12) < 0.03, name
-  methods = [r["method"] for r in runs[::3]]
+  drawn = [r["method"] for r in runs[::3]]
   for method in ("wae_mmd", "wae_gan", "vae"):
-    assert abs(methods.count(method) / len(methods) - 1 / 3) < 0.06
+    assert abs(drawn.count(method) / len(drawn) - 1 / 3) < 0.06
 
 
 def test_editing_one_range_leaves_the_other_draws(monkeypatch):
@@ -210,7 +211,7 @@ def _structure(config):
 
 @pytest.mark.parametrize("config_arg", [None, "tiny"])
 def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monkeypatch):
-  """Draws 0-499: every one passes the value checks; the first draw of each
+  """Draws 0-499: every one passes the value and method checks; the first draw of each
   method structure is initialised by method.init and takes one real train step
   with its own values on a batch of 8 digits, its network shrunk to an 8-unit
   MLP."""
@@ -224,6 +225,7 @@ def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monk
   for index, overrides in enumerate(bigwae.sweep(500, seed=0, config_arg=config_arg)):
     config = _apply(bigwae.get_config(config_arg), overrides)
     config_checks.check_values(config, num_devices=1)
+    methods.get(config.method).check_config(config)
     representatives.setdefault(_structure(config), (index, config))
   batch = lib.digits_batch(8)
   for index, config in representatives.values():
@@ -241,4 +243,4 @@ def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monk
       ("wae_mmd", "gaussian", "sigmoid", "bernoulli"),
       ("wae_gan", "deterministic", "sigmoid", "bernoulli"),
       ("wae_gan", "gaussian", "sigmoid", "bernoulli"),
-      ("vae", "gaussian", "sigmoid", "gaussian")}
+      ("vae", "gaussian", "logits", "gaussian")}

@@ -30,7 +30,8 @@ def make_state(step: int = 0, scale: float = 1.0) -> TrainState:
   return TrainState(
       step=jnp.int32(step), params=params, batch_stats={"encoder": {}, "decoder": {}},
       opt_state=TX.init(params), rng=jax.random.key(3),
-      queue=scale * jnp.ones((4, 2)), queue_ptr=jnp.int32(step % 4), tx=TX)
+      extras={"queue": scale * jnp.ones((4, 2)), "queue_ptr": jnp.int32(step % 4)},
+      tx=TX)
 
 
 def small_config(keep: int = 2):

@@ -62,7 +62,8 @@ def _maker(name, image_size, data_dir):
   def make(seed, process_index, process_count):
     return data.build(make_config(dataset=name, image_size=image_size,
                                   data_dir=data_dir, batch_size=4, seed=seed),
-                      process_index=process_index, process_count=process_count)
+                      process_index=process_index, process_count=process_count,
+                      download=True)  # mock_data makes the download a no-op
   return make
 
 
@@ -169,7 +170,7 @@ def test_failed_download_is_chained_not_raw(tmp_path):
     with pytest.raises(tfds_source.DatasetNotPreparedError,
                        match="could not be downloaded and prepared "
                        r"\(RuntimeError\)") as error:
-      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)))
+      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)), download=True)
   assert error.value.__cause__ is failure
 
 
@@ -181,5 +182,5 @@ def test_read_failure_is_chained_not_raw(mock_tfds, tmp_path):
     with pytest.raises(ValueError, match="Reading dataset 'mnist' .* failed "
                        r"\(RuntimeError: corrupted record at offset 12\)"
                        ) as error:
-      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)))
+      data.build(make_config(dataset="mnist", data_dir=str(tmp_path)), download=True)
   assert error.value.__cause__ is failure and "\n" not in str(error.value)

@@ -43,6 +43,27 @@ def test_get_rejects_unknown_method():
     methods.get("wae_xyz")
 
 
+def test_apply_required_gives_what_check_config_asks_for():
+  for name in methods.METHODS:
+    method = methods.get(name)
+    config = lib.base_config()
+    config.method = name
+    if method.required:  # the defaults lack what the method needs
+      with pytest.raises(ValueError, match="set config"):
+        method.check_config(config)
+    assert methods.apply_required(config) is config
+    method.check_config(config)
+    for dotted, value in method.required.items():
+      node = config
+      for part in dotted.split("."):
+        node = node[part]
+      assert node == value
+  # A sweep's run: flat dotted overrides.
+  assert methods.apply_required({"method": "vae", "vae.beta": 2.0}) == {
+      "method": "vae", "vae.beta": 2.0, "model.encoder": "gaussian",
+      "model.decoder_output": "logits", "prior": "gaussian"}
+
+
 @pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])
 def test_training_lowers_loss_keeps_structure(name):
   config, method, state, step = lib.shared_setup(name, **SHARED_OVERRIDES[name])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from wae_jax import losses
+from wae_jax import priors
 from wae_jax.methods import moca
 
 import methods_testlib as lib
@@ -47,12 +48,12 @@ def test_queue_pointer_and_key_encoder_ema():
   config = lib.tiny_config("moca", batch_size=BATCH, **{
       "moca.queue_size": QUEUE, "moca.momentum_base": 0.5, "num_train_steps": 8})
   method, state = lib.init_state(config)
-  initial_queue = np.asarray(state.queue)
+  initial_queue = np.asarray(state.extras.queue)
   np.testing.assert_allclose(np.linalg.norm(initial_queue, axis=1), 1.0, rtol=1e-5)
   step = lib.jit_step(method)
   key_params = lib.copy_tree(state.params["encoder"])
   np.testing.assert_array_equal(
-      jax.tree.leaves(key_params)[0], jax.tree.leaves(state.key_encoder_params)[0])
+      jax.tree.leaves(key_params)[0], jax.tree.leaves(state.extras.key_encoder_params)[0])
   written = {}
   for t in range(NUM_STEPS):
     query_params = lib.copy_tree(state.params["encoder"])
@@ -65,16 +66,16 @@ def test_queue_pointer_and_key_encoder_ema():
     written[t] = _unit(codes)
     state, metrics = step(state, batch)
     np.testing.assert_allclose(metrics["momentum"], m, rtol=1e-6)
-    for got, want in zip(jax.tree.leaves(state.key_encoder_params),
+    for got, want in zip(jax.tree.leaves(state.extras.key_encoder_params),
                          jax.tree.leaves(key_params)):
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
-  assert int(state.queue_ptr) == (NUM_STEPS * BATCH) % QUEUE
+  assert int(state.extras.queue_ptr) == (NUM_STEPS * BATCH) % QUEUE
   expected_queue = initial_queue.copy()
   for t in range(NUM_STEPS):  # later writes overwrite earlier ones
     start = (t * BATCH) % QUEUE
     expected_queue[start:start + BATCH] = written[t]
-  np.testing.assert_allclose(state.queue, expected_queue, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state.extras.queue, expected_queue, rtol=1e-5, atol=1e-6)
 
 
 def test_zero_lambda_gradient_is_a_plain_autoencoders():
@@ -83,7 +84,7 @@ def test_zero_lambda_gradient_is_a_plain_autoencoders():
   images = jnp.asarray(lib.digits_batch(BATCH)["image"])
   keys = jax.random.normal(jax.random.PRNGKey(3), (BATCH, config.latent_dim))
   grads, _ = lib.jit(jax.grad(moca.loss_fn, has_aux=True))(
-      state.params, state, images, moca.normalise(keys))
+      state.params, state, images, priors.to_unit_sphere(keys))
 
   def autoencoder_loss(params):
     codes, _ = state.networks.encoder.apply(
@@ -101,11 +102,12 @@ def test_zero_lambda_gradient_is_a_plain_autoencoders():
   config, _, state, _ = lib.shared_setup("moca", batch_size=BATCH)
   assert config.lambda_reg > 0
   loss, (metrics, _, queries) = lib.jit(moca.loss_fn)(
-      state.params, state, images, moca.normalise(keys))
+      state.params, state, images, priors.to_unit_sphere(keys))
   np.testing.assert_allclose(
       metrics["regularizer"],
       lib.jit(losses.moca_loss, static_argnums=3)(
-          queries, moca.normalise(keys), state.queue, config.moca.temperature),
+          queries, priors.to_unit_sphere(keys), state.extras.queue,
+          config.moca.temperature),
       rtol=1e-6)
   np.testing.assert_allclose(
       loss, metrics["reconstruction"] + config.lambda_reg * metrics["regularizer"],

@@ -223,13 +223,12 @@ def test_bad_config_values_raise(field, value):
     models.build_networks(config, (8, 8, 1))
 
 
-def test_adversary_built_for_wae_gan_only_and_adds_log_prior():
-  assert models.build_networks(make_config(), (8, 8, 1)).adversary is None
+def test_adversary_adds_log_prior():
   config = make_config(method="wae_gan", prior_var=2.0)
   config.adversary.hidden_sizes = (16, 16)
-  with_prior = models.build_networks(config, (8, 8, 1)).adversary
+  with_prior = models.build_adversary(config)
   config.adversary_log_prior = False
-  without_prior = models.build_networks(config, (8, 8, 1)).adversary
+  without_prior = models.build_adversary(config)
   z = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
   rng = np.random.default_rng(0)
   params = jax.tree_util.tree_map_with_path(
@@ -244,4 +243,4 @@ def test_adversary_built_for_wae_gan_only_and_adds_log_prior():
   config.adversary_log_prior = True
   config.prior = "sphere"
   with pytest.raises(ValueError, match="adversary_log_prior"):
-    models.build_networks(config, (8, 8, 1))
+    models.build_adversary(config)

@@ -91,8 +91,7 @@ def test_indivisible_batch_is_refused_before_any_compute(tmp_path):
       [sys.executable, "-m", "wae_jax.main", "--config=configs/default.py",
        f"--workdir={workdir}", "--config.batch_size=12"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1] == (
-      "ValueError: config.batch_size=12 is not divisible by the 8 devices; use "
-      "a multiple of 8.")
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: config.batch_size=12 is not divisible by the 8 devices; use a multiple of 8."]
   assert not workdir.exists()

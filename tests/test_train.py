@@ -21,7 +21,9 @@ from PIL import Image
 
 from configs import default
 from wae_jax import checkpoint
+from wae_jax import data
 from wae_jax import images as images_lib
+from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import sample
 from wae_jax import train
@@ -49,12 +51,8 @@ def tiny_config(method: str = "wae_mmd", num_train_steps: int = 4):
   config.eval_every_steps = num_train_steps
   config.keep_checkpoints = 2
   config.num_eval_images = 8
-  if method == "vae":
-    config.model.encoder = "gaussian"
-    config.model.decoder_output = "logits"
+  methods.apply_required(config)
   if method == "moca":
-    config.prior = "sphere"
-    config.model.encoder = "sphere"
     config.moca.queue_size = 32
     config.lambda_reg = 1.0
   config.lock()
@@ -136,9 +134,9 @@ def test_end_to_end_moca(finished_run):
   # The whole state comes back: queue, pointer, key encoder.
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == MOCA_STEPS
-  assert state.queue.shape == (32, 4)
-  assert int(state.queue_ptr) == (MOCA_STEPS * 16) % 32
-  assert state.key_encoder_params is not None
+  assert state.extras.queue.shape == (32, 4)
+  assert int(state.extras.queue_ptr) == (MOCA_STEPS * 16) % 32
+  assert state.extras.key_encoder_params is not None
   # Kept: the last 2 checkpoints plus the best evaluated one.
   assert checkpoint.all_steps(workdir) == sorted({6, 8, summary["best_step"]})
 
@@ -151,7 +149,8 @@ def test_end_to_end(method, tmp_path):
   state = checkpoint.restore_state(workdir)
   assert int(state.step) == 4
   if method == "wae_gan":
-    assert state.adversary_params is not None and state.adversary_opt_state is not None
+    assert state.extras.adversary_params is not None
+    assert state.extras.adversary_opt_state is not None
 
 
 def test_resume_after_completion_changes_nothing(finished_run):
@@ -277,7 +276,7 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
   for kind, num, size in (("samples", 16, images_lib.grid_size(4, 4, 8, 8)),
                           ("reconstructions", 8, images_lib.grid_size(1, 16, 8, 8)),
                           ("interpolations", 16, images_lib.grid_size(2, 8, 8, 8))):
-    path = sample.write_sample_grid(workdir, kind, num)
+    path = sample.write_samples(workdir, kind, num)
     assert path.endswith(f"sample_{kind}_{MOCA_STEPS:08d}.png")
     assert _png_size(path) == size
   out = str(tmp_path / "cli.png")
@@ -286,3 +285,50 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
        f"--out={out}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert _png_size(out) == images_lib.grid_size(3, 3, 8, 8)
+
+
+def test_sample_cli_exports_arrays(finished_run, tmp_path):
+  """.npz / .npy by --out's extension, checked against the restored state."""
+  workdir = finished_run[0]
+  config = checkpoint.load_config(workdir)
+  state = checkpoint.restore_state(workdir)
+  method = methods.get(config.method)
+
+  def run_sample(*flags):
+    result = subprocess.run([sys.executable, "-m", "wae_jax.sample", f"--workdir={workdir}",
+                             *flags], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # No library chatter.
+
+  out = tmp_path / "reconstructions.npz"
+  run_sample("--kind=reconstructions", "--num=5", f"--out={out}")
+  test = next(data.build(config).test_batches(5))
+  with np.load(out) as arrays:
+    assert sorted(arrays) == ["codes", "images", "labels", "reconstructions"]
+    np.testing.assert_array_equal(arrays["images"], test["image"])
+    np.testing.assert_array_equal(arrays["labels"], test["label"])
+    np.testing.assert_allclose(arrays["codes"], method.encode(state, test["image"]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(arrays["codes"], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(arrays["reconstructions"],
+                               method.decode(state, arrays["codes"]), rtol=1e-5, atol=1e-6)
+
+  out = tmp_path / "samples.npy"
+  run_sample("--num=7", "--seed=3", f"--out={out}")
+  samples = np.load(out)
+  assert samples.shape == (7, 8, 8, 1) and samples.dtype == np.float32
+  # MoCA's prior is the sphere: the same draws as the method's own sampler.
+  np.testing.assert_allclose(samples, method.sample(state, jax.random.PRNGKey(3), 7),
+                             rtol=1e-5, atol=1e-6)
+
+  out = str(tmp_path / "interpolations.npz")
+  sample.write_samples(workdir, "interpolations", 16, out)
+  with np.load(out) as arrays:
+    interpolations = arrays["interpolations"]
+    assert interpolations.shape == (2, sample.INTERPOLATION_STEPS, 8, 8, 1)
+    # t = 0 and t = 1 decode the endpoints' own codes.
+    np.testing.assert_allclose(interpolations[:, 0], method.decode(state, arrays["codes_a"]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(interpolations[:, -1], method.decode(state, arrays["codes_b"]),
+                               rtol=1e-5, atol=1e-6)

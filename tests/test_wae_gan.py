@@ -16,10 +16,10 @@ import methods_testlib as lib
 @lib.jit
 def _adversary_logits(state, images, key):
   """D(prior samples drawn from key), D(E(images)) (eval-mode codes)."""
-  codes = wae_gan.encode(state, images)
+  codes = wae_gan.METHOD.encode(state, images)
   prior_samples = priors.get_prior(state.config).sample(key, *codes.shape)
-  apply = lambda z: state.networks.adversary.apply(
-      {"params": state.adversary_params}, z)
+  apply = lambda z: state.extras.adversary.apply(
+      {"params": state.extras.adversary_params}, z)
   return apply(prior_samples), apply(codes)
 
 
@@ -60,7 +60,8 @@ def _hand_step(state, images, sequential=True):
   config, nets = state.config, state.networks
   enc = lambda p, x: nets.encoder.apply({"params": p}, x)[0]
   dec = lambda p, z: nets.decoder.apply({"params": p}, z)
-  adv = lambda p, z: nets.adversary.apply({"params": p}, z)
+  extras = state.extras
+  adv = lambda p, z: extras.adversary.apply({"params": p}, z)
   _, adversary_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
   _, prior_key = jax.random.split(adversary_key)
 
@@ -68,7 +69,7 @@ def _hand_step(state, images, sequential=True):
     codes = enc(params["encoder"], images)
     reconstruction = jnp.mean(jnp.sum(jnp.square(dec(params["decoder"], codes) - images),
                                       axis=(1, 2, 3)))
-    adversarial = jnp.mean(jax.nn.softplus(-adv(state.adversary_params, codes)))
+    adversarial = jnp.mean(jax.nn.softplus(-adv(extras.adversary_params, codes)))
     return reconstruction + config.lambda_reg * adversarial
 
   grads = jax.grad(autoencoder_loss)(state.params)
@@ -81,13 +82,14 @@ def _hand_step(state, images, sequential=True):
     return config.lambda_reg * (jnp.mean(jax.nn.softplus(-adv(p, prior_samples)))
                                 + jnp.mean(jax.nn.softplus(adv(p, codes))))
 
-  adv_grads = jax.grad(adversary_loss)(state.adversary_params)
-  adv_updates, adv_opt_state = state.adversary_tx.update(
-      adv_grads, state.adversary_opt_state, state.adversary_params)
+  adv_grads = jax.grad(adversary_loss)(extras.adversary_params)
+  adv_updates, adv_opt_state = extras.adversary_tx.update(
+      adv_grads, extras.adversary_opt_state, extras.adversary_params)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                       adversary_params=optax.apply_updates(state.adversary_params,
-                                                            adv_updates),
-                       adversary_opt_state=adv_opt_state)
+                       extras=extras.replace(
+                           adversary_params=optax.apply_updates(extras.adversary_params,
+                                                                adv_updates),
+                           adversary_opt_state=adv_opt_state))
 
 
 _hand_two_steps = lib.jit(lambda state, images, sequential: _hand_step(
@@ -102,14 +104,13 @@ def test_two_steps_update_the_autoencoder_then_the_adversary():
   after_two, _ = step(after_one, batch)
   expected = _hand_two_steps(state, batch["image"], True)
   simultaneous = _hand_two_steps(state, batch["image"], False)
-  for name in ("params", "adversary_params"):
-    for got, want in zip(jax.tree.leaves(getattr(after_two, name)),
-                         jax.tree.leaves(getattr(expected, name))):
-      np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+  for got, want in zip(jax.tree.leaves((after_two.params, after_two.extras.adversary_params)),
+                       jax.tree.leaves((expected.params, expected.extras.adversary_params))):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
   # The order matters: adversary updates on the old codes end elsewhere.
   assert max(float(np.max(np.abs(a - b))) for a, b in zip(
-      jax.tree.leaves(after_two.adversary_params),
-      jax.tree.leaves(simultaneous.adversary_params))) > 1e-5
+      jax.tree.leaves(after_two.extras.adversary_params),
+      jax.tree.leaves(simultaneous.extras.adversary_params))) > 1e-5
   np.testing.assert_allclose(
       metrics["loss"], metrics["reconstruction"] + 0.1 * metrics["regularizer"],
       rtol=1e-6)

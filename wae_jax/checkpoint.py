@@ -29,6 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from wae_jax import cli
 from wae_jax.state import TrainState
 
 CONFIG_FILE = "config.json"
@@ -125,7 +126,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> list[str
     details = ", ".join(
         f"{n} (saved {saved_flat.get(n, '<absent>')!r}, now {current_flat.get(n, '<absent>')!r})"
         for n in blocking)
-    raise ValueError(
+    raise cli.UserError(
         f"The config differs from the one {workdir!r} was started with in "
         f"{details}; restore those values to resume, or use a new --workdir.")
   return changed

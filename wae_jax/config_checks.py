@@ -8,11 +8,13 @@ data's image shape, so "the network cannot take this image size" is found by
 the networks themselves, not by a table here that could drift from them.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from wae_jax import cli
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
@@ -47,7 +49,7 @@ def metric_group(name: str) -> str:
     return "swd_image"
   if name.startswith("fd_") and name.endswith("_classifier"):
     return "fd_classifier"
-  raise ValueError(
+  raise cli.UserError(
       f"config.best_metric={name!r} is not a lower-is-better metric of the evaluator; "
       f"use one of {', '.join(BEST_METRIC_GROUPS)}, swd_image_<resolution> or "
       "fd_<dataset>_classifier.")
@@ -55,17 +57,18 @@ def metric_group(name: str) -> str:
 
 def _check_choice(value, allowed: Sequence[str], field: str) -> None:
   if value not in allowed:
-    raise ValueError(
+    raise cli.UserError(
         f"Unknown config.{field} {value!r}; use one of {', '.join(allowed)}.")
 
 
 def _check_positive(value, field: str) -> None:
   if not value > 0:
-    raise ValueError(f"config.{field} must be > 0, got {value!r}.")
+    raise cli.UserError(f"config.{field} must be > 0, got {value!r}.")
 
 
-def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """The checks that need neither the data nor the networks."""
+def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+  """The checks that need neither the data nor the networks (nor, when
+  num_devices is None, the devices)."""
   _check_choice(config.method, METHODS, "method")
   _check_choice(config.dataset, DATASETS, "dataset")
   _check_choice(config.model.network, NETWORKS, "model.network")
@@ -78,10 +81,10 @@ def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config.vae.likelihood, VAE_LIKELIHOODS, "vae.likelihood")
 
   if not config.latent_dim > 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.latent_dim must be a positive integer, got {config.latent_dim!r}.")
   if config.lambda_reg < 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
         f"got {config.lambda_reg!r}.")
   if not config.reconstruction_scale >= 0:
@@ -89,26 +92,26 @@ def check_values(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
         f"term off), got {config.reconstruction_scale!r}.")
   if config.vae.beta < 0:
-    raise ValueError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
+    raise cli.UserError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
   if config.prior == "gaussian" and not config.prior_var > 0:
-    raise ValueError(f"config.prior_var must be > 0, got {config.prior_var!r}.")
+    raise cli.UserError(f"config.prior_var must be > 0, got {config.prior_var!r}.")
 
   _check_positive(config.batch_size, "batch_size")
-  if config.batch_size % num_devices:
-    raise ValueError(
+  if num_devices is not None and config.batch_size % num_devices:
+    raise cli.UserError(
         f"config.batch_size={config.batch_size} is not divisible by the "
         f"{num_devices} devices; use a multiple of {num_devices}.")
   if config.method == "moca":
     queue_size = config.moca.queue_size
     if queue_size <= 0 or queue_size % config.batch_size:
-      raise ValueError(
+      raise cli.UserError(
           f"config.moca.queue_size (K={queue_size}) must be a positive multiple "
           f"of the global batch size {config.batch_size}, so each step writes "
           f"whole batches of keys; use e.g. "
           f"{max(1, queue_size // config.batch_size) * config.batch_size}.")
     _check_positive(config.moca.temperature, "moca.temperature")
     if not 0.0 <= config.moca.momentum_base <= 1.0:
-      raise ValueError(
+      raise cli.UserError(
           f"config.moca.momentum_base must be in [0, 1], got {config.moca.momentum_base!r}.")
 
   if config.pretrain.enabled:
@@ -161,21 +164,21 @@ def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]
   except ValueError as error:
     # The models raise ValueError with their own sentence for sizes they reject.
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-    raise ValueError(
+    raise cli.UserError(
         f"config.model.network={network!r} cannot take {shape_text} images "
         f"({first_line}); {advice}.") from error
   except TypeError as error:
     # Shape mismatches inside Flax layers surface as TypeError from lax.
     first_line = str(error).strip().splitlines()[0]
-    raise ValueError(
+    raise cli.UserError(
         f"config.model.network={network!r} cannot take {shape_text} images "
         f"({first_line}); {advice}.") from error
   if tuple(output.shape[1:]) != image_shape:
-    raise ValueError(
+    raise cli.UserError(
         f"config.model.network={network!r} decodes {'x'.join(map(str, output.shape[1:]))} "
         f"images but the data are {shape_text}; {advice}.")
   if tuple(mean.shape) != (1, int(config.latent_dim)):
-    raise ValueError(
+    raise cli.UserError(
         f"config.model.network={network!r} encodes to shape {tuple(mean.shape)}, "
         f"expected (1, {config.latent_dim}).")
 

@@ -22,9 +22,10 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from wae_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -55,8 +56,8 @@ def choose_steps(available: Sequence[int], which: str) -> List[int]:
   """Steps to evaluate from --checkpoints ('all', 'latest' or 's1,s2')."""
   available = sorted(available)
   if not available:
-    raise ValueError("The workdir has no complete checkpoint; train first with "
-                     "python -m wae_jax.main.")
+    raise cli.UserError("The workdir has no complete checkpoint; train first with "
+                        "python -m wae_jax.main.")
   if which == "all":
     return available
   if which == "latest":
@@ -64,11 +65,12 @@ def choose_steps(available: Sequence[int], which: str) -> List[int]:
   try:
     steps = [int(s) for s in which.split(",") if s.strip()]
   except ValueError as error:
-    raise ValueError(f"--checkpoints={which!r} is not 'all', 'latest' or comma-separated "
-                     "steps.") from error
+    raise cli.UserError(f"--checkpoints={which!r} is not 'all', 'latest' or comma-separated "
+                        "steps.") from error
   missing = [s for s in steps if s not in available]
   if missing:
-    raise ValueError(f"No checkpoint for step(s) {missing}; the workdir has {available}.")
+    raise cli.UserError(f"--checkpoints: no checkpoint for step(s) {missing}; the workdir has "
+                        f"{available}.")
   return steps
 
 
@@ -99,6 +101,7 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
   from wae_jax.evaluation import evaluator as evaluator_lib
   # pylint: enable=g-import-not-at-top
 
+  workdir = cli.check_run_workdir(workdir, checkpoint.CONFIG_FILE)
   config = checkpoint.load_config(workdir)
   steps = choose_steps(checkpoint.all_steps(workdir), checkpoints)
   method = methods.get(config.method)
@@ -118,8 +121,8 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
     records.append(record)
   metric = best_metric or default_best_metric(records[-1]["metrics"], config)
   if metric not in records[-1]["metrics"]:
-    raise ValueError(f"--best_metric={metric!r} was not computed; choose one of "
-                     f"{sorted(records[-1]['metrics'])}.")
+    raise cli.UserError(f"--best_metric={metric!r} was not computed; choose one of "
+                        f"{sorted(records[-1]['metrics'])}.")
   best = min(records, key=lambda r: r["metrics"][metric])
   summary = {"step": best["step"], "metric": metric, "value": best["metrics"][metric]}
   checkpoint.write_json_atomic(os.path.join(workdir, BEST_CHECKPOINT_FILE), summary)
@@ -127,10 +130,7 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
-  metrics_io.quiet_orbax_logging()
+  del argv  # cli.run_absl refuses extra arguments.
   summary = evaluate_workdir(FLAGS.workdir, FLAGS.checkpoints, FLAGS.metrics,
                              FLAGS.best_metric, FLAGS.num_samples or None,
                              FLAGS.fid_weights or None)
@@ -139,4 +139,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run_absl(main)

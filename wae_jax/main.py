@@ -9,7 +9,7 @@ import os
 
 
 def _set_cpu_xla_flags() -> None:
-  """On a CPU-only machine, route convolutions to Eigen (see shared/CPU_CONV.md).
+  """On a CPU-only machine, route convolutions to Eigen.
 
   This jaxlib sends convs to YNNPACK by default; keeping YNNPACK for reductions
   only makes conv gradients 2-3x faster on CPU. Must run before jax is
@@ -27,9 +27,10 @@ def _set_cpu_xla_flags() -> None:
 
 _set_cpu_xla_flags()
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from wae_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -40,15 +41,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  del argv  # cli.run_absl refuses extra arguments.
+  # Checks that need no JAX first, so a mistake costs a fraction of a second.
+  workdir = cli.check_workdir_writable(FLAGS.workdir)
+  from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config_checks.check_values(FLAGS.config)  # Before the trainer's imports (seconds).
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
-  metrics_io.quiet_orbax_logging()
   parallel.initialize_distributed()
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  train.train_and_evaluate(FLAGS.config, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_absl(main)

@@ -6,7 +6,6 @@ step <= s, so a restarted run's logs read as one uninterrupted run.
 """
 
 import json
-import logging as python_logging
 import math
 import os
 import time
@@ -153,15 +152,3 @@ class Progress:
 
 def log_progress(text: str) -> None:
   logging.info("%s", text)
-
-
-class _QuietOrbax(python_logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save) so progress lines stay readable."""
-
-  def filter(self, record: python_logging.LogRecord) -> bool:
-    return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
-
-
-def quiet_orbax_logging() -> None:
-  """Keeps orbax's warnings and errors on the absl log, drops its INFO lines."""
-  logging.get_absl_handler().addFilter(_QuietOrbax())

@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from wae_jax import cli
+
 DATA_AXIS = "data"
 DISTRIBUTED_ENV = "WAE_JAX_DISTRIBUTED"
 
@@ -54,7 +56,7 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   """Raises ValueError unless the global batch splits evenly over the mesh."""
   num_devices = mesh.devices.size
   if global_batch_size <= 0 or global_batch_size % num_devices != 0:
-    raise ValueError(
+    raise cli.UserError(
         f"The global batch size {global_batch_size} must be a positive "
         f"multiple of the number of devices ({num_devices}); change "
         "config.batch_size or the devices used.")

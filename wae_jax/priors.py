@@ -16,6 +16,15 @@ from jax.scipy.special import gammaln
 PRIORS = ("gaussian", "sphere")
 
 
+def to_unit_sphere(z: jax.Array) -> jax.Array:
+  """Projects (..., d) rows onto the unit sphere: z / ||z||.
+
+  The epsilon keeps the value and the gradient finite at the (measure-zero)
+  origin.
+  """
+  return z / jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True) + 1e-12)
+
+
 @dataclasses.dataclass(frozen=True)
 class GaussianPrior:
   """N(0, var * I)."""
@@ -43,8 +52,7 @@ class SpherePrior:
 
   def sample(self, key: jax.Array, n: int, d: int) -> jax.Array:
     """(n, d) unit vectors: z / ||z|| with z ~ N(0, I) is uniform on the sphere."""
-    z = jax.random.normal(key, (n, d))
-    return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+    return to_unit_sphere(jax.random.normal(key, (n, d)))
 
   def log_density(self, z: jax.Array) -> jax.Array:
     """(n, d) -> (n,) the constant -log|S^{d-1}| = -log(2 pi^{d/2} / Gamma(d/2)).

@@ -1,6 +1,6 @@
 """The one immutable training state shared by every method."""
 
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -15,7 +15,6 @@ class Networks:
 
   encoder: nn.Module
   decoder: nn.Module
-  adversary: Optional[nn.Module] = None
 
 
 @struct.dataclass
@@ -23,8 +22,9 @@ class TrainState:
   """Everything that changes during training, as one pytree.
 
   Leaves are saved in checkpoints; fields marked `pytree_node=False` are the
-  static definition of the run (config, modules, optimizers) and are rebuilt
-  from the config on restore. Fields a method does not use stay None.
+  static definition of the run (config, modules, optimizer) and are rebuilt
+  from the config on restore. A method's own state lives in `extras`, whose
+  type the method module defines (see wae_jax/methods/__init__.py).
   """
 
   step: jax.Array                      # int32 scalar
@@ -32,21 +32,10 @@ class TrainState:
   batch_stats: Any                     # same keys, {} where a net has no BatchNorm
   opt_state: optax.OptState
   rng: jax.Array                       # base key; a step uses fold_in(rng, step)
-  # MoCA: the key encoder (EMA of the query encoder) and the queue of keys.
-  key_encoder_params: Any = None
-  key_encoder_batch_stats: Any = None
-  queue: Optional[jax.Array] = None    # (K, latent_dim), unit rows
-  queue_ptr: Optional[jax.Array] = None  # int32 scalar, next slot to write
-  # WAE-GAN: the latent adversary and its own optimizer.
-  adversary_params: Any = None
-  adversary_opt_state: Optional[optax.OptState] = None
-  # WAE-MMD / WAE-GAN: pretraining steps taken (int32 scalar; 0 = not yet).
-  encoder_pretrained: Optional[jax.Array] = None
-  # Symmetric WAE: a learnable prior.
-  prior_params: Any = None
+  # What the method adds (a flax struct dataclass of its module, e.g. MoCA's
+  # queue at `extras.queue`); None for a method that adds nothing.
+  extras: Any = None
   # Static definition of the run.
   config: ml_collections.FrozenConfigDict = struct.field(pytree_node=False, default=None)
   networks: Networks = struct.field(pytree_node=False, default=None)
   tx: optax.GradientTransformation = struct.field(pytree_node=False, default=None)
-  adversary_tx: Optional[optax.GradientTransformation] = struct.field(
-      pytree_node=False, default=None)

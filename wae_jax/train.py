@@ -27,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from wae_jax import checkpoint
+from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
 from wae_jax.evaluation import evaluator as evaluation_lib
@@ -268,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start_step = manager.latest_step() or 0
   if start_step > num_train_steps:
     manager.close()
-    raise ValueError(
+    raise cli.UserError(
         f"{workdir!r} already holds checkpoint {start_step}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
   done = read_run_complete(workdir)
@@ -359,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         groups = final_metric_groups(config, evaluator) if is_last else period_groups
         eval_metrics = evaluator(state, metrics=groups)
         if config.best_metric not in eval_metrics:
-          raise ValueError(
+          raise cli.UserError(
               f"config.best_metric={config.best_metric!r} is not among the evaluated "
               f"metrics {', '.join(sorted(eval_metrics))}; choose one of them.")
         best_value = min(best_value, eval_metrics[config.best_metric])

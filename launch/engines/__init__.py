@@ -1,6 +1,7 @@
 """Engines that execute the runs of a sweep: `local` and `ray`."""
 
 from launch.engines.base import Engine
+from wae_jax import cli
 
 ENGINES = ("local", "ray")
 
@@ -13,4 +14,4 @@ def get_engine(name: str, **kwargs) -> Engine:
   if name == "ray":
     from launch.engines import ray_engine  # pylint: disable=g-import-not-at-top
     return ray_engine.RayEngine(**kwargs)
-  raise ValueError(f"Unknown engine {name!r}; use one of {ENGINES}.")
+  raise cli.UserError(f"Unknown engine {name!r}; use one of {ENGINES}.")

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from launch import runs
 from launch.engines import base
+from wae_jax import cli
 
 PLATFORMS = ("auto", "cpu", "gpu", "tpu")
 
@@ -81,10 +82,10 @@ def slot_env(platform: str, device_ids: Sequence[str], slot: int, num_slots: int
       env["XLA_FLAGS"] = _with_host_device_count(env.get("XLA_FLAGS", ""), cpu_devices_per_run)
     return env
   if platform not in ("gpu", "tpu"):
-    raise ValueError(f"Unknown platform {platform!r}; use one of {PLATFORMS}.")
+    raise cli.UserError(f"Unknown platform {platform!r}; use one of {PLATFORMS}.")
   per_run = len(device_ids) // num_slots
   if per_run == 0:
-    raise ValueError(f"max_parallel={num_slots} exceeds the {len(device_ids)} {platform.upper()} "
+    raise cli.UserError(f"max_parallel={num_slots} exceeds the {len(device_ids)} {platform.upper()} "
                      f"devices of this machine; use --max_parallel={max(1, len(device_ids))} or less.")
   mine = ",".join(device_ids[slot * per_run:(slot + 1) * per_run])
   if platform == "gpu":
@@ -93,7 +94,7 @@ def slot_env(platform: str, device_ids: Sequence[str], slot: int, num_slots: int
   if num_slots == 1:
     return env  # one run owns the whole host: the TPU runtime's defaults apply
   if per_run not in _TPU_CHIP_BOUNDS:
-    raise ValueError(f"{per_run} TPU chips per run cannot be expressed as chip bounds; "
+    raise cli.UserError(f"{per_run} TPU chips per run cannot be expressed as chip bounds; "
                      f"choose --max_parallel so that each run gets {sorted(_TPU_CHIP_BOUNDS)} chips.")
   port = _TPU_BASE_PORT + slot
   env.update({
@@ -140,14 +141,14 @@ class LocalEngine(base.Engine):
       cpu_devices_per_run: on CPU, XLA host devices per run (None: unchanged).
     """
     if max_parallel < 1:
-      raise ValueError(f"max_parallel is {max_parallel}; use 1 or more.")
+      raise cli.UserError(f"max_parallel is {max_parallel}; use 1 or more.")
     if platform not in PLATFORMS:
-      raise ValueError(f"Unknown platform {platform!r}; use one of {PLATFORMS}.")
+      raise cli.UserError(f"Unknown platform {platform!r}; use one of {PLATFORMS}.")
     detected_platform, detected_ids = detect_devices() if platform == "auto" else (platform, [])
     self.platform = detected_platform
     self.device_ids = list(device_ids) if device_ids is not None else detected_ids
     if self.platform in ("gpu", "tpu") and not self.device_ids:
-      raise ValueError(f"platform={self.platform} but no device ids were found; "
+      raise cli.UserError(f"platform={self.platform} but no device ids were found; "
                        "pass device_ids or use platform='auto'.")
     self.max_parallel = max_parallel
     self.cpu_devices_per_run = cpu_devices_per_run

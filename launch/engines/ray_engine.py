@@ -13,6 +13,7 @@ from typing import Optional
 
 from launch import runs
 from launch.engines import base
+from wae_jax import cli
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,10 +43,10 @@ class RayEngine(base.Engine):
     try:
       import ray  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise ValueError("The ray engine needs Ray: pip install 'ray[default]' "
+      raise cli.UserError("The ray engine needs Ray: pip install 'ray[default]' "
                        "(or pip install -e '.[ray]').") from e
     if max_parallel is not None and max_parallel < 1:
-      raise ValueError(f"max_parallel is {max_parallel}; use 1 or more, or leave it unset.")
+      raise cli.UserError(f"max_parallel is {max_parallel}; use 1 or more, or leave it unset.")
     self._ray = ray
     self.address = address
     self.max_parallel = max_parallel

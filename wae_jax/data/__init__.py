@@ -21,6 +21,7 @@ tfds ones (tfds_source.py) import it only when built.
 
 from typing import Optional
 
+from wae_jax import cli
 from wae_jax.data.prefetch import Prefetcher, prefetch
 from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
 
@@ -55,7 +56,7 @@ def build(config,
           *,
           process_index: Optional[int] = None,
           process_count: Optional[int] = None,
-          download: bool = True) -> DataSource:
+          download: bool = False) -> DataSource:
   """The data source of config.dataset for this process.
 
   Args:
@@ -66,13 +67,14 @@ def build(config,
     process_count: processes sharing a global batch; defaults to
       jax.process_count().
     download: tfds datasets only: whether a dataset that is not prepared may
-      be downloaded (False fails at once with the how-to-prepare message).
+      be downloaded. The trainer, sample and evaluate never do: a missing
+      dataset fails at once with the `tfds build` command that prepares it.
 
   Returns:
     a DataSource (see the module docstring).
   """
   if config.dataset not in DATASETS:
-    raise ValueError(
+    raise cli.UserError(
         f"Unknown dataset {config.dataset!r}; config.dataset must be one of "
         f"{', '.join(DATASETS)}.")
   if process_index is None or process_count is None:

@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from wae_jax import cli
+
 DIGITS_NUM_TEST = 300
 DIGITS_SPLIT_SEED = 0
 
@@ -77,7 +79,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 def _check_image_size(image_size: int) -> None:
   if image_size <= 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.image_size must be positive, got {image_size}.")
 
 
@@ -117,28 +119,28 @@ def read_idx(path: str) -> np.ndarray:
     with opener(path, "rb") as f:
       content = f.read()
   except (OSError, EOFError) as e:
-    raise ValueError(
+    raise cli.UserError(
         f"Could not read the idx file {path} ({e}); replace it with an intact "
         "copy.") from e
   if len(content) < 4 or content[0] != 0 or content[1] != 0:
-    raise ValueError(
+    raise cli.UserError(
         f"{path} is not an idx file (its first two bytes must be zero); "
         "replace it with an intact copy of the MNIST file.")
   type_code, ndim = content[2], content[3]
   if type_code not in _IDX_DTYPES:
-    raise ValueError(
+    raise cli.UserError(
         f"{path} has the unknown idx element type 0x{type_code:02x}; "
         "replace it with an intact copy of the MNIST file.")
   header_size = 4 + 4 * ndim
   if len(content) < header_size:
-    raise ValueError(
+    raise cli.UserError(
         f"{path} is truncated inside its header; replace it with an intact "
         "copy.")
   shape = tuple(int(d) for d in np.frombuffer(content, ">i4", ndim, offset=4))
   dtype = _IDX_DTYPES[type_code]
   expected = header_size + int(np.prod(shape)) * dtype.itemsize
   if len(content) != expected:
-    raise ValueError(
+    raise cli.UserError(
         f"{path} holds {len(content)} bytes but its header {shape} implies "
         f"{expected}; the file is truncated or corrupt, replace it with an "
         "intact copy.")
@@ -167,7 +169,7 @@ def load_mnist_idx(data_dir: str, image_size: int):
   """
   _check_image_size(image_size)
   if not data_dir:
-    raise ValueError(
+    raise cli.UserError(
         "dataset 'mnist_idx' reads the MNIST idx files from a folder: pass it "
         "with --config.data_dir=<folder holding "
         f"{', '.join(MNIST_IDX_FILES.values())} (optionally .gz)>, or use "
@@ -177,7 +179,7 @@ def load_mnist_idx(data_dir: str, image_size: int):
   missing = [MNIST_IDX_FILES[key] for key, path in paths.items()
              if path is None]
   if missing:
-    raise ValueError(
+    raise cli.UserError(
         f"dataset 'mnist_idx': {', '.join(missing)} (or .gz) not found in "
         f"data_dir {data_dir}; put the four standard MNIST idx files there "
         "(from https://yann.lecun.com/exdb/mnist/ or a mirror), or use "
@@ -186,7 +188,7 @@ def load_mnist_idx(data_dir: str, image_size: int):
   for split in ("train", "test"):
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-      raise ValueError(
+      raise cli.UserError(
           f"dataset 'mnist_idx': the {split} files hold images "
           f"{images.shape} and labels {labels.shape}, expected (N, H, W) and "
           f"(N,); check the files in {data_dir}.")
@@ -237,7 +239,7 @@ def load_synthetic(num_points: int, dim: int):
     train from numpy seed 0 and test from seed 1.
   """
   if num_points <= 0 or dim <= 0:
-    raise ValueError(
+    raise cli.UserError(
         "config.synthetic_num_points and config.synthetic_dim must be "
         f"positive, got {num_points} and {dim}.")
   shape = (num_points, 1, 1, dim)

@@ -13,6 +13,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from wae_jax import cli
+
 Batch = dict  # {'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)}
 
 # The seed of train_subset_batches' subset: fixed, so every run is probed on
@@ -23,10 +25,10 @@ TRAIN_SUBSET_SEED = 20210625
 def check_batch_size(batch_size: int, process_count: int) -> int:
   """Returns the host-local batch size, or raises if the split is uneven."""
   if batch_size <= 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.batch_size must be positive, got {batch_size}.")
   if batch_size % process_count:
-    raise ValueError(
+    raise cli.UserError(
         f"config.batch_size={batch_size} is not divisible by the number of "
         f"processes ({process_count}); set --config.batch_size to a multiple "
         f"of {process_count}.")
@@ -81,7 +83,7 @@ class ArraySource:
           f"{name}: train images {train_images.shape[1:]} and test images "
           f"{test_images.shape[1:]} differ in shape.")
     if len(train_images) < batch_size:
-      raise ValueError(
+      raise cli.UserError(
           f"config.batch_size={batch_size} is larger than the {name} training "
           f"split ({len(train_images)} examples); use a smaller batch size.")
     self.name = name

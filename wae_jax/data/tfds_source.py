@@ -35,6 +35,8 @@ from typing import Optional
 
 import numpy as np
 
+from wae_jax import cli
+
 # Bump when the preprocessing changes, so stale caches are not reused.
 _CACHE_FORMAT = 1
 _CELEB_A_HQ_RESOLUTIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -66,8 +68,8 @@ def dataset_spec(name: str, image_size: int) -> TfdsDataset:
   raise ValueError(f"{name!r} is not a tfds dataset of wae_jax.")
 
 
-class DatasetNotPreparedError(ValueError):
-  """A tfds dataset is not on disk and could not be downloaded/prepared."""
+class DatasetNotPreparedError(cli.UserError):
+  """A tfds dataset is not on disk (the trainer never downloads one)."""
 
 
 def _not_prepared_message(name: str, builder_name: str, data_dir: str,
@@ -84,19 +86,39 @@ def _not_prepared_message(name: str, builder_name: str, data_dir: str,
         f"{data_dir} --manual_dir={manual_dir}`")
   else:
     how = (
-        f"prepare it with `tfds build {builder_name} --data_dir=<dir>` (or "
-        f"tensorflow_datasets.builder('{builder_name}', data_dir=<dir>)"
-        ".download_and_prepare()) on a machine with internet, then copy "
-        f"<dir>/{builder_name.split('/')[0]} to "
-        f"{os.path.join(data_dir, builder_name.split('/')[0])}")
+        f"prepare it with `tfds build {builder_name} --data_dir={data_dir}` (on a "
+        "machine without internet, run it elsewhere and copy "
+        f"{builder_name.split('/')[0]}/ into {data_dir})")
   return (
       f"Dataset '{name}' ({builder_name}) is not prepared in data_dir "
-      f"{data_dir} and {reason}: {how}, or pass --config.data_dir=<the folder "
+      f"{data_dir} and {reason}; {how}, or pass --config.data_dir=<the folder "
       "that holds it>; --config.dataset=digits works offline.")
 
 
 def _is_remote(path: str) -> bool:
   return "://" in path
+
+
+def default_data_dir() -> str:
+  """tfds's default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets), found
+  without importing tfds (tensorflow_datasets.core.constants.get_default_data_dir)."""
+  return os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"),
+                                                         "tensorflow_datasets")
+
+
+def _maybe_on_disk(data_dir: str, builder_name: str) -> bool:
+  """False when data_dir certainly holds neither the prepared dataset nor our cache.
+
+  Looks for <data_dir>/<builder>/<version>/dataset_info.json, which tfds
+  writes last when it prepares a dataset, and for <data_dir>/wae_jax_cache/<builder>.
+  """
+  if _is_remote(data_dir):
+    return True
+  builder_dir = os.path.join(data_dir, builder_name)
+  prepared = os.path.isdir(builder_dir) and any(
+      os.path.isfile(os.path.join(builder_dir, version, "dataset_info.json"))
+      for version in os.listdir(builder_dir))
+  return prepared or os.path.isdir(os.path.join(data_dir, "wae_jax_cache", builder_name))
 
 
 def _cache_dir(data_dir: str, builder_name: str, version: str, split: str,
@@ -206,7 +228,7 @@ def load_split(builder, spec: TfdsDataset, split: str, image_size: int,
   return _load_cache(cache)
 
 
-def load(name: str, image_size: int, data_dir: str, download: bool = True):
+def load(name: str, image_size: int, data_dir: str, download: bool = False):
   """Loads the train and test split of tfds dataset `name`.
 
   Args:
@@ -228,9 +250,13 @@ def load(name: str, image_size: int, data_dir: str, download: bool = True):
   if image_size <= 0:
     raise ValueError(f"config.image_size must be positive, got {image_size}.")
   spec = dataset_spec(name, image_size)
+  data_dir = data_dir or default_data_dir()
+  if not download and not _maybe_on_disk(data_dir, spec.builder_name):
+    # Fails in milliseconds: importing tensorflow_datasets alone takes seconds.
+    raise DatasetNotPreparedError(_not_prepared_message(
+        name, spec.builder_name, data_dir, "wae_jax does not download datasets"))
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  data_dir = data_dir or os.path.expanduser(tfds.core.constants.DATA_DIR)
   builder = tfds.builder(spec.builder_name, data_dir=data_dir)
   if not _is_remote(data_dir):
     version = str(builder.info.version)
@@ -243,7 +269,7 @@ def load(name: str, image_size: int, data_dir: str, download: bool = True):
   if not builder.is_prepared():
     if not download:
       raise DatasetNotPreparedError(_not_prepared_message(
-          name, spec.builder_name, data_dir, "downloading is disabled"))
+          name, spec.builder_name, data_dir, "wae_jax does not download datasets"))
     try:
       builder.download_and_prepare()
     except Exception as e:  # tfds raises many kinds; the cause is chained.
@@ -257,7 +283,7 @@ def load(name: str, image_size: int, data_dir: str, download: bool = True):
                                           image_size, data_dir)
   except Exception as e:  # a raw tf/tfds error is not the message; chain it.
     detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-    raise ValueError(
+    raise cli.UserError(
         f"Reading dataset '{name}' ({spec.builder_name}) from data_dir "
         f"{data_dir} failed ({type(e).__name__}: {detail}); its prepared "
         f"files may be incomplete: delete "

@@ -9,7 +9,7 @@
     evaluator.evaluate(method_module, state, data_source, config, metrics=None,
                        num_samples=None) -> dict[str, float]
 
-`method_module` is a wae_jax.methods module (sample(state, key, n),
+`method_module` is a wae_jax.methods.Method (sample(state, key, n),
 reconstruct(state, images), encode(state, images)); `data_source` has
 test_batches(batch_size) and image_shape (and train_batches / has_labels for
 the classifier feature net). Lower is better for every metric except
@@ -54,6 +54,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import jax
 import numpy as np
 
+from wae_jax import cli
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
@@ -111,7 +112,7 @@ class Evaluator:
                num_samples: Optional[int] = None, batch_size: Optional[int] = None,
                fid_weights: Optional[str] = None):
     """Args:
-      method_module: a wae_jax.methods module.
+      method_module: a wae_jax.methods.Method.
       data_source: the run's DataSource.
       config: the run config.
       num_samples: generated images for FID/KID/FD/SWD (default
@@ -176,7 +177,7 @@ class Evaluator:
     metrics = self.expand(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
-      raise ValueError(
+      raise cli.UserError(
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     if not getattr(self.data_source, "has_labels", False):
       # The probes are part of 'cheap'; unlabelled data simply has none.
@@ -185,7 +186,7 @@ class Evaluator:
       # Fail before any compute when the weights file is missing.
       self.fid_weights = inception_lib.resolve_weights_path(self.fid_weights, self.config)
     if "fd_classifier" in metrics and not getattr(self.data_source, "has_labels", True):
-      raise ValueError(
+      raise cli.UserError(
           f"fd_classifier needs labels, and {self.config.get('dataset', 'this data')} "
           "has none; drop it from the metrics or use fid_inception.")
     return metrics

@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wae_jax import cli
+
 FEATURE_NET_NAME = "inception_v3_fid_2015-12-05"
 WEIGHTS_ENV_VAR = "WAE_JAX_FID_WEIGHTS"
 INPUT_SIZE = 299
@@ -79,10 +81,10 @@ def resolve_weights_path(path: Optional[str] = None, config=None) -> str:
     if candidate:
       candidate = os.path.expanduser(candidate)
       if not os.path.isfile(candidate):
-        raise ValueError(MISSING_WEIGHTS_MESSAGE.format(
+        raise cli.UserError(MISSING_WEIGHTS_MESSAGE.format(
             what=f"{source} names {candidate!r}, which does not exist"))
       return candidate
-  raise ValueError(MISSING_WEIGHTS_MESSAGE.format(what="none was given"))
+  raise cli.UserError(MISSING_WEIGHTS_MESSAGE.format(what="none was given"))
 
 
 def fid_weights_available(path: Optional[str] = None, config=None) -> bool:
@@ -376,14 +378,14 @@ def load_variables_from_tree(fid_tree: Dict[str, Any],
     keys = [entry.key for entry in path_in_tree[1:]]
     for key in keys:
       if not isinstance(node, dict) or key not in node:
-        raise ValueError(
+        raise cli.UserError(
             f"FID weights {source} have no entry {'/'.join(keys)}; they must "
             "hold jax-fid's inception_v3_weights_fid.pickle tree (see "
             "wae_jax/evaluation/inception.py).")
       node = node[key]
     value = np.asarray(node, np.float32)
     if value.shape != leaf.shape:
-      raise ValueError(
+      raise cli.UserError(
           f"FID weights {source}: {'/'.join(keys)} has shape {value.shape}, "
           f"expected {leaf.shape}; they are not the FID InceptionV3.")
     return value

@@ -60,10 +60,6 @@ def gather_invariant(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
   return lax.all_gather(x, axis_name, tiled=True, to="invarying")
 
 
-def num_devices(axis_name: Optional[str]) -> int:
-  return 1 if axis_name is None else lax.axis_size(axis_name)
-
-
 def per_device(params: Any, axis_name: Optional[str]) -> Any:
   """Casts replicated params to device-varying before differentiating them
   (see the module doc); identity without an axis."""
@@ -103,10 +99,6 @@ def per_example_noise(key: jax.Array, local_shape: Tuple[int, ...],
   noise = sampler(key, (n * local_batch,) + tuple(local_shape[1:]))
   start = lax.axis_index(axis_name) * local_batch
   return lax.dynamic_slice_in_dim(noise, start, local_batch, axis=0)
-
-
-def global_batch_size(local_batch_size: int, axis_name: Optional[str]) -> int:
-  return local_batch_size * num_devices(axis_name)
 
 
 def step_key(state: TrainState) -> jax.Array:
@@ -219,12 +211,21 @@ def _variables(init_out) -> Tuple[Any, Any]:
   return init_out["params"], init_out.get("batch_stats", {})
 
 
+def init_keys(rng: jax.Array) -> dict:
+  """The init keys of a run: {'encoder', 'decoder', 'method', 'state'}.
+
+  'method' is the key a method's own state (state.extras) starts from.
+  """
+  names = ("encoder", "decoder", "method", "state")
+  return dict(zip(names, jax.random.split(rng, len(names))))
+
+
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
-                 example_batch: dict, **extras) -> TrainState:
+                 example_batch: dict) -> TrainState:
   """Builds the networks, their variables, the optimizer and the base state.
 
-  example_batch['image'] (B,H,W,C) fixes the image shape (any B >= 1).
-  `extras` are method fields of TrainState (queue, adversary_params, ...).
+  example_batch['image'] (B,H,W,C) fixes the image shape (any B >= 1). The
+  state's `extras` is None; a method that adds state sets it.
   """
   images = np.asarray(example_batch["image"])
   if images.ndim != 4:
@@ -233,36 +234,27 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
         f"{images.shape}.")
   image_shape = tuple(int(s) for s in images.shape[1:])
   networks = models.build_networks(config, image_shape)
-  encoder_key, decoder_key, adversary_key, state_key = jax.random.split(rng, 4)
+  keys = init_keys(rng)
   example_images = jnp.zeros((1,) + image_shape, jnp.float32)
   example_z = jnp.zeros((1, int(config.latent_dim)), jnp.float32)
   encoder_params, encoder_stats = _variables(
-      networks.encoder.init(encoder_key, example_images, train=False))
+      networks.encoder.init(keys["encoder"], example_images, train=False))
   decoder_params, decoder_stats = _variables(
-      networks.decoder.init(decoder_key, example_z, train=False))
+      networks.decoder.init(keys["decoder"], example_z, train=False))
   params = {"encoder": encoder_params, "decoder": decoder_params}
   batch_stats = {"encoder": encoder_stats, "decoder": decoder_stats}
   tx = optim.make_optimizer(config)
   frozen = (config if isinstance(config, ml_collections.FrozenConfigDict)
             else ml_collections.FrozenConfigDict(config))
-  state = TrainState(
+  return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       batch_stats=batch_stats,
       opt_state=tx.init(params),
-      rng=state_key,
+      rng=keys["state"],
       config=frozen,
       networks=networks,
       tx=tx)
-  if config.method in ("wae_mmd", "wae_gan"):
-    state = state.replace(encoder_pretrained=jnp.zeros((), jnp.int32))
-  if networks.adversary is not None and "adversary_params" not in extras:
-    adversary_params = networks.adversary.init(adversary_key, example_z)["params"]
-    adversary_tx = optim.make_adversary_optimizer(config)
-    state = state.replace(adversary_params=adversary_params,
-                          adversary_opt_state=adversary_tx.init(adversary_params),
-                          adversary_tx=adversary_tx)
-  return state.replace(**extras)
 
 
 def apply_updates(state: TrainState, grads, new_batch_stats) -> TrainState:

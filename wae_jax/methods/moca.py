@@ -5,48 +5,53 @@ the encoder type). Per step, with m = losses.cosine_momentum(step,
 config.num_train_steps, config.moca.momentum_base):
   1. key encoder <- m * key encoder + (1 - m) * query encoder, for params and
      batch stats (the query encoder as it is at the start of the step);
-  2. keys k = normalise(E_key(x)) in training mode (batch statistics of the
+  2. keys k = E_key(x) / ||E_key(x)|| in training mode (batch statistics of the
      batch, synced across devices; the key encoder's own batch-stat updates
      are discarded: its stats are the EMA above), no gradient;
   3. loss = squared_error(G(q), x) + lambda * C(q, k, queue, tau) with
-     q = normalise(E(x)) and C = losses.moca_loss (config.moca.loss_form
+     q = E(x) / ||E(x)|| and C = losses.moca_loss (config.moca.loss_form
      "algorithm1") or losses.moca_alignment_entropy_loss ("eq6"); one Adam
      step on the encoder-decoder;
   4. the global batch's keys are written into the queue at queue_ptr (device
      order), queue_ptr <- (queue_ptr + B) mod K. K must be a multiple of B.
-Generation decodes z / ||z|| with z ~ N(0, I); interpolation renormalises the
-mixed code onto the sphere.
+The key encoder, the queue and its pointer are `state.extras` (a MocaState).
+Generation decodes samples of the sphere prior (z / ||z||, z ~ N(0, I));
+interpolation renormalises the mixed code onto the sphere.
 """
 
-import functools
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import struct
 from jax import lax
 
 from wae_jax import losses
+from wae_jax import methods
+from wae_jax import priors
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
-
+# The unit-sphere latent: the encoder and the prior that sample() decodes.
+REQUIRED = {"model.encoder": "sphere", "prior": "sphere"}
 # config.moca.loss_form -> the contrastive term: Algorithm 1's cross-entropy
 # (positive key in the normaliser) or Eq. 6's alignment + entropy.
 CONTRASTIVE_LOSSES = {"algorithm1": losses.moca_loss,
                       "eq6": losses.moca_alignment_entropy_loss}
 
 
-def normalise(z: jax.Array) -> jax.Array:
-  """Projects (..., d) rows onto the unit sphere."""
-  norm = jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True))
-  return z / jnp.maximum(norm, 1e-12)
+@struct.dataclass
+class MocaState:
+  """MoCA's part of the TrainState (`state.extras`)."""
+
+  key_encoder_params: Any        # EMA of the query encoder's params
+  key_encoder_batch_stats: Any   # EMA of its batch stats ({} without BatchNorm)
+  queue: jax.Array               # (K, latent_dim), unit rows
+  queue_ptr: jax.Array           # int32 scalar, next slot to write
 
 
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """The state with the key encoder (a copy of the query encoder), a queue of
-  K random unit vectors and queue_ptr = 0."""
+def check_config(config: ml_collections.ConfigDict) -> None:
   queue_size = int(config.moca.queue_size)
   batch_size = int(config.batch_size)
   if queue_size <= 0 or queue_size % batch_size != 0:
@@ -62,12 +67,19 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
     raise ValueError(
         f"Unknown config.moca.loss_form {config.moca.loss_form!r}; use one of "
         f"{tuple(CONTRASTIVE_LOSSES)}.")
-  state_rng, queue_rng = jax.random.split(rng)
-  state = common.create_state(config, state_rng, example_batch)
-  queue = normalise(jax.random.normal(
-      queue_rng, (queue_size, int(config.latent_dim)), jnp.float32))
-  copy = functools.partial(jax.tree.map, jnp.array)
-  return state.replace(
+  if config.prior != "sphere":
+    raise ValueError(
+        "MoCA's latent is the unit sphere; set config.prior='sphere'.")
+
+
+def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
+                state: TrainState) -> MocaState:
+  """The key encoder (a copy of the query encoder), a queue of K random unit
+  vectors drawn from `key`, and queue_ptr = 0."""
+  queue = priors.to_unit_sphere(jax.random.normal(
+      key, (int(config.moca.queue_size), int(config.latent_dim)), jnp.float32))
+  copy = lambda tree: jax.tree.map(jnp.array, tree)
+  return MocaState(
       key_encoder_params=copy(state.params["encoder"]),
       key_encoder_batch_stats=copy(state.batch_stats["encoder"]),
       queue=queue,
@@ -93,11 +105,11 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
   config = state.config
   _, queries, decoded, new_batch_stats = common.autoencode(
       state, params, images, axis_name=axis_name,
-      to_latent=lambda mean, _: normalise(mean))
+      to_latent=lambda mean, _: priors.to_unit_sphere(mean))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   contrastive = CONTRASTIVE_LOSSES[config.moca.loss_form](
-      queries, lax.stop_gradient(keys), state.queue, config.moca.temperature)
+      queries, lax.stop_gradient(keys), state.extras.queue, config.moca.temperature)
   loss = reconstruction + config.lambda_reg * contrastive
   metrics = {"reconstruction": reconstruction, "regularizer": contrastive,
              "loss": loss}
@@ -110,7 +122,7 @@ def compute_keys(state: TrainState, key_params, key_batch_stats, images,
   (codes, _), _ = common.encoder_apply(
       state, key_params, key_batch_stats, images, train=True,
       axis_name=axis_name)
-  return lax.stop_gradient(normalise(codes))
+  return lax.stop_gradient(priors.to_unit_sphere(codes))
 
 
 def enqueue(queue: jax.Array, queue_ptr: jax.Array, keys: jax.Array):
@@ -123,44 +135,42 @@ def enqueue(queue: jax.Array, queue_ptr: jax.Array, keys: jax.Array):
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """EMA of the key encoder, one Adam step, enqueue; returns (state, metrics)."""
   images = jnp.asarray(batch["image"], jnp.float32)
+  extras = state.extras
   m = momentum(state)
-  key_params = ema(state.key_encoder_params, state.params["encoder"], m)
-  key_batch_stats = ema(state.key_encoder_batch_stats,
+  key_params = ema(extras.key_encoder_params, state.params["encoder"], m)
+  key_batch_stats = ema(extras.key_encoder_batch_stats,
                         state.batch_stats["encoder"], m)
   keys = compute_keys(state, key_params, key_batch_stats, images, axis_name)
   grads, (metrics, new_batch_stats, _) = jax.grad(loss_fn, has_aux=True)(
       common.per_device(state.params, axis_name), state, images, keys, axis_name)
   grads = common.average_grads(grads, axis_name)
-  queue, queue_ptr = enqueue(state.queue, state.queue_ptr,
+  queue, queue_ptr = enqueue(extras.queue, extras.queue_ptr,
                              common.gather_invariant(keys, axis_name))
   metrics.update(momentum=m, learning_rate=common.learning_rate(state))
   new_state = common.apply_updates(state, grads, new_batch_stats)
-  new_state = new_state.replace(key_encoder_params=key_params,
-                                key_encoder_batch_stats=key_batch_stats,
-                                queue=queue, queue_ptr=queue_ptr)
+  new_state = new_state.replace(extras=MocaState(
+      key_encoder_params=key_params, key_encoder_batch_stats=key_batch_stats,
+      queue=queue, queue_ptr=queue_ptr))
   return new_state, common.mean_metrics(metrics, axis_name)
 
 
 def encode(state: TrainState, images: jax.Array) -> jax.Array:
   """images -> unit codes (B, d) of the query encoder (eval mode)."""
-  return common.encode(state, images, latent_map=normalise)
-
-
-decode = common.decode
-
-
-def sample(state: TrainState, key: jax.Array, n: int) -> jax.Array:
-  """Decodes z / ||z||, z ~ N(0, I): (n, H, W, C) in [0, 1]."""
-  z = jax.random.normal(key, (n, int(state.config.latent_dim)), jnp.float32)
-  return decode(state, normalise(z))
+  return common.encode(state, images, latent_map=priors.to_unit_sphere)
 
 
 def reconstruct(state: TrainState, images: jax.Array) -> jax.Array:
-  return common.reconstruct(state, images, latent_map=normalise)
+  return common.reconstruct(state, images, latent_map=priors.to_unit_sphere)
 
 
 def interpolate(state: TrainState, images_a: jax.Array, images_b: jax.Array,
                 num_steps: int) -> jax.Array:
   """(B, num_steps, H, W, C): decoded renormalised mixtures of the codes."""
   return common.interpolate(state, images_a, images_b, num_steps,
-                            latent_map=normalise)
+                            latent_map=priors.to_unit_sphere)
+
+
+METHOD = methods.Method(
+    name="moca", train_step=train_step, init_extras=init_extras,
+    check_config=check_config, required=REQUIRED, encode=encode,
+    reconstruct=reconstruct, interpolate=interpolate)

@@ -14,9 +14,11 @@ update, as the code reads it) is below config.pretrain.stop_loss (0.1). The
 codes are those of training (input noise, Gaussian encoder noise, batch-norm
 statistics updated).
 
-The state records the number of pretraining steps taken (at least 1 once
-done), so a run resumed from a checkpoint never pretrains again; the main
-Adam's state and the step counter are untouched.
+The method's state (`state.extras.encoder_pretrained`: WAE-MMD's
+`PretrainState`, WAE-GAN's `AdversaryState`) records the number of
+pretraining steps taken (at least 1 once done), so a run resumed from a
+checkpoint never pretrains again; the main Adam's state and the step counter
+are untouched.
 """
 
 from typing import Any, Iterator, Optional
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import struct
 
 from wae_jax import parallel
 from wae_jax.methods import common
@@ -35,6 +38,18 @@ METHODS = ("wae_mmd", "wae_gan")
 # Pretraining step t draws its noise from fold_in(fold_in(rng, KEY_STREAM), t),
 # a stream apart from the train steps' fold_in(rng, step).
 KEY_STREAM = 2**31 - 1
+
+
+@struct.dataclass
+class PretrainState:
+  """WAE-MMD's `state.extras`: the pretraining record alone."""
+
+  encoder_pretrained: jax.Array  # int32: pretraining steps taken (0 = not yet)
+
+
+def not_yet() -> jax.Array:
+  """The record of a run that has not pretrained."""
+  return jnp.zeros((), jnp.int32)
 
 
 def moment_matching_loss(codes: jax.Array, prior_samples: jax.Array) -> jax.Array:
@@ -62,7 +77,7 @@ def wanted(state: TrainState) -> bool:
 
 def steps_taken(state: TrainState) -> int:
   """Pretraining steps this run took (0: not pretrained yet)."""
-  return 0 if state.encoder_pretrained is None else int(state.encoder_pretrained)
+  return int(state.extras.encoder_pretrained)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -137,4 +152,5 @@ def pretrain_encoder(state: TrainState, batches: Iterator[dict],
     if history[-1] < float(config.pretrain.stop_loss):
       break
   state = carry[0]
-  return state.replace(encoder_pretrained=jnp.asarray(len(history), jnp.int32)), history
+  record = jnp.asarray(len(history), jnp.int32)
+  return state.replace(extras=state.extras.replace(encoder_pretrained=record)), history

@@ -19,13 +19,20 @@ import jax.numpy as jnp
 import ml_collections
 
 from wae_jax import losses
+from wae_jax import methods
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
+# A Gaussian encoder for the reparameterisation, the N(0, I) prior of the KL,
+# and logits, which the Bernoulli likelihood takes and the Gaussian one
+# squashes by a sigmoid (so either likelihood works with them).
+REQUIRED = {"model.encoder": "gaussian", "model.decoder_output": "logits",
+            "prior": "gaussian"}
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
+
+def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model.encoder != "gaussian":
     raise ValueError(
         "The VAE needs a Gaussian encoder; set config.model.encoder='gaussian'.")
@@ -44,12 +51,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if not float(config.vae.gaussian_var) > 0:
     raise ValueError(
         f"config.vae.gaussian_var must be > 0, got {config.vae.gaussian_var!r}.")
-
-
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  _check_config(config)
-  return common.create_state(config, rng, example_batch)
 
 
 def negative_log_likelihood(config, decoded: jax.Array, images: jax.Array):
@@ -83,8 +84,5 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+METHOD = methods.Method(name="vae", train_step=train_step,
+                        check_config=check_config, required=REQUIRED)

@@ -13,35 +13,60 @@ A train step is the paper's Algorithm 2 as the WAE code runs it (wae.py
      encoder-decoder) on lambda * adversary_loss(D(prior samples), D(codes)),
      the code's loss_adversary (wae.py:326).
 Like WAE-MMD it takes model.encoder="gaussian" (z = mean + std * eps, plus
-config.encoder_logvar_l1) and config.encoder_input_noise.
+config.encoder_logvar_l1), config.encoder_input_noise and config.pretrain.
+
+The adversary and the pretraining record live in `state.extras` (an
+`AdversaryState`).
 """
 
-from typing import Optional
+from typing import Any, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import struct
 
 from wae_jax import losses
+from wae_jax import methods
+from wae_jax import models
 from wae_jax.methods import common
+from wae_jax.methods import optim
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """Networks (with the adversary), both optimizers and the state."""
-  state = common.create_state(config, rng, example_batch)
-  if state.networks.adversary is None:
-    raise ValueError(
-        "models.build_networks built no adversary; wae_gan needs "
-        "config.method='wae_gan' when the networks are built.")
-  return state
+@struct.dataclass
+class AdversaryState:
+  """The latent adversary: its params and optimizer state, and (static) its
+  module and optimizer; plus the encoder pretraining record."""
+
+  adversary_params: Any
+  adversary_opt_state: optax.OptState
+  encoder_pretrained: jax.Array  # int32: pretraining steps taken (0 = not yet)
+  adversary: nn.Module = struct.field(pytree_node=False)
+  adversary_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
+                state: TrainState) -> AdversaryState:
+  """The adversary, its params (from `key`) and its own Adam."""
+  del state
+  adversary = models.build_adversary(config)
+  example_z = jnp.zeros((1, int(config.latent_dim)), jnp.float32)
+  adversary_params = adversary.init(key, example_z)["params"]
+  adversary_tx = optim.make_adversary_optimizer(config)
+  return AdversaryState(
+      adversary_params=adversary_params,
+      adversary_opt_state=adversary_tx.init(adversary_params),
+      encoder_pretrained=pretraining.not_yet(),
+      adversary=adversary, adversary_tx=adversary_tx)
 
 
 def adversary_logits(state: TrainState, adversary_params, z: jax.Array):
   """D(z): (n, d) -> (n,) logits (log p_Z(z) added when configured)."""
-  return state.networks.adversary.apply({"params": adversary_params}, z)
+  return state.extras.adversary.apply({"params": adversary_params}, z)
 
 
 def adversary_accuracy(d_prior: jax.Array, d_encoded: jax.Array) -> jax.Array:
@@ -76,7 +101,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       config, common.to_pixel_means(config, decoded), images)
   # Per-example term: the mean over the local batch, averaged by the grads.
   adversarial = losses.encoder_adversarial_loss(
-      adversary_logits(state, state.adversary_params, codes))
+      adversary_logits(state, state.extras.adversary_params, codes))
   logvar_l1 = common.logvar_penalty(config, logvar)
   loss = reconstruction + config.lambda_reg * adversarial + logvar_l1
   metrics = {"reconstruction": reconstruction, "regularizer": adversarial,
@@ -107,16 +132,18 @@ def adversary_step(state: TrainState, images: jax.Array, key: jax.Array,
       axis_name)
   all_codes = common.gather(jax.lax.stop_gradient(codes), axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
+  extras = state.extras
   (adv_loss, adv_accuracy), adv_grads = jax.value_and_grad(
       adversary_loss_fn, has_aux=True)(
-          common.per_device(state.adversary_params, axis_name), state,
+          common.per_device(extras.adversary_params, axis_name), state,
           all_codes, prior_samples)
   adv_grads = common.average_grads(adv_grads, axis_name)
-  adv_updates, adversary_opt_state = state.adversary_tx.update(
-      adv_grads, state.adversary_opt_state, state.adversary_params)
+  adv_updates, adversary_opt_state = extras.adversary_tx.update(
+      adv_grads, extras.adversary_opt_state, extras.adversary_params)
   state = state.replace(
-      adversary_params=optax.apply_updates(state.adversary_params, adv_updates),
-      adversary_opt_state=adversary_opt_state,
+      extras=extras.replace(
+          adversary_params=optax.apply_updates(extras.adversary_params, adv_updates),
+          adversary_opt_state=adversary_opt_state),
       batch_stats={**state.batch_stats, "encoder": encoder_stats})
   return state, {"adversary_loss": adv_loss, "adversary_accuracy": adv_accuracy}
 
@@ -136,8 +163,5 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return state, common.mean_metrics(metrics, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+
+METHOD = methods.Method(name="wae_gan", train_step=train_step, init_extras=init_extras)

@@ -17,13 +17,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from wae_jax import losses
+from wae_jax import methods
 from wae_jax.methods import common
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
   if config.regularizer not in REGULARIZERS:
     raise ValueError(
         f"Unknown config.regularizer {config.regularizer!r}; use one of "
@@ -32,13 +34,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "
         "config.prior='gaussian'.")
-
-
-def init(config: ml_collections.ConfigDict, rng: jax.Array,
-         example_batch: dict) -> TrainState:
-  """Networks, Adam and the base state; see common.create_state."""
-  _check_config(config)
-  return common.create_state(config, rng, example_batch)
 
 
 def _prior_variance(config) -> float:
@@ -102,8 +97,12 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
-encode = common.encode
-decode = common.decode
-sample = common.sample
-reconstruct = common.reconstruct
-interpolate = common.interpolate
+def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
+                state: TrainState) -> pretraining.PretrainState:
+  """The pretraining record (nothing else is WAE-MMD's own)."""
+  del config, key, state
+  return pretraining.PretrainState(encoder_pretrained=pretraining.not_yet())
+
+
+METHOD = methods.Method(name="wae_mmd", train_step=train_step,
+                        init_extras=init_extras, check_config=check_config)

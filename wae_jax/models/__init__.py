@@ -4,7 +4,8 @@
     (mean, logvar), updates = nets.encoder.apply(variables, x, train=True,
                                                  mutable=['batch_stats'])
     images = nets.decoder.apply(variables, z, train=False)
-    logits = nets.adversary.apply({'params': p}, z)       # method 'wae_gan' only
+    adversary = build_adversary(config)                   # the WAE-GAN's latent critic
+    logits = adversary.apply({'params': p}, z)
 
 Every module has a field `axis_name` passed to all its BatchNorms, so
 `net.clone(axis_name='data')` syncs batch statistics inside shard_map.
@@ -47,15 +48,14 @@ def build_adversary(config: ml_collections.ConfigDict) -> Adversary:
 
 def build_networks(config: ml_collections.ConfigDict,
                    image_shape: Tuple[int, int, int]) -> Networks:
-  """The encoder, decoder and (for method 'wae_gan') adversary a config names.
+  """The encoder and decoder a config names.
 
   Args:
-    config: reads latent_dim, model.*, method, adversary.hidden_sizes,
-      adversary_log_prior, prior, prior_var.
+    config: reads latent_dim and model.*.
     image_shape: (H, W, C) of the images, from the data source.
 
   Returns:
-    Networks(encoder, decoder, adversary or None).
+    Networks(encoder, decoder).
   """
   model = config.model
   image_shape = _int_tuple(image_shape)
@@ -94,8 +94,7 @@ def build_networks(config: ml_collections.ConfigDict,
     decoder = ResNetDecoder(image_shape, model.network, width, model.decoder_output,
                             final_upsamplings(model.network, image_shape), fast_conv,
                             use_batch_norm)
-  adversary = build_adversary(config) if config.method == "wae_gan" else None
-  return Networks(encoder=encoder, decoder=decoder, adversary=adversary)
+  return Networks(encoder=encoder, decoder=decoder)
 
 
 __all__ = [

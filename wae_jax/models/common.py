@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wae_jax import priors
+
 ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
 DECODER_OUTPUTS = ("sigmoid", "logits")
 
@@ -51,9 +53,7 @@ class LatentHead(nn.Module):
       logvar = nn.Dense(self.latent_dim, name="logvar")(features)
       return mean, jnp.clip(logvar, self.logvar_clip[0], self.logvar_clip[1])
     if self.encoder == "sphere":
-      # The epsilon keeps the gradient finite at the (measure-zero) origin.
-      norm = jnp.sqrt(jnp.sum(jnp.square(mean), axis=-1, keepdims=True) + 1e-12)
-      return mean / norm, None
+      return priors.to_unit_sphere(mean), None
     return mean, None
 
 
