@@ -4,6 +4,8 @@ import importlib.util
 import math
 import os
 import shlex
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -14,6 +16,7 @@ from ml_collections import config_flags
 from launch import sweep as sweep_lib
 from wae_jax import methods
 
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs", "bigwae.py")
 
@@ -244,3 +247,41 @@ def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monk
       ("wae_gan", "deterministic", "sigmoid", "bernoulli"),
       ("wae_gan", "gaussian", "sigmoid", "bernoulli"),
       ("vae", "gaussian", "logits", "gaussian")}
+
+
+BAD_SWEEP = '''"""A sweep whose run 4 has latent dim 0 and run 5 an unknown regularizer."""
+from configs import default
+
+NUM_RUNS = 6
+
+
+def get_config(arg=None):
+  return default.base_config()
+
+
+def sweep(num_runs, seed=0, config_arg=None):
+  runs = [{"latent_dim": 0 if i == 4 else 8, "seed": i} for i in range(num_runs)]
+  for run in runs[5:]:
+    run["regularizer"] = "energy"
+  return runs
+'''
+
+
+def test_sweep_refuses_a_run_that_fails_the_checks_before_launching(tmp_path):
+  config_file = tmp_path / "bad_sweep.py"
+  config_file.write_text(BAD_SWEEP)
+  root = tmp_path / "root"
+  process = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", f"--config={config_file}", f"--root={root}",
+       "--num_runs=6"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert process.returncode != 0
+  assert "Run 4 of" in process.stderr and "config.latent_dim must be a positive" in process.stderr
+  assert not (root / "manifest.jsonl").exists() and not (root / "runs").exists()
+  # The first four runs alone are fine; run 5 fails its method's own check.
+  entries = sweep_lib.expand(str(root), str(config_file), None, 4)
+  sweep_lib.check_runs(str(config_file), None, entries)
+  entries = sweep_lib.expand(str(root), str(config_file), None, 6)
+  with pytest.raises(ValueError, match="Run 4 of"):
+    sweep_lib.check_runs(str(config_file), None, entries)
+  with pytest.raises(ValueError, match=r"Run 5 of .*Unknown config\.regularizer 'energy'"):
+    sweep_lib.check_runs(str(config_file), None, entries[5:])

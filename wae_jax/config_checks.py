@@ -66,9 +66,11 @@ def _check_positive(value, field: str) -> None:
     raise cli.UserError(f"config.{field} must be > 0, got {value!r}.")
 
 
-def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
+                 weights: bool = True) -> None:
   """The checks that need neither the data nor the networks (nor, when
-  num_devices is None, the devices)."""
+  num_devices is None, the devices; nor, when weights is False, the FID
+  weights file)."""
   _check_choice(config.method, METHODS, "method")
   _check_choice(config.dataset, DATASETS, "dataset")
   _check_choice(config.model.network, NETWORKS, "model.network")
@@ -88,7 +90,7 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
         f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
         f"got {config.lambda_reg!r}.")
   if not config.reconstruction_scale >= 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
         f"term off), got {config.reconstruction_scale!r}.")
   if config.vae.beta < 0:
@@ -117,11 +119,13 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
   if config.pretrain.enabled:
     _check_positive(config.pretrain.max_steps, "pretrain.max_steps")
     sample_size = config.pretrain.sample_size
-    if sample_size < 2 or sample_size % num_devices:
-      raise ValueError(
-          f"config.pretrain.sample_size={sample_size} must be at least 2 and a "
-          f"multiple of the {num_devices} devices; use e.g. "
-          f"{max(2, sample_size // num_devices) * num_devices}.")
+    if sample_size < 2:
+      raise cli.UserError(
+          f"config.pretrain.sample_size must be at least 2, got {sample_size!r}.")
+    if num_devices is not None and sample_size % num_devices:
+      raise cli.UserError(
+          f"config.pretrain.sample_size={sample_size} is not divisible by the "
+          f"{num_devices} devices; use a multiple of {num_devices}.")
 
   _check_positive(config.num_train_steps, "num_train_steps")
   _check_positive(config.log_every_steps, "log_every_steps")
@@ -133,7 +137,7 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
   groups = {metric_group(config.best_metric)}
   if "evaluation" in config:
     groups |= set(config.evaluation.final_metrics)
-  if groups & {"fid_inception", "kid_inception"}:
+  if weights and groups & {"fid_inception", "kid_inception"}:
     # A missing Inception weights file fails now, not at the first evaluation.
     from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
     inception.resolve_weights_path(None, config)
