@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from wae_jax import checkpoint
+from wae_jax import losses
 from wae_jax import methods
+from wae_jax import models
 from wae_jax import priors
 from wae_jax import train
 from wae_jax.methods import common
+from wae_jax.methods import optim
 from wae_jax.methods import pretraining
 
 import methods_testlib as lib
@@ -189,3 +192,76 @@ def test_paper_config_at_runlocal_takes_two_real_steps(name):
   for metrics in (first, second):
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
   assert float(second["loss"]) != float(first["loss"])
+
+
+def _param_shapes(config, image_shape):
+  """eval_shape'd encoder and decoder variables of a config's networks."""
+  nets = models.build_networks(config, image_shape)
+  key = jax.random.PRNGKey(0)
+  encoder = jax.eval_shape(lambda: nets.encoder.init(
+      key, jnp.zeros((1,) + image_shape), train=False))
+  decoder = jax.eval_shape(lambda: nets.decoder.init(
+      key, jnp.zeros((1, config.latent_dim)), train=False))
+  return encoder, decoder
+
+
+def _count(variables):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
+
+
+def test_batch_norm_switch_removes_every_statistic():
+  for network, shape in (("dcgan", (28, 28, 1)), ("resnet18", (32, 32, 3))):
+    config = lib.tiny_config("wae_mmd", **{"model.network": network,
+                                           "model.width_multiplier": 1 / 16})
+    with_bn = _param_shapes(config, shape)
+    config.model.batch_norm = False
+    without = _param_shapes(config, shape)
+    for on, off in zip(with_bn, without):
+      assert "batch_stats" in on and "batch_stats" not in off
+      # Only the norms' scale and bias go: 2 per normalised channel.
+      statistics = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(on["batch_stats"]))
+      assert _count(on) - _count(off) == statistics
+
+
+def test_moca_networks_as_the_appendix_describes():
+  config = test_configs.load("celeba_moca_a2")
+  decoders = []
+  for shape in ((32, 32, 3), (64, 64, 3)):
+    encoder, decoder = _param_shapes(config, shape)
+    assert 23.5e6 < _count(encoder) + _count(decoder) < 24.5e6  # App. A2: about 24M
+    decoders.append(_count(decoder))
+  # Both start from 4x4; at 64 px one more x2 block at 64 channels: a 3x3 conv,
+  # a 3x3 transposed conv, a 2x2 transposed shortcut and three norms.
+  assert decoders[1] - decoders[0] == 2 * 9 * 64 * 64 + 4 * 64 * 64 + 3 * 2 * 64
+  hq = test_configs.load("celebahq_moca")
+  encoder, _ = _param_shapes(hq, (256, 256, 3))
+  # The 4x4x512 map is flattened into the latent layer.
+  assert encoder["params"]["LatentHead_0"]["mean"]["kernel"].shape == (4 * 4 * 512, 128)
+
+
+def test_eq6_loss_is_alignment_plus_entropy():
+  rng = np.random.default_rng(1)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  q, k, queue = (unit(rng.normal(size=shape)) for shape in ((6, 5), (6, 5), (40, 5)))
+  tau = 0.2
+  logits = q @ queue.T / tau
+  entropy = np.mean(np.log(np.mean(np.exp(logits), axis=1)))
+  expected = entropy - np.mean(np.sum(q * k, axis=1)) / tau
+  np.testing.assert_allclose(losses.moca_alignment_entropy_loss(q, k, queue, tau), expected,
+                             rtol=1e-5)
+
+
+def test_moca_schedules_halve_as_the_appendix_says():
+  for name, epochs, hand in (
+      ("cifar10_moca_a1", 40, {0: 1e-3, 39: 1e-3}),
+      ("cifar10_moca_a2", 100, {59: 1e-3, 60: 5e-4, 99: 5e-4}),
+      ("celeba_moca_a2", 200, {59: 1e-3, 60: 5e-4, 120: 2.5e-4, 199: 1.25e-4}),
+      ("celebahq_moca", 1000, {39: 2e-3, 40: 1e-3, 399: 2e-3 / 2 ** 9,
+                               400: 2e-3 / 2 ** 10, 999: 2e-3 / 2 ** 10})):
+    config = test_configs.load(name)
+    with config.unlocked():
+      config.steps_per_epoch = 10
+    assert config.num_train_steps // (config.num_train_steps // epochs) == epochs
+    schedule = optim.learning_rate_schedule(config)
+    for epoch, lr in hand.items():
+      assert float(schedule(10 * epoch)) == pytest.approx(lr, rel=1e-6), (name, epoch)

@@ -2,21 +2,21 @@
 
 * resnet18 (MoCA's A2): 3x3 first conv at stride 1, four stages of two basic
   blocks (64, 128, 256, 512 channels; strides 1, 2, 2, 2), global average
-  pool, dense to the latent. The decoder mirrors it: dense to an
-  (H/8)x(W/8)x512 map, stages 512, 256, 128, 64 whose first blocks upsample by
-  2 (transposed convs) instead of downsampling, then a 3x3 conv to C. Starting
-  the decoder at 1/8 of the image side (the upscaling factor 8) makes the same
-  network fit 32x32 (4x4 start) and 64x64 (8x8 start).
+  pool, dense to the latent. The decoder is its mirror, block by block: dense
+  to an (H/8)x(W/8)x512 map, the stages in reverse, each block run backwards
+  (the last block of a stage upsamples to the previous stage's channels), then
+  a 3x3 conv to C. For 64x64 images (MoCA's CelebA) it starts from 4x4, like
+  32x32, and ends with one more x2 up-block: 24.0M parameters at latent 128.
 * resnet6: six basic blocks, each at stride 2 (64, 128, 256, 512, 512, 512
-  channels), for 256x256 CelebA-HQ: 256 -> 4; the decoder starts at
-  (H/64)x(W/64).
+  channels), for 256x256 CelebA-HQ: 256 -> 4; the 4x4x512 map is flattened
+  (not pooled) into the latent layer, and the decoder mirrors it from 4x4.
 * resnet50v2: pre-activation bottleneck blocks (He et al., 2016), stages of
   3, 4, 6, 3 blocks (bottleneck widths 64..512, outputs 4x), 3x3 stem at stride
-  1 for 64x64 images; the decoder mirrors it (stages of 3, 6, 4, 3 blocks) from
-  an (H/8)x(W/8)x2048 map.
+  1 for 64x64 images; the decoder mirrors it from an (H/8)x(W/8)x2048 map.
 
 Channels are multiplied by `width_multiplier`. With `fast_conv` the stride-2
-layers run as the exact stride-1 rewrites of conv_layers.py.
+layers run as the exact stride-1 rewrites of conv_layers.py; with
+`use_batch_norm=False` every batch norm is the identity.
 """
 
 import functools
@@ -135,7 +135,7 @@ def downsampling_factor(architecture: str) -> int:
 
 
 class ResNetEncoder(nn.Module):
-  """3x3 stem, residual stages, global average pool, latent head."""
+  """3x3 stem, residual stages, global average pool (or flatten), latent head."""
 
   latent_dim: int
   architecture: str = "resnet18"
