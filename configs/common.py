@@ -30,6 +30,8 @@ def runlocal(config: ml_collections.ConfigDict) -> None:
   config.moca.queue_size = 4 * RUNLOCAL_BATCH
   config.pretrain.sample_size = 2 * RUNLOCAL_BATCH
   config.pretrain.max_steps = min(config.pretrain.max_steps, 2)
+  config.swae.num_pseudo_inputs = min(config.swae.num_pseudo_inputs, 4 * RUNLOCAL_BATCH)
+  config.evaluation.probe_train_examples = min(config.evaluation.probe_train_examples, 1000)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 3
   config.eval_every_steps = 3

@@ -11,7 +11,7 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults."""
   config = ml_collections.ConfigDict()
-  config.method = "wae_mmd"          # wae_mmd | wae_gan | vae | moca
+  config.method = "wae_mmd"          # wae_mmd | wae_gan | vae | moca | swae
   config.seed = 0
 
   # Data (wae_jax/data): images are float32 in [0, 1], NHWC.
@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.batch_size = 100            # global batch, split over all devices and hosts
   config.shuffle_buffer = 10_000
   config.synthetic_num_points = 1000
+  config.keep_labels = ()            # labelled data only: keep the examples of these classes, e.g. (2, 3, 8)
   config.synthetic_dim = 100
 
   # Training length. steps_per_epoch <= 0: derived from the dataset size.
@@ -34,11 +35,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Networks (wae_jax/models).
   config.model = ml_collections.ConfigDict()
-  config.model.network = "mlp"       # mlp | dcgan | resnet18 | resnet6 | resnet50v2
+  config.model.network = "mlp"       # mlp | dcgan | gated | resnet18 | resnet6 | resnet50v2
   config.model.hidden_sizes = (256, 256)   # mlp only
   config.model.width_multiplier = 1.0      # conv nets: channel counts are scaled by this
   config.model.encoder = "deterministic"   # deterministic | gaussian | sphere
-  config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli)
+  config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli) | linear (unbounded, e.g. gmm2d points)
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
   config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
@@ -91,11 +92,25 @@ def base_config() -> ml_collections.ConfigDict:
   config.moca.momentum_base = 0.99   # m0 of the cosine momentum schedule
   config.moca.loss_form = "algorithm1"  # algorithm1 (cross-entropy) | eq6 (alignment + entropy)
 
+  # Symmetric WAE (wae_jax/methods/swae.py): a prior of K pseudo-inputs and a
+  # prior encoder, objective beta * x_loss + (1 - beta) * recon + λ * z_loss.
+  config.swae = ml_collections.ConfigDict()
+  config.swae.num_pseudo_inputs = 100      # K (the paper's runs: 4000)
+  config.swae.objective = "xzrec"          # xzrec | xz | zrec
+  config.swae.beta = 0.5
+  config.swae.z_loss_weight = 1.0          # λ
+  config.swae.pairing = "data"             # data | latent: where the nearest pseudo-input is found
+  config.swae.pairing_metric = "l2"        # l2 | cosine
+  config.swae.prior_logvar_clip = (-6.0, 2.0)
+  config.swae.clip_pseudo_inputs = True    # pseudo-inputs pass through a clip to [0, 1]
+  config.swae.pseudo_input_init_std = 0.01  # noise added to the K training images they start from
+
   # Optimizer (encoder-decoder).
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 1e-3
   config.optimizer.b1 = 0.5
   config.optimizer.b2 = 0.999
+  config.optimizer.normalize_gradients = False  # divide each gradient tensor by its L2 norm first (SWAE code's AdamNormGrad)
   config.optimizer.schedule = "constant"  # constant | wae_piecewise | step
   config.optimizer.decay_every_epochs = 30   # step schedule
   config.optimizer.decay_factor = 0.5        # step schedule

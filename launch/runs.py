@@ -28,6 +28,8 @@ import subprocess
 import time
 from typing import Any, Optional
 
+from wae_jax import cli
+
 LOCK_FILE = "launch.lock"
 STATUS_FILE = "launch_status.json"
 LOG_FILE = "launch_log.txt"
@@ -176,7 +178,9 @@ def execute_run(spec: RunSpec, retries: int, env: Optional[dict[str, str]] = Non
 
   Args:
     spec: the run.
-    retries: how many times to rerun a failing trainer (attempts = retries + 1).
+    retries: how many times to rerun a failing trainer (attempts = retries + 1);
+      a trainer that exits with status 2 (a bad input, see wae_jax.cli) is not
+      rerun.
     env: environment for the trainer (default: this process's).
     die_with_parent: have the kernel kill the trainer when this process dies
       (Linux PR_SET_PDEATHSIG). Only for single-threaded callers such as the
@@ -232,8 +236,10 @@ def execute_run(spec: RunSpec, retries: int, env: Optional[dict[str, str]] = Non
                 else f"exit status 0 but no {COMPLETE_FILE}")
       _write_status(spec.workdir, state="failing", last_error=reason, ended=time.time(),
                     returncode=returncode)
+      if returncode == cli.USER_ERROR_EXIT_STATUS:
+        break  # A bad input or environment: the same command would fail the same way.
     tail = log_tail(spec.workdir)
     _write_status(spec.workdir, state="failed", ended=time.time(), log_tail=tail)
-    return RunResult(spec.index, FAILED, max_attempts, tail)
+    return RunResult(spec.index, FAILED, attempt, tail)
   finally:
     os.close(lock_fd)  # releases the flock (the trainer, if any, has exited)

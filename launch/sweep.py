@@ -122,21 +122,19 @@ def check_runs(config_file: str, config_arg: Optional[str],
   """Refuses a sweep any of whose runs the trainer would reject at once.
 
   Each run's config (get_config(config_arg) plus its overrides) goes through
-  the trainer's value checks and its method's check_config, without the
-  devices or the FID weights, which only the machine of a run has.
+  the trainer's value checks (its method's check_config among them), without
+  the devices or the FID weights, which only the machine of a run has.
 
   Raises:
     cli.UserError naming the first bad run's index and the reason.
   """
   # Imported here: expanding a sweep needs no JAX.
   from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from wae_jax import methods  # pylint: disable=g-import-not-at-top
   module = load_config_module(config_file)
   for entry in entries:
     try:
       config = _with_overrides(module.get_config(config_arg), entry["overrides"])
       config_checks.check_values(config, weights=False)
-      methods.get(config.method).check_config(config)
     except (ValueError, KeyError, AttributeError) as error:
       raise cli.UserError(
           f"Run {entry['index']} of {config_file} would fail at once ({error}); "

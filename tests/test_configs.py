@@ -8,11 +8,13 @@ import pytest
 from configs import common
 from configs import default
 from wae_jax import config_checks
+from wae_jax import methods
 from wae_jax import train
 
 PAPER_CONFIGS = ("mnist_wae_mmd", "mnist_wae_gan", "mnist_vae", "celeba_wae_mmd",
                  "celeba_wae_gan", "celeba_vae", "cifar10_moca_a1", "cifar10_moca_a2",
-                 "celeba_moca_a1", "celeba_moca_a2", "celebahq_moca")
+                 "celeba_moca_a1", "celeba_moca_a2", "celebahq_moca", "swae_mnist",
+                 "swae_fashion_mnist", "swae_cifar10", "swae_digits", "swae_gmm2d")
 
 
 def load(name, arg=None):
@@ -56,9 +58,32 @@ def test_paper_settings():
     load("mnist_wae_mmd", "fast")
 
 
+def test_swae_paper_settings():
+  for name, dataset, latent in (("swae_mnist", "mnist", 40),
+                                ("swae_fashion_mnist", "fashion_mnist", 40),
+                                ("swae_cifar10", "cifar10", 512)):
+    config = load(name)
+    assert (config.method, config.dataset, config.latent_dim) == ("swae", dataset, latent)
+    swae = config.swae
+    assert (swae.num_pseudo_inputs, swae.objective, swae.beta, swae.z_loss_weight) == (
+        4000, "xzrec", 0.5, 1.0)
+    assert tuple(swae.prior_logvar_clip) == (-6.0, 2.0) and swae.pairing == "data"
+    assert (config.batch_size, config.optimizer.learning_rate, config.optimizer.b1) == (
+        100, 5e-4, 0.9)
+    assert config.optimizer.normalize_gradients and config.seed == 14
+  assert load("swae_mnist").num_train_steps == 200 * 600  # 200 epochs
+  cifar = load("swae_cifar10")
+  assert tuple(cifar.keep_labels) == (2, 3, 8) and cifar.num_train_steps == 200 * 150
+  gmm = load("swae_gmm2d")
+  assert (gmm.dataset, gmm.model.decoder_output, gmm.swae.objective) == ("gmm2d", "linear", "xz")
+  assert tuple(gmm.swae.prior_logvar_clip) == (-9.0, -3.2) and not gmm.swae.clip_pseudo_inputs
+  assert load("swae_mnist", "runlocal").swae.num_pseudo_inputs <= 4 * common.RUNLOCAL_BATCH
+
+
 @pytest.mark.parametrize("name,image_shape", [
     ("mnist_wae_gan", (28, 28, 1)), ("cifar10_moca_a2", (32, 32, 3)),
-    ("celeba_moca_a1", (64, 64, 3)), ("celebahq_moca", (256, 256, 3))])
+    ("celeba_moca_a1", (64, 64, 3)), ("celebahq_moca", (256, 256, 3)),
+    ("swae_cifar10", (32, 32, 3))])
 def test_runlocal_networks_take_their_image_size(name, image_shape):
   config_checks.check_networks(load(name, "runlocal"), image_shape)
 
@@ -86,8 +111,8 @@ BAD_VALUES = [
     ("regularizer", "kl", r"Unknown config\.regularizer 'kl'"),
     ("model.encoder", "flow", r"Unknown config\.model\.encoder 'flow'"),
     ("prior", "laplace", r"Unknown config\.prior 'laplace'"),
-    ("lambda_reg", -1.0, r"config\.lambda_reg must be >= 0"),
-    ("latent_dim", 0, r"config\.latent_dim must be a positive integer, got 0"),
+    ("lambda_reg", -1.0, r"config\.lambda_reg must be a finite number >= 0"),
+    ("latent_dim", 0, r"config\.latent_dim must be an integer >= 1, got 0"),
     ("batch_size", 12, r"config\.batch_size=12 is not divisible by the 8 devices"),
     ("best_metric", "sharpness_samples", r"best_metric='sharpness_samples' is not a lower-is-better"),
 ]
@@ -105,10 +130,11 @@ def test_bad_value_stops_the_run_before_any_compute(field, value, message, tmp_p
 def test_queue_not_a_multiple_of_the_batch(tmp_path):
   config = _tiny()
   config.method = "moca"
+  methods.apply_required(config)
   config.moca.queue_size = 1000
   config.batch_size = 24
-  with pytest.raises(ValueError, match=r"queue_size \(K=1000\) must be a positive multiple of "
-                     r"the global batch size 24.*use e\.g\. 984"):
+  with pytest.raises(ValueError, match=r"queue_size \(1000\) must be a positive multiple of "
+                     r"the global batch size config\.batch_size \(24\)"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 

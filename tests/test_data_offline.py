@@ -376,3 +376,17 @@ def test_prefetch_close_stops_an_infinite_producer():
   assert not prefetcher._thread.is_alive()
   assert len(produced) <= 3 + 2 + 1  # at most `size` ahead (+1 in flight)
   assert_batches_equal(first, take(source.train_batches(), 3))
+
+
+def test_keep_labels_selects_classes_and_explains_mistakes():
+  full = data.build(make_config())
+  kept = data.build(make_config(keep_labels=(2, 3, 8)))
+  train_labels = np.concatenate([b["label"] for b in kept.train_subset_batches(10**6)])
+  test_labels = np.concatenate([b["label"] for b in kept.test_batches(100)])
+  assert set(train_labels) == set(test_labels) == {2, 3, 8}
+  all_train = np.concatenate([b["label"] for b in full.train_subset_batches(10**6)])
+  assert kept.num_train_examples == np.isin(all_train, (2, 3, 8)).sum()
+  with pytest.raises(ValueError, match="has no labels"):
+    data.build(make_config(dataset="synthetic", keep_labels=(1,)))
+  with pytest.raises(ValueError, match="keeps no example"):
+    data.build(make_config(keep_labels=(11,)))

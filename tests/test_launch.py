@@ -120,6 +120,14 @@ def test_failing_run_is_retried_then_failed_with_its_log_tail(tmp_path):
   assert status.run_state(spec.workdir) == "failed"
 
 
+def test_bad_input_exit_status_is_not_retried(tmp_path):
+  spec = _spec(tmp_path, "import sys; print('error: config.optimizer.b1 must be ...', "
+               "file=sys.stderr); sys.exit(2)")
+  result = runs.execute_run(spec, retries=2)
+  assert result.state == runs.FAILED and result.attempts == 1
+  assert "error: config.optimizer.b1" in result.log_tail
+
+
 def test_trainer_holds_the_lock_and_success_needs_run_complete(tmp_path):
   # The child checks that the run's lock is taken while it runs, then completes.
   code = ("import fcntl, json, os, sys\n"

@@ -24,6 +24,7 @@ SHARED_OVERRIDES = {
     "wae_gan": {"lambda_reg": 0.1},
     "vae": {"vae.beta": 2.0},
     "moca": {},
+    "swae": {"swae.num_pseudo_inputs": 40},
 }
 
 
@@ -64,7 +65,7 @@ def test_apply_required_gives_what_check_config_asks_for():
       "model.decoder_output": "logits", "prior": "gaussian"}
 
 
-@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])
+@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca", "swae"])
 def test_training_lowers_loss_keeps_structure(name):
   config, method, state, step = lib.shared_setup(name, **SHARED_OVERRIDES[name])
   method, state, history = _train(method, state, step, config.batch_size)

@@ -244,3 +244,31 @@ def test_adversary_adds_log_prior():
   config.prior = "sphere"
   with pytest.raises(ValueError, match="adversary_log_prior"):
     models.build_adversary(config)
+
+
+def test_gated_nets_match_the_swae_code_layout():
+  from wae_jax.models import gated  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(size=(2, 9, 9, 3)), jnp.float32)
+  layer = gated.GatedConv(4, 3, 2)
+  params = layer.init(jax.random.PRNGKey(0), x)["params"]
+  kernel, bias = params["Conv_0"]["kernel"], params["Conv_0"]["bias"]
+
+  def conv(k, b):  # one plain conv, torch's padding 1, stride 2
+    out = jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return out + b
+
+  expected = conv(kernel[..., :4], bias[:4]) * jax.nn.sigmoid(conv(kernel[..., 4:], bias[4:]))
+  np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-6)
+  # The code's feature sizes: 6 x 7 x 7 = 294 for 28x28, 6 x 8 x 8 = 384 for 32x32.
+  for shape, features in (((28, 28, 1), 294), ((32, 32, 3), 384)):
+    encoder = gated.GatedEncoder(40, encoder="gaussian", logvar_clip=(-6.0, 2.0))
+    variables = jax.eval_shape(encoder.init, jax.random.PRNGKey(0), jnp.zeros((1,) + shape))
+    assert variables["params"]["LatentHead_0"]["logvar"]["kernel"].shape == (features, 40)
+    decoder = gated.GatedDecoder(shape)
+    dvars = jax.eval_shape(decoder.init, jax.random.PRNGKey(0), jnp.zeros((1, 40)))
+    assert jax.eval_shape(decoder.apply, dvars, jnp.zeros((3, 40))).shape == (3,) + shape
+    assert "bias" not in dvars["params"]["Conv_0"]  # the 1x1 output conv has none
+  with pytest.raises(ValueError, match="divisible by 4"):
+    gated.check_gated_image_shape((30, 30, 1))

@@ -78,6 +78,8 @@ def _config(name):
     overrides["encoder_input_noise"] = 0.1  # per-example noise sliced per device
   if name == "wae_gan":
     overrides["lambda_reg"] = 0.5
+  if name == "swae":  # pairing, the prior encoder's synced batch norm, eps per example
+    overrides["swae.num_pseudo_inputs"] = 24
   return lib.tiny_config(name, batch_size=BATCH, **overrides)
 
 
@@ -95,12 +97,14 @@ def _compare(single, multi):
                                  err_msg=field)
 
 
-@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])
+@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca", "swae"])
 def test_eight_devices_match_one(name, batch_norm_networks):
   assert jax.device_count() >= NUM_DEVICES
   config = _config(name)
   method, state = lib.init_state(config)
   assert state.batch_stats["encoder"]  # BatchNorm is exercised
+  if name == "swae":
+    assert state.batch_stats["prior"]  # the prior encoder's too
   mesh = parallel.make_mesh(jax.devices()[:NUM_DEVICES])
   multi_state = parallel.replicate(state, mesh)
   # The trainer's parallel step, compiled with the tests' fast options.

@@ -60,7 +60,7 @@ def user_message(error: BaseException) -> Optional[str]:
     return one_line(error)
   if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
     where = error.filename if error.filename is not None else "a file"
-    return f"cannot write {where}: {_ENVIRONMENT_ERRNOS[error.errno]}."
+    return f"{where}: {_ENVIRONMENT_ERRNOS[error.errno]}."
   return None
 
 

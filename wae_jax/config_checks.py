@@ -1,13 +1,24 @@
-"""Checks a config before any compute: one clear sentence per mistake.
+"""Checks a config before anything is written or compiled: one sentence per mistake.
 
-`validate(config, image_shape, num_devices)` raises ValueError on the first
-invalid value it finds. It runs after the dataset is opened (so the image shape
-is known) and before the state is initialised or a step compiled. The network
-check traces the encoder and decoder with `jax.eval_shape` (no FLOPs) on the
-data's image shape, so "the network cannot take this image size" is found by
-the networks themselves, not by a table here that could drift from them.
+`check_values(config, num_devices=None)` is one pass over everything that
+needs neither the data nor the networks, and raises `cli.UserError` at the
+first mistake:
+  1. each named choice against the tuple its owner defines (methods.METHODS,
+     data.DATASETS, models.NETWORKS, priors.PRIORS, optim.SCHEDULES, ...);
+  2. every numeric field the trainer reads, finite and in range (NUMBERS);
+  3. the method's own needs, `Method.check_config` (the regularizer and its
+     values for WAE-MMD, the adversary's optimizer, the VAE's likelihood, MoCA's
+     queue); when it fails, every value of `Method.required` the config lacks
+     is named at once;
+  4. the best metric, and the FID weights file when FID is asked for.
+`check_networks(config, image_shape)` then traces the encoder and decoder with
+`jax.eval_shape` (no FLOPs) on the data's image shape, so "the network cannot
+take this image size" is found by the networks themselves. The trainer runs
+both before it writes config.json or compiles a step.
 """
 
+import math
+import numbers
 from typing import Optional, Sequence
 
 import jax
@@ -15,18 +26,109 @@ import jax.numpy as jnp
 import ml_collections
 
 from wae_jax import cli
+from wae_jax import data
+from wae_jax import methods
+from wae_jax import models
+from wae_jax import priors
+from wae_jax.methods import common as methods_common
+from wae_jax.methods import optim
+from wae_jax.models import conv_layers
 
-METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
-NETWORKS = ("mlp", "dcgan", "resnet18", "resnet6", "resnet50v2")
-DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d", "mnist", "fashion_mnist",
-            "cifar10", "celeb_a", "celeb_a_hq")
-REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
-ENCODERS = ("deterministic", "gaussian", "sphere")
-PRIORS = ("gaussian", "sphere")
-DECODER_OUTPUTS = ("sigmoid", "logits")
-MMD_KERNELS = ("imq", "rbf")
-SCHEDULES = ("constant", "wae_piecewise", "step")
-VAE_LIKELIHOODS = ("bernoulli", "gaussian")
+# Named choices: (dotted field, the owner's tuple of valid values).
+CHOICES = (
+    ("method", methods.METHODS),
+    ("dataset", data.DATASETS),
+    ("model.network", models.NETWORKS),
+    ("model.encoder", models.ENCODER_TYPES),
+    ("model.decoder_output", models.DECODER_OUTPUTS),
+    ("model.upsample", conv_layers.UPSAMPLE_CHOICES),
+    ("prior", priors.PRIORS),
+    ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
+    ("optimizer.schedule", optim.SCHEDULES),
+)
+
+SEED_LIMIT = 2**63  # seeds reach numpy and jax.random as int64
+
+# Numeric fields every method reads: (dotted field, keyword arguments of check_number).
+NUMBERS = (
+    ("seed", dict(low=0, high=SEED_LIMIT, high_open=True, integer=True)),
+    ("latent_dim", dict(low=1, integer=True)),
+    ("image_size", dict(low=1, integer=True)),
+    ("batch_size", dict(low=1, integer=True)),
+    ("num_train_steps", dict(low=1, integer=True)),
+    ("log_every_steps", dict(low=1, integer=True)),
+    ("checkpoint_every_steps", dict(low=1, integer=True)),
+    ("eval_every_steps", dict(low=1, integer=True)),
+    ("keep_checkpoints", dict(low=1, integer=True)),
+    ("num_eval_images", dict(low=1, integer=True)),
+    ("lambda_reg", dict(low=0)),
+    ("reconstruction_scale", dict(low=0)),
+    ("encoder_input_noise", dict(low=0)),
+    ("encoder_logvar_l1", dict(low=0)),
+    ("model.width_multiplier", dict(low=0, low_open=True)),
+    ("optimizer.learning_rate", dict(low=0, low_open=True)),
+    ("optimizer.b1", dict(low=0, high=1, high_open=True)),
+    ("optimizer.b2", dict(low=0, high=1, high_open=True)),
+    ("optimizer.decay_factor", dict(low=0, low_open=True)),
+    ("optimizer.decay_every_epochs", dict(low=1, integer=True)),
+    ("optimizer.decay_until_epoch", dict(low=0, integer=True)),
+    ("evaluation.num_samples", dict(low=1, integer=True)),
+    ("evaluation.swd_images", dict(low=1, integer=True)),
+)
+
+
+_ABSENT = object()
+
+
+def field_value(config: ml_collections.ConfigDict, field: str, default=None):
+  """config's value at a dotted field, or `default` where a part is missing."""
+  node = config
+  for part in field.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+def _range_text(low, high, low_open, high_open, integer) -> str:
+  kind = "an integer" if integer else "a finite number"
+  if low is not None and high is not None:
+    return f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+  if low is not None:
+    return f"{kind} {'>' if low_open else '>='} {low}"
+  if high is not None:
+    return f"{kind} {'<' if high_open else '<='} {high}"
+  return kind
+
+
+def check_number(config: ml_collections.ConfigDict, field: str, *, low=None, high=None,
+                 low_open: bool = False, high_open: bool = False,
+                 integer: bool = False) -> None:
+  """UserError unless config.<field> is a finite (integer) number in the range.
+
+  A field the config does not have is not checked.
+  """
+  value = field_value(config, field, default=_ABSENT)
+  if value is _ABSENT:
+    return
+  ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+        and math.isfinite(value) and (not integer or float(value).is_integer()))
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if not ok:
+    raise cli.UserError(
+        f"config.{field} must be {_range_text(low, high, low_open, high_open, integer)}, "
+        f"got {value!r}; set --config.{field}=<value>.")
+
+
+def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequence[str]) -> None:
+  """UserError unless config.<field> is one of `allowed` (a field it lacks is not checked)."""
+  value = field_value(config, field, default=_ABSENT)
+  if value is not _ABSENT and value not in allowed:
+    raise cli.UserError(
+        f"Unknown config.{field} {value!r}; use one of {', '.join(allowed)}.")
 
 
 # The evaluator's lower-is-better metrics and the group that computes each
@@ -42,7 +144,7 @@ BEST_METRIC_GROUPS = {
 
 
 def metric_group(name: str) -> str:
-  """The evaluator group computing best-metric candidate `name`, else ValueError."""
+  """The evaluator group computing best-metric candidate `name`, else cli.UserError."""
   if name in BEST_METRIC_GROUPS:
     return BEST_METRIC_GROUPS[name]
   if name.startswith("swd_image_"):
@@ -55,85 +157,38 @@ def metric_group(name: str) -> str:
       "fd_<dataset>_classifier.")
 
 
-def _check_choice(value, allowed: Sequence[str], field: str) -> None:
-  if value not in allowed:
-    raise cli.UserError(
-        f"Unknown config.{field} {value!r}; use one of {', '.join(allowed)}.")
-
-
-def _check_positive(value, field: str) -> None:
-  if not value > 0:
-    raise cli.UserError(f"config.{field} must be > 0, got {value!r}.")
+# Numeric fields of the WAE encoder pretraining, read when config.pretrain.enabled.
+PRETRAIN_NUMBERS = (
+    ("pretrain.sample_size", dict(low=2, integer=True)),
+    ("pretrain.max_steps", dict(low=1, integer=True)),
+    ("pretrain.stop_loss", dict(low=0)),
+)
 
 
 def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
                  weights: bool = True) -> None:
   """The checks that need neither the data nor the networks (nor, when
   num_devices is None, the devices; nor, when weights is False, the FID
-  weights file)."""
-  _check_choice(config.method, METHODS, "method")
-  _check_choice(config.dataset, DATASETS, "dataset")
-  _check_choice(config.model.network, NETWORKS, "model.network")
-  _check_choice(config.model.encoder, ENCODERS, "model.encoder")
-  _check_choice(config.model.decoder_output, DECODER_OUTPUTS, "model.decoder_output")
-  _check_choice(config.prior, PRIORS, "prior")
-  _check_choice(config.regularizer, REGULARIZERS, "regularizer")
-  _check_choice(config.mmd.kernel, MMD_KERNELS, "mmd.kernel")
-  _check_choice(config.optimizer.schedule, SCHEDULES, "optimizer.schedule")
-  _check_choice(config.vae.likelihood, VAE_LIKELIHOODS, "vae.likelihood")
-
-  if not config.latent_dim > 0:
-    raise cli.UserError(
-        f"config.latent_dim must be a positive integer, got {config.latent_dim!r}.")
-  if config.lambda_reg < 0:
-    raise cli.UserError(
-        f"config.lambda_reg must be >= 0 (it weights the latent regularizer), "
-        f"got {config.lambda_reg!r}.")
-  if not config.reconstruction_scale >= 0:
-    raise cli.UserError(
-        f"config.reconstruction_scale must be >= 0 (0 switches the reconstruction "
-        f"term off), got {config.reconstruction_scale!r}.")
-  if config.vae.beta < 0:
-    raise cli.UserError(f"config.vae.beta must be >= 0, got {config.vae.beta!r}.")
-  if config.prior == "gaussian" and not config.prior_var > 0:
-    raise cli.UserError(f"config.prior_var must be > 0, got {config.prior_var!r}.")
-
-  _check_positive(config.batch_size, "batch_size")
+  weights file); see the module docstring."""
+  for field, allowed in CHOICES:
+    check_choice(config, field, allowed)
+  for field, limits in NUMBERS:
+    check_number(config, field, **limits)
+  if config.prior == "gaussian":
+    check_number(config, "prior_var", low=0, low_open=True)
   if num_devices is not None and config.batch_size % num_devices:
     raise cli.UserError(
         f"config.batch_size={config.batch_size} is not divisible by the "
         f"{num_devices} devices; use a multiple of {num_devices}.")
-  if config.method == "moca":
-    queue_size = config.moca.queue_size
-    if queue_size <= 0 or queue_size % config.batch_size:
-      raise cli.UserError(
-          f"config.moca.queue_size (K={queue_size}) must be a positive multiple "
-          f"of the global batch size {config.batch_size}, so each step writes "
-          f"whole batches of keys; use e.g. "
-          f"{max(1, queue_size // config.batch_size) * config.batch_size}.")
-    _check_positive(config.moca.temperature, "moca.temperature")
-    if not 0.0 <= config.moca.momentum_base <= 1.0:
-      raise cli.UserError(
-          f"config.moca.momentum_base must be in [0, 1], got {config.moca.momentum_base!r}.")
-
   if config.pretrain.enabled:
-    _check_positive(config.pretrain.max_steps, "pretrain.max_steps")
-    sample_size = config.pretrain.sample_size
-    if sample_size < 2:
+    for field, limits in PRETRAIN_NUMBERS:
+      check_number(config, field, **limits)
+    if num_devices is not None and config.pretrain.sample_size % num_devices:
       raise cli.UserError(
-          f"config.pretrain.sample_size must be at least 2, got {sample_size!r}.")
-    if num_devices is not None and sample_size % num_devices:
-      raise cli.UserError(
-          f"config.pretrain.sample_size={sample_size} is not divisible by the "
-          f"{num_devices} devices; use a multiple of {num_devices}.")
+          f"config.pretrain.sample_size={config.pretrain.sample_size} is not divisible by "
+          f"the {num_devices} devices; use a multiple of {num_devices}.")
+  check_method(config)
 
-  _check_positive(config.num_train_steps, "num_train_steps")
-  _check_positive(config.log_every_steps, "log_every_steps")
-  _check_positive(config.checkpoint_every_steps, "checkpoint_every_steps")
-  _check_positive(config.eval_every_steps, "eval_every_steps")
-  _check_positive(config.keep_checkpoints, "keep_checkpoints")
-  _check_positive(config.num_eval_images, "num_eval_images")
-  _check_positive(config.optimizer.learning_rate, "optimizer.learning_rate")
   groups = {metric_group(config.best_metric)}
   if "evaluation" in config:
     groups |= set(config.evaluation.final_metrics)
@@ -143,9 +198,25 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
     inception.resolve_weights_path(None, config)
 
 
+def check_method(config: ml_collections.ConfigDict) -> None:
+  """The method's own check_config; on failure names all its required values the config lacks."""
+  method = methods.get(config.method)
+  try:
+    method.check_config(config)
+  except ValueError as error:
+    missing = {field: value for field, value in method.required.items()
+               if field_value(config, field) != value}
+    if not missing:
+      raise cli.UserError(cli.one_line(error)) from error
+    needs = ", ".join(f"config.{field}={value!r}" for field, value in missing.items())
+    flags = " ".join(f"--config.{field}={value}" for field, value in missing.items())
+    raise cli.UserError(
+        f"config.method={method.name!r} needs {needs}; add {flags} (the paper configs in configs/ "
+        "set them).") from error
+
+
 def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
   """Traces the networks on the data's shape; raises if they cannot take it."""
-  from wae_jax import models  # Imported here: the value checks need no Flax.
   image_shape = tuple(int(s) for s in image_shape)
   shape_text = "x".join(str(s) for s in image_shape)
   network = config.model.network
@@ -189,7 +260,7 @@ def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]
 
 def validate(config: ml_collections.ConfigDict, image_shape: Sequence[int],
              num_devices: int) -> None:
-  """Raises ValueError (one sentence) on the first invalid config value.
+  """Raises cli.UserError (one sentence) on the first invalid config value.
 
   Args:
     config: the run's config.

@@ -42,14 +42,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv  # cli.run_absl refuses extra arguments.
-  # Checks that need no JAX first, so a mistake costs a fraction of a second.
+  # Cheap checks first: the workdir (no JAX), then the config's values before
+  # the trainer's imports, so a mistake costs a fraction of the start-up.
   workdir = cli.check_workdir_writable(FLAGS.workdir)
   from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
-  config_checks.check_values(FLAGS.config)  # Before the trainer's imports (seconds).
+  config_checks.check_values(FLAGS.config)
+  from wae_jax import multihost  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
-  parallel.initialize_distributed()
+  distributed = parallel.initialize_distributed()
   train.train_and_evaluate(FLAGS.config, workdir)
+  if distributed:
+    multihost.finish()  # Before exit, so the peers never take this one for dead.
 
 
 if __name__ == "__main__":

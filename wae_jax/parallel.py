@@ -30,11 +30,13 @@ DISTRIBUTED_ENV = "WAE_JAX_DISTRIBUTED"
 def initialize_distributed(force: bool = False) -> bool:
   """Starts multi-host JAX when `force` or env WAE_JAX_DISTRIBUTED=1.
 
-  Returns whether jax.distributed.initialize() was called (it reads the
-  coordinator and process ids from the environment, e.g. on Cloud TPU VMs).
+  Returns whether jax.distributed.initialize() was called (see
+  wae_jax/multihost.py for the environment it reads, on Cloud TPU VMs and on
+  one machine).
   """
   if force or os.environ.get(DISTRIBUTED_ENV, "") == "1":
-    jax.distributed.initialize()
+    from wae_jax import multihost  # pylint: disable=g-import-not-at-top
+    multihost.initialize()
     return True
   return False
 

@@ -131,12 +131,17 @@ def make_train_step(method, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable
 def initial_state(method, config: ml_collections.ConfigDict, source) -> TrainState:
   """`method.init` on the run's seed and an example batch of the data's shape.
 
-  Jitted: run eagerly, init compiles every small op on its own.
+  Jitted: run eagerly, init compiles every small op on its own. A method that
+  starts from training data (SWAE's pseudo-inputs) gets the data source
+  through `method.init_from_data`.
   """
   example = checkpoint.example_batch(source.image_shape, config.batch_size)
   # The example batch stays a numpy constant: init reads only its shape.
   init = jax.jit(lambda rng: method.init(config, rng, example))
-  return init(jax.random.PRNGKey(config.seed))
+  state = init(jax.random.PRNGKey(config.seed))
+  if method.init_from_data is not None:
+    state = method.init_from_data(state, source)
+  return state
 
 
 # ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ tfds ones (tfds_source.py) import it only when built.
 
 from typing import Optional
 
+import numpy as np
+
 from wae_jax import cli
 from wae_jax.data.prefetch import Prefetcher, prefetch
 from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
@@ -52,6 +54,20 @@ def _load_arrays(config, download: bool):
                           download=download)
 
 
+def keep_labels(name: str, images, labels, keep: tuple):
+  """The examples whose label is in `keep`, in their order (labels unchanged)."""
+  if labels is None:
+    raise ValueError(
+        f"config.keep_labels={keep} selects classes, but dataset {name!r} has no "
+        "labels; set --config.keep_labels='()'.")
+  index = np.flatnonzero(np.isin(labels, keep))
+  if not len(index):
+    raise ValueError(
+        f"config.keep_labels={keep} keeps no example of {name!r} (its labels are "
+        f"{sorted(set(np.unique(labels).tolist()))}); choose labels it has.")
+  return np.asarray(images[index]), np.asarray(labels[index])
+
+
 def build(config,
           *,
           process_index: Optional[int] = None,
@@ -60,7 +76,8 @@ def build(config,
   """The data source of config.dataset for this process.
 
   Args:
-    config: reads dataset, data_dir, image_size, batch_size (global), seed and,
+    config: reads dataset, data_dir, image_size, batch_size (global), seed,
+      keep_labels (optional: only the examples of these classes) and,
       for 'synthetic', synthetic_num_points and synthetic_dim (gmm2d:
       synthetic_num_points).
     process_index: this process; defaults to jax.process_index().
@@ -87,6 +104,10 @@ def build(config,
   check_batch_size(config.batch_size, process_count)
   train_images, test_images, train_labels, test_labels = _load_arrays(
       config, download)
+  keep = tuple(int(label) for label in config.get("keep_labels", ()) or ())
+  if keep:
+    train_images, train_labels = keep_labels(config.dataset, train_images, train_labels, keep)
+    test_images, test_labels = keep_labels(config.dataset, test_images, test_labels, keep)
   return ArraySource(
       name=config.dataset,
       train_images=train_images,

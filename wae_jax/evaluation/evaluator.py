@@ -140,6 +140,7 @@ class Evaluator:
     self._sample = _jitted(method_module.sample, (2,))
     self._reconstruct = _jitted(method_module.reconstruct)
     self._encode = _jitted(method_module.encode)
+    self._sample_prior = _jitted(method_module.sample_prior, (2,))
     self._test_cache: Dict[str, Any] = {}
     self.feature_nets: Dict[str, str] = {}
 
@@ -236,6 +237,10 @@ class Evaluator:
     labels = np.concatenate(labels) if labels else None
     return total / max(count, 1), np.concatenate(codes), labels, recon
 
+  def _prior_sampler(self, state):
+    """(key, n) -> the method's prior draws (SWAE's prior is learned)."""
+    return lambda key, n: self._sample_prior(state, key, n)
+
   def _train_codes(self, state):
     """Codes (n, d) and labels (n,) of the fixed training subset the probes fit."""
     if "probe_train" not in self._test_cache:
@@ -282,7 +287,8 @@ class Evaluator:
         results["test_reconstruction"] = error
       if "latent" in metrics:
         results.update(latent_lib.latent_distances(
-            codes, self.config, self.latent_key if key is None else key))
+            codes, self.config, self.latent_key if key is None else key,
+            sample_prior=self._prior_sampler(state)))
         results.update(latent_lib.singular_value_summary(codes))
       if "sharpness" in metrics:
         results["sharpness_reconstructions"] = sharpness_lib.sharpness(reconstructions)

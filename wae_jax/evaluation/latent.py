@@ -14,7 +14,7 @@
     image and its reconstruction, averaged over the test split.
 """
 
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,8 @@ def prior_variance(config) -> float:
 
 
 def latent_distances(codes: np.ndarray, config, key: jax.Array,
-                     max_mmd_points: int = MAX_MMD_POINTS) -> Dict[str, float]:
+                     max_mmd_points: int = MAX_MMD_POINTS,
+                     sample_prior: Optional[Callable] = None) -> Dict[str, float]:
   """MMD^2 and sliced W2^2 between codes (N, d) and N prior samples.
 
   Args:
@@ -57,6 +58,8 @@ def latent_distances(codes: np.ndarray, config, key: jax.Array,
     config: the run config (prior, prior_var, latent_dim, mmd.*).
     key: PRNG key for the prior samples and the directions.
     max_mmd_points: MMD uses the first min(N, this) codes.
+    sample_prior: (key, n) -> (n, d) draws of a learned prior (SWAE); default
+      the fixed prior config.prior names.
 
   Returns:
     {'latent_mmd', 'latent_swd'}.
@@ -66,7 +69,10 @@ def latent_distances(codes: np.ndarray, config, key: jax.Array,
     raise ValueError(f"latent_distances needs (N >= 2, d) codes, got {codes.shape}.")
   num, dim = codes.shape
   prior_key, direction_key = jax.random.split(key)
-  prior_samples = priors.get_prior(config).sample(prior_key, num, dim)
+  if sample_prior is None:
+    prior_samples = priors.get_prior(config).sample(prior_key, num, dim)
+  else:
+    prior_samples = jnp.asarray(sample_prior(prior_key, num), jnp.float32)
   mmd_count = min(num, max_mmd_points)
   scales = tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales)
   mmd = losses.mmd_penalty(codes[:mmd_count], prior_samples[:mmd_count],

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from wae_jax.losses import _util
 
 DEFAULT_IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+KERNELS = ("imq", "rbf")
 
 
 def _off_diagonal_mean(kernel_matrix: jax.Array) -> jax.Array:
@@ -94,8 +95,8 @@ def mmd_penalty(z_q: jax.Array,
     raise ValueError(
         f"mmd_penalty needs at least 2 points in each sample, got {n} and {m}; "
         "use a larger batch.")
-  if kernel not in ("imq", "rbf"):
-    raise ValueError(f"Unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'.")
+  if kernel not in KERNELS:
+    raise ValueError(f"Unknown MMD kernel {kernel!r}; use one of {KERNELS}.")
   if kernel == "rbf" and bandwidth is None and n != m:
     raise ValueError(
         f"The RBF median heuristic needs equal sample sizes, got {n} and {m}; "

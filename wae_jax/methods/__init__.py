@@ -36,7 +36,7 @@ import ml_collections
 
 from wae_jax.methods import common
 
-METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
+METHODS = ("wae_mmd", "wae_gan", "vae", "moca", "swae")
 
 
 def _no_check(config: ml_collections.ConfigDict) -> None:
@@ -65,6 +65,11 @@ class Method:
     sample: (state, key, n) -> (n,H,W,C) decoded prior samples.
     reconstruct: (state, images) -> G(E(images)).
     interpolate: (state, images_a, images_b, num_steps) -> (B, num_steps, H, W, C).
+    sample_prior: (state, key, n) -> (n, d) prior draws (a learned prior for
+      SWAE; the latent distances compare codes with them).
+    init_from_data: (state, data source) -> state, for a method that starts
+      from training data (SWAE's pseudo-inputs); the trainer calls it after
+      `init` on a fresh run. None: nothing to do.
   """
 
   name: str
@@ -78,6 +83,8 @@ class Method:
   sample: Callable = common.sample
   reconstruct: Callable = common.reconstruct
   interpolate: Callable = common.interpolate
+  sample_prior: Callable = common.sample_prior
+  init_from_data: Optional[Callable] = None
 
   def __post_init__(self):
     object.__setattr__(self, "required", types.MappingProxyType(dict(self.required)))

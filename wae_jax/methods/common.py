@@ -200,7 +200,7 @@ def logvar_penalty(config: ml_collections.ConfigDict, logvar) -> jax.Array:
 
 
 def to_pixel_means(config: ml_collections.ConfigDict, decoder_output: jax.Array):
-  """Decoder output -> pixel means in [0, 1]."""
+  """Decoder output -> pixel means in [0, 1] (sigmoid of logits; linear outputs as they are)."""
   if config.model.decoder_output == "logits":
     return jax.nn.sigmoid(decoder_output)
   return decoder_output
@@ -286,14 +286,17 @@ def learning_rate(state: TrainState) -> jax.Array:
   return optim.learning_rate_schedule(state.config)(state.step)
 
 
+RECONSTRUCTION_COSTS = ("squared_error",)  # config.reconstruction
+
+
 def reconstruction_cost(config: ml_collections.ConfigDict, pixel_means, images):
   """c(x, G(E(x))): config.reconstruction_scale times the batch mean of a
   per-example cost."""
   if config.reconstruction == "squared_error":
     return config.reconstruction_scale * losses.squared_error(pixel_means, images)
   raise ValueError(
-      f"Unknown config.reconstruction {config.reconstruction!r}; use "
-      "'squared_error'.")
+      f"Unknown config.reconstruction {config.reconstruction!r}; use one of "
+      f"{RECONSTRUCTION_COSTS}.")
 
 
 # ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import ml_collections
 from flax import struct
 from jax import lax
 
+from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import priors
@@ -52,6 +53,10 @@ class MocaState:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
+  """The queue fits whole batches, tau > 0, m0 in [0, 1], and the sphere."""
+  config_checks.check_number(config, "moca.temperature", low=0, low_open=True)
+  config_checks.check_number(config, "moca.momentum_base", low=0, high=1)
+  config_checks.check_number(config, "moca.queue_size", low=1, integer=True)
   queue_size = int(config.moca.queue_size)
   batch_size = int(config.batch_size)
   if queue_size <= 0 or queue_size % batch_size != 0:

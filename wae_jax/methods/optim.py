@@ -8,6 +8,7 @@ batches; the trainer fills it from the dataset when the config leaves it <= 0.
 
 from typing import Callable, Optional
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -84,12 +85,33 @@ def learning_rate_schedule(
       f"Unknown optimizer.schedule {schedule!r}; use one of {SCHEDULES}.")
 
 
+GRADIENT_NORM_EPS = 1e-7
+
+
+def normalize_gradients() -> optax.GradientTransformation:
+  """Divides each gradient tensor by its own L2 norm (+ 1e-7).
+
+  The "AdamNormGrad" of the VampPrior and Symmetric WAE code
+  (github.com/sunsunyyl/SWAE utils/optimizer.py:53): every parameter tensor's
+  gradient is normalised before Adam sees it.
+  """
+  def normalize(updates, params=None):
+    del params
+    return jax.tree.map(
+        lambda g: g / (jnp.sqrt(jnp.sum(jnp.square(g))) + GRADIENT_NORM_EPS), updates)
+  return optax.stateless(normalize)
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam (b1, b2 from config.optimizer) with the configured schedule."""
-  return optax.adam(
+  """Adam (b1, b2 from config.optimizer) with the configured schedule, after
+  per-tensor gradient normalisation when optimizer.normalize_gradients."""
+  adam = optax.adam(
       learning_rate=learning_rate_schedule(config),
       b1=float(config.optimizer.b1),
       b2=float(config.optimizer.b2))
+  if config.optimizer.get("normalize_gradients", False):
+    return optax.chain(normalize_gradients(), adam)
+  return adam
 
 
 def make_adversary_optimizer(

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax.methods import common
@@ -33,6 +34,9 @@ REQUIRED = {"model.encoder": "gaussian", "model.decoder_output": "logits",
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
+  """REQUIRED, a known likelihood, beta >= 0 and a positive Gaussian variance."""
+  config_checks.check_number(config, "vae.beta", low=0)
+  config_checks.check_number(config, "vae.gaussian_var", low=0, low_open=True)
   if config.model.encoder != "gaussian":
     raise ValueError(
         "The VAE needs a Gaussian encoder; set config.model.encoder='gaussian'.")

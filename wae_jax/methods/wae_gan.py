@@ -28,6 +28,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import models
@@ -47,6 +48,17 @@ class AdversaryState:
   encoder_pretrained: jax.Array  # int32: pretraining steps taken (0 = not yet)
   adversary: nn.Module = struct.field(pytree_node=False)
   adversary_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The adversary's optimizer and widths."""
+  config_checks.check_number(config, "adversary.learning_rate", low=0, low_open=True)
+  config_checks.check_number(config, "adversary.b1", low=0, high=1, high_open=True)
+  sizes = config.adversary.hidden_sizes
+  if not isinstance(sizes, (tuple, list)) or not all(
+      isinstance(s, int) and s >= 1 for s in sizes):
+    raise ValueError(f"config.adversary.hidden_sizes must be a tuple of positive integers, "
+                     f"got {sizes!r}.")
 
 
 def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
@@ -164,4 +176,5 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
 
 
 
-METHOD = methods.Method(name="wae_gan", train_step=train_step, init_extras=init_extras)
+METHOD = methods.Method(name="wae_gan", train_step=train_step, init_extras=init_extras,
+                        check_config=check_config)

@@ -10,14 +10,17 @@ encoder's input during training (the decoder's target stays the clean image);
 config.pretrain runs wae_jax/methods/pretraining.py before the first step.
 """
 
+import math
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
+from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
+from wae_jax.losses import mmd as mmd_lib
 from wae_jax.methods import common
 from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
@@ -26,10 +29,24 @@ REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  if config.regularizer not in REGULARIZERS:
-    raise ValueError(
-        f"Unknown config.regularizer {config.regularizer!r}; use one of "
-        f"{REGULARIZERS}.")
+  """The regularizer and its values."""
+  config_checks.check_choice(config, "regularizer", REGULARIZERS)
+  if config.regularizer == "mmd":
+    config_checks.check_choice(config, "mmd.kernel", mmd_lib.KERNELS)
+    scales = config.mmd.scales
+    if (not isinstance(scales, (tuple, list)) or not scales or not all(
+        isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales)):
+      raise ValueError(
+          f"config.mmd.scales must be a non-empty tuple of positive numbers, got {scales!r}; "
+          "e.g. --config.mmd.scales='(0.1, 1.0, 10.0)'.")
+    config_checks.check_number(config, "mmd.base_scale", low=0, low_open=True)
+  elif config.regularizer == "sliced":
+    config_checks.check_number(config, "sliced.num_projections", low=1, integer=True)
+  elif config.regularizer == "sinkhorn":
+    config_checks.check_number(config, "sinkhorn.epsilon", low=0, low_open=True)
+    config_checks.check_number(config, "sinkhorn.num_iters", low=1, integer=True)
+  elif config.regularizer == "cramer_wold":
+    config_checks.check_number(config, "cramer_wold.gamma")
   if config.regularizer == "cramer_wold" and config.prior != "gaussian":
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "

@@ -20,12 +20,13 @@ from wae_jax.models.adversary import Adversary
 from wae_jax.models.common import DECODER_OUTPUTS, ENCODER_TYPES
 from wae_jax.models.conv_layers import use_stride1_rewrite
 from wae_jax.models.dcgan import DCGANDecoder, DCGANEncoder, build_dcgan, dcgan_variant
+from wae_jax.models.gated import GatedDecoder, GatedEncoder, check_gated_image_shape
 from wae_jax.models.mlp import MLPDecoder, MLPEncoder
 from wae_jax.models.resnet import (ARCHITECTURES, ResNetDecoder, ResNetEncoder,
                                    check_resnet_image_shape, final_upsamplings)
 from wae_jax.state import Networks
 
-NETWORKS = ("mlp", "dcgan") + tuple(ARCHITECTURES)
+NETWORKS = ("mlp", "dcgan", "gated") + tuple(ARCHITECTURES)
 
 
 def _int_tuple(values: Sequence[int]) -> Tuple[int, ...]:
@@ -87,6 +88,10 @@ def build_networks(config: ml_collections.ConfigDict,
     encoder, decoder = build_dcgan(latent_dim, image_shape, width, model.encoder,
                                    logvar_clip, model.decoder_output, fast_conv,
                                    use_batch_norm)
+  elif model.network == "gated":
+    check_gated_image_shape(image_shape)
+    encoder = GatedEncoder(latent_dim, width, model.encoder, logvar_clip)
+    decoder = GatedDecoder(image_shape, width, model.decoder_output)
   else:
     check_resnet_image_shape(model.network, image_shape)
     encoder = ResNetEncoder(latent_dim, model.network, width, model.encoder, logvar_clip,
@@ -98,6 +103,6 @@ def build_networks(config: ml_collections.ConfigDict,
 
 
 __all__ = [
-    "Adversary", "DCGANDecoder", "DCGANEncoder", "MLPDecoder", "MLPEncoder", "NETWORKS",
+    "Adversary", "DCGANDecoder", "DCGANEncoder", "GatedDecoder", "GatedEncoder", "MLPDecoder", "MLPEncoder", "NETWORKS",
     "ResNetDecoder", "ResNetEncoder", "build_adversary", "build_networks", "dcgan_variant",
 ]

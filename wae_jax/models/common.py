@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from wae_jax import priors
 
 ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
-DECODER_OUTPUTS = ("sigmoid", "logits")
+DECODER_OUTPUTS = ("sigmoid", "logits", "linear")
 
 
 def _identity(x: jax.Array) -> jax.Array:
@@ -58,5 +58,6 @@ class LatentHead(nn.Module):
 
 
 def decoder_output(logits: jax.Array, kind: str) -> jax.Array:
-  """Pixel means in [0, 1] ('sigmoid') or the raw Bernoulli logits ('logits')."""
+  """Pixel means in [0, 1] ('sigmoid'), or the raw output: Bernoulli logits
+  ('logits') or unbounded values such as 2-D points ('linear')."""
   return nn.sigmoid(logits) if kind == "sigmoid" else logits

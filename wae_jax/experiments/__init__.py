@@ -1,0 +1,1 @@
+"""Experiments that are more than one trainer run: python -m wae_jax.experiments.<name>."""
