@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+TFDS_REQUIRES = ["tensorflow-datasets>=4.9.4", "tensorflow-cpu>=2.16", "importlib_resources>=6.0"]
+
 setup(
     name="wae_jax",
     version="0.1.0",
@@ -21,17 +23,18 @@ setup(
         "orbax-checkpoint>=0.11",
         "chex>=0.1.88",
         "ml-collections>=0.1.1",
-        # tfds needs these at run time but does not declare them.
-        "tensorflow-datasets>=4.9.4",
-        "tensorflow-cpu>=2.16",
-        "importlib_resources>=6.0",
         "pillow>=10.0",
         "tensorboardX>=2.6",
         "matplotlib>=3.7",
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.88", "ray[default]>=2.9"],
+        # The tfds datasets (mnist, cifar10, celeb_a, ...); the offline ones need none of it.
+        # tfds needs tensorflow and importlib_resources at run time but does not declare them.
+        "tfds": TFDS_REQUIRES,
+        # The tfds tests build mock datasets with tensorflow.
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.88", "ray[default]>=2.9"]
+                + TFDS_REQUIRES,
         "ray": ["ray[default]>=2.9"],
     },
 )

@@ -4,7 +4,9 @@ Times `parallel.make_parallel_step(method.train_step, mesh)` (shard_map under
 jit, state donated: what the trainer runs) on a mesh of 1, 2, 4 and 8 devices,
 for every method (wae_mmd, wae_gan, vae, moca) and two networks:
   mlp:   the default MLP (256, 256), latent 8, on digits-sized 8x8x1 images;
-  dcgan: the WAE paper's MNIST conv nets at 1/8 width, latent 8, 28x28x1.
+  dcgan: the WAE paper's MNIST conv nets at 1/8 width, latent 8, 28x28x1;
+  resnet18: MoCA's A2 ResNet-18 encoder and mirrored decoder, 32x32x3 (full
+    width; in the default table on GPU and TPU only).
 The global batch is the same for every device count (default 64), so with N
 devices each device runs batch/N examples and the codes are all-gathered.
 Images are uniform noise in [0, 1] of that shape (the step's cost does not
@@ -17,7 +19,9 @@ a speed-up. XLA flags are read once per process, so every device count runs
 in its own subprocess, with the trainer's CPU flag
 --xla_cpu_experimental_ynn_fusion_type=reduce (see wae_jax/main.py). On a
 machine with accelerators it uses the real devices (counts above the number
-present are skipped).
+present are skipped). Every row gives the step's TFLOP/s (XLA's FLOP count of
+the compiled per-device program times the devices, over the time), and on a GPU
+or TPU also MFU, that rate as a share of the devices' dense bfloat16 peak.
 
   python benchmarks/step.py                                  # the table
   python benchmarks/step.py --devices=1,8 --nets=mlp --batch_size=64
@@ -32,7 +36,13 @@ import sys
 import time
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
-NETS = ("mlp", "dcgan")
+NETS = ("mlp", "dcgan", "resnet18")
+# Dense bfloat16 peak TFLOP/s per device, by a substring of jax's device_kind
+# (vendor data sheets; the first match wins).
+BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0),
+                    ("A100", 312.0), ("L4", 121.0), ("V100", 125.0),
+                    ("TPU v6", 918.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
+                    ("TPU v5", 459.0), ("TPU v4", 275.0))
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
@@ -50,6 +60,9 @@ def make_config(method: str, net: str, batch_size: int):
   elif net == "dcgan":
     config = _wae_paper.mnist(method)
     config.model.width_multiplier = 1 / 8
+  elif net == "resnet18":
+    config = _wae_paper.mnist(method)
+    config.model.network = "resnet18"
   else:
     raise ValueError(f"Unknown net {net!r}; use one of {NETS}.")
   config.batch_size = batch_size
@@ -61,7 +74,15 @@ def make_config(method: str, net: str, batch_size: int):
 
 
 def image_shape(net: str):
-  return (8, 8, 1) if net == "mlp" else (28, 28, 1)
+  return {"mlp": (8, 8, 1), "dcgan": (28, 28, 1), "resnet18": (32, 32, 3)}[net]
+
+
+def bf16_peak_flops(device_kind: str):
+  """The device's dense bfloat16 peak in FLOP/s, or None (CPUs, unknown kinds)."""
+  for name, tflops in BF16_PEAK_TFLOPS:
+    if name.lower() in device_kind.lower():
+      return tflops * 1e12
+  return None
 
 
 def time_cell(method: str, net: str, num_devices: int, batch_size: int,
@@ -85,6 +106,8 @@ def time_cell(method: str, net: str, num_devices: int, batch_size: int,
   state = parallel.replicate(state, mesh)
   batch = parallel.shard_batch(host_batch, mesh)
   step = parallel.make_parallel_step(module.train_step, mesh)
+  cost = step.lower(state, batch).compile().cost_analysis()
+  flops_per_step = float((cost[0] if isinstance(cost, list) else cost)["flops"]) * num_devices
 
   start = time.perf_counter()
   state, metrics = step(state, batch)
@@ -101,7 +124,9 @@ def time_cell(method: str, net: str, num_devices: int, batch_size: int,
     if time.perf_counter() - begin > 10 * max_seconds:
       break
   seconds = float(np.median(times))
-  return {"method": method, "net": net, "devices": num_devices,
+  peak = bf16_peak_flops(jax.devices()[0].device_kind)
+  return {"tflops": flops_per_step / seconds / 1e12,
+          "mfu": flops_per_step / seconds / (peak * num_devices) if peak else None,"method": method, "net": net, "devices": num_devices,
           "batch_size": batch_size, "compile_s": compile_s,
           "ms_per_step": 1000 * seconds, "steps_per_s": 1.0 / seconds,
           "images_per_s": batch_size / seconds, "steps_timed": len(times),
@@ -136,7 +161,8 @@ def main():
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--devices", default="1,2,4,8", help="device counts")
   parser.add_argument("--methods", default=",".join(METHODS))
-  parser.add_argument("--nets", default=",".join(NETS))
+  parser.add_argument("--nets", default=None,
+                      help="default: mlp,dcgan on a CPU, and resnet18 too on GPU/TPU")
   parser.add_argument("--batch_size", type=int, default=64, help="global batch")
   parser.add_argument("--min_steps", type=int, default=3)
   parser.add_argument("--max_seconds", type=float, default=1.0,
@@ -145,6 +171,8 @@ def main():
                       help="time one device count in this process")
   parser.add_argument("--num_devices", type=int, default=1)
   args = parser.parse_args()
+  if args.nets is None:
+    args.nets = ",".join(NETS if has_accelerator() else NETS[:2])
   if args.single:
     run_single(args)
     return
@@ -181,11 +209,14 @@ def main():
   print(f"\nData-parallel train step (shard_map under jit), global batch "
         f"{args.batch_size}, {first['platform']} ({first['device_kind']}), "
         "median over timed steps\n")
-  print("| net | method | devices | ms/step | steps/s | images/s | compile s |")
-  print("|---|---|---|---|---|---|---|")
+  print("| net | method | devices | ms/step | steps/s | images/s | TFLOP/s | MFU (bf16 peak) "
+        "| compile s |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
+    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
     print(f"| {r['net']} | {r['method']} | {r['devices']} | {r['ms_per_step']:.1f} | "
-          f"{r['steps_per_s']:.1f} | {r['images_per_s']:.0f} | {r['compile_s']:.1f} |")
+          f"{r['steps_per_s']:.1f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {mfu} | "
+          f"{r['compile_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
   config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
+  config.model.dtype = "float32"           # float32 | bfloat16: compute dtype (params, optimizer, losses: float32)
 
   # Reconstruction cost and latent regularizer.
   config.reconstruction = "squared_error"  # c(x, G(E(x)))

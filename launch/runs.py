@@ -158,6 +158,16 @@ def _die_with_parent() -> None:
     _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
+def die_with_parent(parent_pid: int) -> None:
+  """In a worker process: get SIGKILL when `parent_pid` (the launcher) dies.
+
+  Linux only (elsewhere a no-op). If the parent is already gone, exits now.
+  """
+  _die_with_parent()
+  if _PRCTL is not None and os.getppid() != parent_pid:
+    os._exit(1)  # The parent died before the death signal was armed.
+
+
 def _write_status(workdir: str, **fields) -> None:
   path = os.path.join(workdir, STATUS_FILE)
   status = read_json(path) or {}

@@ -181,6 +181,62 @@ def test_killed_worker_never_leaves_the_run_unlocked_while_its_trainer_lives(
   assert not runs.is_locked(workdir)
 
 
+def session_processes(session_id):
+  """Live (not zombie) processes of a session: a launcher started with
+  start_new_session=True and everything it started."""
+  found = []
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      with open(f"/proc/{name}/stat") as f:
+        stat = f.read()
+    except OSError:
+      continue  # Ended meanwhile.
+    state, _, _, session = stat[stat.rindex(")") + 2:].split()[:4]
+    if int(session) == session_id and state != "Z":
+      found.append(int(name))
+  return found
+
+
+# The local engine running 3 runs, 2 at a time, whose trainers sleep.
+SLEEPING_SWEEP = """
+import sys
+from launch import runs
+from launch.engines import local
+trainer = "import os, time; open('trainer.pid', 'w').write(str(os.getpid())); time.sleep(600)"
+specs = [runs.RunSpec(i, w, (sys.executable, "-c", trainer), w)
+         for i, w in enumerate({workdirs!r})]
+local.LocalEngine(max_parallel=2, platform="cpu").run(specs, retries=0)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_killed_launcher_leaves_no_worker_or_trainer(tmp_path, signum):
+  """A signal to the launcher's PID alone (not its process group) ends its
+  workers and their trainers, frees the runs' locks and starts no queued run."""
+  workdirs = [str(tmp_path / "runs" / str(i)) for i in range(3)]
+  launcher = subprocess.Popen(
+      [sys.executable, "-c", SLEEPING_SWEEP.format(workdirs=workdirs)], cwd=PROJECT_ROOT,
+      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    pid_files = [os.path.join(w, "trainer.pid") for w in workdirs]
+    deadline = time.time() + 60
+    while sum(os.path.exists(p) for p in pid_files) < 2:
+      assert launcher.poll() is None and time.time() < deadline, "no two trainers started"
+      time.sleep(0.1)
+    os.kill(launcher.pid, signum)
+    launcher.wait(timeout=30)
+    deadline = time.time() + 30
+    while session_processes(launcher.pid) and time.time() < deadline:
+      time.sleep(0.1)
+    assert session_processes(launcher.pid) == []
+  finally:
+    os.killpg(launcher.pid, signal.SIGKILL) if session_processes(launcher.pid) else None
+  assert not any(runs.is_locked(w) for w in workdirs)
+  assert sum(os.path.exists(p) for p in pid_files) == 2  # The queued run never started.
+
+
 def test_extra_env_reaches_the_trainer(tmp_path):
   code = ("import json, os\n"
           "json.dump({'step': 1, 'best_step': 1, 'best_metrics': {'cache': "

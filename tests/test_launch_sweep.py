@@ -1,7 +1,7 @@
 """End-to-end tiny sweeps with the real trainer (python -m wae_jax.main) on digits.
 
-Local engine: a launcher killed midway and relaunched finishes every run and
-runs none twice; a run with an invalid value is retried, then reported failed
+Local engine: a launcher SIGKILLed midway (its PID alone) leaves no worker or
+trainer alive, and relaunched finishes every run and runs none twice; a run with an invalid value is retried, then reported failed
 with its log tail; status and collect read the result. Ray engine: a local Ray
 finishes the sweep, and a second launch does nothing.
 """
@@ -19,6 +19,8 @@ from launch import collect
 from launch import runs
 from launch import status
 from launch import sweep
+
+from test_launch import session_processes
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIGWAE = os.path.join(PROJECT_ROOT, "configs", "bigwae.py")
@@ -81,8 +83,8 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   num_runs = NUM_GOOD_RUNS + 1
   workdirs = [os.path.join(root, "runs", str(i)) for i in range(num_runs)]
 
-  # 1. Launch in its own process group, kill the whole group with SIGKILL as
-  #    soon as one run has finished.
+  # 1. Launch in its own session; as soon as one run has finished, SIGKILL the
+  #    launcher's PID alone: no worker or trainer of the sweep may survive it.
   with open(tmp_path / "first_launch.txt", "w") as out:
     launcher = subprocess.Popen(
         [sys.executable, "-m", "launch.sweep", f"--config={config}:tiny", f"--root={root}",
@@ -91,8 +93,13 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
     try:
       _wait_for(lambda: any(runs.is_finished(w) for w in workdirs) or launcher.poll() is not None,
                 240, "a first finished run")
+      os.kill(launcher.pid, signal.SIGKILL)
+      launcher.wait()
+      _wait_for(lambda: not session_processes(launcher.pid), 30,
+                "the killed launcher's workers and trainers to end")
     finally:
-      os.killpg(launcher.pid, signal.SIGKILL)
+      if session_processes(launcher.pid):
+        os.killpg(launcher.pid, signal.SIGKILL)
       launcher.wait()
   assert launcher.returncode == -signal.SIGKILL, (tmp_path / "first_launch.txt").read_text()
   # The OS releases the locks of the killed workers and trainers.

@@ -9,14 +9,14 @@ MLP and 40 steps with checkpoints at 20 and 40:
                 devices, each recording the training indices it reads.
 
 Why not bitwise: XLA:CPU's in-process all-reduce adds the 8 device partial
-sums in device order, gloo's cross-process all-reduce in its ring's order;
+sums in device order, gloo's cross-process all-reduce in its own order;
 float addition is not associative, so the averaged gradients differ in the
 last bits (all-gathers, which carry the MMD's codes, are exact) and the
-states drift apart by ~1e-7 relative over 40 Adam steps. 2-process runs
-compared with 2-process runs are bitwise equal.
+states drift apart, by up to 1.2e-6 of a leaf's largest value after 40 Adam
+steps (measured; the tolerance is 1e-5). 2-process runs compared with
+2-process runs are bitwise equal.
 """
 
-import json
 import os
 import shutil
 import signal

@@ -4,11 +4,8 @@ config errors, the start from training images."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import textwrap
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +22,7 @@ from wae_jax.methods import common
 from wae_jax.methods import swae
 
 import methods_testlib as lib
+import test_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {"swae.num_pseudo_inputs": 40}  # test_methods.py's config: one compile
@@ -220,41 +218,10 @@ def test_trainer_run_starts_from_training_images_and_probes(finished_run):
   assert {"x_loss", "z_loss", "reconstruction", "loss"} <= set(records[-1])
 
 
-KILLABLE_RUN = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {repo!r})
-    sys.path.insert(0, {tests!r})
-    import test_swae
-    from wae_jax import train
-    original = train.make_train_step
-    def slow_make_train_step(method, mesh):
-      step, put_batch, put_state = original(method, mesh)
-      def slow_step(state, batch):
-        time.sleep(0.5)
-        return step(state, batch)
-      return slow_step, put_batch, put_state
-    train.make_train_step = slow_make_train_step
-    train.train_and_evaluate(test_swae.run_config(), {workdir!r})
-""")
-
-
 def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "killed")
-  script = KILLABLE_RUN.format(repo=REPO, tests=os.path.join(REPO, "tests"),
-                               workdir=workdir)
-  process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  checkpoints = os.path.join(workdir, "checkpoints")
-  deadline = time.time() + 300
-  try:
-    while not (os.path.isdir(checkpoints) and any(d.isdigit() for d in os.listdir(checkpoints))):
-      assert process.poll() is None, process.stderr.read().decode()[-2000:]
-      assert time.time() < deadline, "the child run never saved a checkpoint"
-      time.sleep(0.1)
-    os.kill(process.pid, signal.SIGKILL)
-  finally:
-    process.wait()
+  test_train.kill_after_first_checkpoint(workdir, "test_swae", "run_config")
   assert max(checkpoint.all_steps(workdir)) < RUN_STEPS
   assert train.train_and_evaluate(run_config(), workdir) == finished_run[1]
   expected = checkpoint.state_to_checkpoint(checkpoint.restore_state(finished_run[0]))
@@ -280,6 +247,7 @@ def test_gmm2d_figure_cli(tmp_path):
   summary = json.loads(open(out.replace(".png", ".json")).read())
   assert summary["steps"] == 20 and 0 <= summary["fraction_near_a_mode"] <= 1
   assert np.isfinite(summary["loss"]) and len(summary["share_per_mode"]) == 5
+  assert np.isfinite(summary["test_codes_log_prior"])
 
 
 def test_mode_summary_counts_points_near_components():

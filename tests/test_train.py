@@ -211,12 +211,14 @@ def test_non_finite_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monk
   assert not os.path.exists(os.path.join(workdir, "run_complete.json"))
 
 
-# The child: the MoCA run with a sleep per step, so it can be killed between
-# checkpoints (the sleep changes the timing, never the numbers).
+# The child: a run (config `tests.<module>.<function>()`) with a sleep per
+# step, so it can be killed between checkpoints (the sleep changes the timing,
+# never the numbers).
 KILLABLE_RUN = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
-    from tests import test_train
+    sys.path.insert(0, {tests!r})
+    from tests import {module}
     from wae_jax import train
     original = train.make_train_step
     def slow_make_train_step(method, mesh):
@@ -226,19 +228,15 @@ KILLABLE_RUN = textwrap.dedent("""
         return step(state, batch)
       return slow_step, put_batch, put_state
     train.make_train_step = slow_make_train_step
-    train.train_and_evaluate(test_train.moca_config(), {workdir!r})
+    train.train_and_evaluate({module}.{function}(), {workdir!r})
 """)
 
 
-def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path):
-  """SIGKILL after the first checkpoint, restart: final state bitwise equal.
-
-  Both runs use the data-parallel step over all 8 fake devices (conftest.py).
-  """
-  assert jax.device_count() == 8
-  reference = checkpoint.restore_state(finished_run[0])
-  workdir = str(tmp_path / "killed")
-  script = KILLABLE_RUN.format(repo=REPO_ROOT, workdir=workdir)
+def kill_after_first_checkpoint(workdir: str, module: str, function: str) -> None:
+  """Runs `tests.<module>.<function>()`'s config in a child process and
+  SIGKILLs it as soon as its first checkpoint is complete."""
+  script = KILLABLE_RUN.format(repo=REPO_ROOT, tests=os.path.join(REPO_ROOT, "tests"),
+                               module=module, function=function, workdir=workdir)
   process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   deadline = time.time() + 300
@@ -252,6 +250,17 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path)
     os.kill(process.pid, signal.SIGKILL)
   finally:
     process.wait()
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path):
+  """SIGKILL after the first checkpoint, restart: final state bitwise equal.
+
+  Both runs use the data-parallel step over all 8 fake devices (conftest.py).
+  """
+  assert jax.device_count() == 8
+  reference = checkpoint.restore_state(finished_run[0])
+  workdir = str(tmp_path / "killed")
+  kill_after_first_checkpoint(workdir, "test_train", "moca_config")
   killed_at = checkpoint.all_steps(workdir)
   assert killed_at and max(killed_at) < MOCA_STEPS
   assert not os.path.exists(os.path.join(workdir, "run_complete.json"))

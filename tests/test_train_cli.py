@@ -2,20 +2,23 @@
 
 The README's many-device command on 8 fake CPU devices, for several hundred
 steps with the default logging period, so that a hang of the asynchronously
-dispatched data-parallel steps (which needed ~100 steps in flight) shows.
+dispatched data-parallel steps (which needed ~100 steps in flight) shows;
+while it runs, a second trainer on the same workdir must stop at once.
 """
 
 import os
 import subprocess
 import sys
+import time
 
+from wae_jax import checkpoint
 from wae_jax import metrics_io
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 400
 
 
-def test_readme_eight_device_command_runs_to_the_end(tmp_path):
+def test_eight_device_command_runs_to_the_end_and_locks_its_workdir(tmp_path):
   workdir = str(tmp_path / "eight")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   # The README's command; the overrides only shrink the network and the run.
@@ -24,10 +27,28 @@ def test_readme_eight_device_command_runs_to_the_end(tmp_path):
              f"--config.num_train_steps={NUM_STEPS}", "--config.model.hidden_sizes=(16,)",
              "--config.latent_dim=4", "--config.num_eval_images=8",
              f"--config.checkpoint_every_steps={NUM_STEPS}"]
-  result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "on 8 devices" in result.stderr
+  first = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 300
+    while not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+      assert first.poll() is None, first.stderr.read()[-3000:]
+      assert time.time() < deadline, "the first trainer never wrote config.json"
+      time.sleep(0.1)
+    second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert first.poll() is None, "the first trainer ended before the second one was refused"
+    _, stderr = first.communicate(timeout=300)
+  finally:
+    first.kill()
+    first.wait()
+  assert first.returncode == 0, stderr[-3000:]
+  assert "on 8 devices" in stderr
   records = metrics_io.read_jsonl(os.path.join(workdir, metrics_io.METRICS_FILE))
-  assert [r["step"] for r in records] == [100, 200, 300, 400]
+  assert [r["step"] for r in records] == [100, 200, 300, 400]  # Once each: B wrote nothing.
   assert os.path.exists(os.path.join(workdir, "run_complete.json"))
+
+  assert second.returncode == 2, second.stderr[-3000:]
+  assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr, second.stderr
+  assert f"Another trainer (process {first.pid} on" in second.stderr
+  assert workdir in second.stderr

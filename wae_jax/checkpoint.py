@@ -3,7 +3,9 @@
 Layout under a workdir:
 
   config.json          the full config of the run (written once at start)
+  trainer.lock         flock-ed by the trainer running in the workdir
   checkpoints/<step>/  one orbax checkpoint per saved step
+  checkpoints/<step>.corrupt/  a damaged checkpoint the trainer moved aside
 
 A checkpoint holds the pytree leaves of the TrainState as a nested dict
 (`flax.serialization.to_state_dict`), so the queue, the key encoder, the
@@ -16,24 +18,47 @@ Orbax writes each step into `<step>.orbax-checkpoint-tmp-<time>` and renames it
 to `<step>` only when every file is written, so a run killed while saving
 leaves a temporary folder that is never listed, never restored and is deleted
 the next time a manager opens the folder.
+
+Every checkpoint is verified twice. When written: its state must be finite,
+and the SHA-256 of its leaves (with the config and the trainer's partial log
+window) goes into the checkpoint's own metadata. When read for a resume: the
+files must restore, hold the leaves the config builds, hash to that digest and
+be finite; a checkpoint that fails is moved aside to `<step>.corrupt` and the
+next older one is tried (tensorstore does not checksum array data, so flipped
+bytes would otherwise restore silently).
 """
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
-from typing import Any, Optional, Sequence
+import logging as logging_lib
+import socket
+import sys
+from typing import Any, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import serialization
+from jax.experimental import multihost_utils
 
 from wae_jax import cli
 from wae_jax.state import TrainState
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = "trainer.lock"
+CORRUPT_SUFFIX = ".corrupt"
+# Keys of a checkpoint's custom metadata.
+DIGEST_KEY = "state_sha256"
+CONFIG_KEY = "config"
+IMAGE_SHAPE_KEY = "image_shape"
 
 # Fields a user may change between a run and its resumption: they change how
 # long the run is or what it writes, never the shape of the saved state.
@@ -46,6 +71,61 @@ RESUMABLE_CHANGES = (
     "num_eval_images",
     "data_dir",
 )
+
+
+class WorkdirBusyError(cli.UserError):
+  """Another trainer holds the workdir's lock."""
+
+
+class DamagedCheckpointError(cli.UserError):
+  """A checkpoint's files do not give back the finite state that was saved."""
+
+
+class IncompatibleCheckpointError(cli.UserError):
+  """An intact checkpoint of a different state (another config or library version)."""
+
+
+class NonFiniteStateError(FloatingPointError):
+  """The state to save holds NaN or Inf; `leaves` names them."""
+
+  def __init__(self, step: int, leaves: Sequence[str]):
+    self.step, self.leaves = step, list(leaves)
+    super().__init__(f"the state of step {step} holds NaN or Inf in {', '.join(self.leaves)}")
+
+
+# ----------------------------------------------------------------------------
+# The workdir lock
+# ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
+  """Holds an exclusive flock on <workdir>/trainer.lock, or raises WorkdirBusyError.
+
+  The OS drops the lock when its process dies, so a killed trainer never
+  leaves a stale lock. Multi-host runs lock on the chief only (`enabled`):
+  flock on a shared filesystem may span hosts.
+  """
+  if not enabled:
+    yield
+    return
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        raise
+      holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+      raise WorkdirBusyError(
+          f"Another trainer ({holder}) is running in {workdir}; wait for it to "
+          "finish, or stop it, or use another --workdir.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode("utf-8"))
+    yield
+  finally:
+    os.close(fd)  # Releases the lock.
 
 
 # ----------------------------------------------------------------------------
@@ -82,6 +162,10 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
 
 
+class DamagedConfigError(cli.UserError):
+  """config.json exists but is not a JSON object."""
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """Reads <workdir>/config.json back into a ConfigDict (lists as tuples)."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -90,7 +174,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         f"{path} does not exist: {workdir!r} is not a wae_jax workdir "
         "(train into it first with python -m wae_jax.main).")
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
+    text = f.read()
+  try:
+    saved = json.loads(text)
+  except json.JSONDecodeError as e:
+    saved = e
+  if not isinstance(saved, dict):
+    raise DamagedConfigError(
+        f"{path} is damaged (not a JSON object); rerun the trainer with the run's "
+        "config to rewrite it from the checkpoints, or restore the file.")
+  return ml_collections.ConfigDict(_lists_to_tuples(saved))
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -111,13 +204,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   return [n for n in names if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")]
 
 
-def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
-  """Raises ValueError if `config` cannot resume the run saved in `workdir`.
-
-  Returns:
-    The changed fields that are allowed (in RESUMABLE_CHANGES), for logging.
-  """
-  saved = config_to_dict(load_config(workdir))
+def _resumable_changes(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """The fields of `config` that differ from `saved`; ValueError if one may not."""
   current = config_to_dict(config)
   changed = config_differences(saved, current)
   blocking = [n for n in changed if n not in RESUMABLE_CHANGES]
@@ -130,6 +218,15 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> list[str
         f"The config differs from the one {workdir!r} was started with in "
         f"{details}; restore those values to resume, or use a new --workdir.")
   return changed
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """Raises ValueError if `config` cannot resume the run saved in `workdir`.
+
+  Returns:
+    The changed fields that are allowed (in RESUMABLE_CHANGES), for logging.
+  """
+  return _resumable_changes(config_to_dict(load_config(workdir)), config, workdir)
 
 
 # ----------------------------------------------------------------------------
@@ -194,19 +291,301 @@ def abstract_state(config: ml_collections.ConfigDict, image_shape: Sequence[int]
 
 
 # ----------------------------------------------------------------------------
+# Saving and verified restoring.
+# ----------------------------------------------------------------------------
+
+
+def _leaf_name(path) -> str:
+  return "/".join(str(getattr(key, "key", getattr(key, "idx", key))) for key in path)
+
+
+def state_digest(tree: dict) -> str:
+  """SHA-256 of a checkpoint tree: each leaf's name, dtype, shape and bytes, in tree order."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{_leaf_name(path)}|{array.dtype.str}|{array.shape}|".encode("utf-8"))
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def non_finite_leaves(tree: dict) -> list[str]:
+  """Names of the floating-point leaves of `tree` that hold a NaN or Inf."""
+  return [_leaf_name(path) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact)
+          and not np.all(np.isfinite(np.asarray(leaf)))]
+
+
+def verified_digest(state: TrainState, step: int) -> str:
+  """The digest `save` records for `state`.
+
+  Raises:
+    NonFiniteStateError: a leaf holds NaN or Inf.
+  """
+  host_tree = jax.device_get(state_to_checkpoint(state))
+  bad = non_finite_leaves(host_tree)
+  if bad:
+    raise NonFiniteStateError(step, bad)
+  return state_digest(host_tree)
+
+
+def save(manager: ocp.CheckpointManager, state: TrainState, step: int,
+         metrics: Optional[dict] = None, image_shape: Optional[Sequence[int]] = None,
+         config: Optional[ml_collections.ConfigDict] = None, digest: Optional[str] = None,
+         extra_metadata: Optional[dict] = None) -> None:
+  """Saves `state` as checkpoint `step` (asynchronously; see wait_until_finished).
+
+  The checkpoint's custom metadata records the digest of its leaves
+  (`verified_digest(state, step)`, computed here when not given), and
+  `image_shape`, `config` and `extra_metadata` (JSON-able) when given.
+
+  Raises:
+    NonFiniteStateError: a leaf holds NaN or Inf; nothing is saved.
+  """
+  tree = state_to_checkpoint(state)
+  custom = {DIGEST_KEY: digest if digest is not None else verified_digest(state, step)}
+  if image_shape is not None:
+    custom[IMAGE_SHAPE_KEY] = list(image_shape)
+  if config is not None:
+    custom[CONFIG_KEY] = config_to_dict(config)
+  custom.update(extra_metadata or {})
+  # A snapshot: orbax writes the metadata later, when the asynchronous save ends.
+  custom = json.loads(json.dumps(custom))
+  manager.save(
+      step, args=ocp.args.StandardSave(tree),
+      metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
+      force=True, custom_metadata=custom)
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+  text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _damaged(manager: ocp.CheckpointManager, step: int, reason: str) -> DamagedCheckpointError:
+  return DamagedCheckpointError(f"Checkpoint {step} in {manager.directory} is damaged: {reason}")
+
+
+class _OrbaxSilenced(logging_lib.Filter):
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    return "/orbax/" not in record.pathname.replace(os.sep, "/")
+
+
+def _is_closed_loop_callback(unraisable) -> bool:
+  return (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == "Event loop is closed")
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads() -> Iterator[None]:
+  """Keeps a damaged checkpoint to our one warning line.
+
+  While reading, orbax's own log lines about the damage are dropped; and a
+  failed tensorstore read leaves callbacks into orbax's closed event loop
+  that would each print a traceback later, so those are dropped for good
+  (the hook passes every other unraisable exception on).
+  """
+  if not getattr(sys.unraisablehook, "_drops_closed_loop_callbacks", False):
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+      if not _is_closed_loop_callback(unraisable):
+        previous(unraisable)
+
+    hook._drops_closed_loop_callbacks = True  # pylint: disable=protected-access
+    sys.unraisablehook = hook
+  silenced = _OrbaxSilenced()
+  logger = logging_lib.getLogger("absl")
+  logger.addFilter(silenced)
+  try:
+    yield
+  finally:
+    logger.removeFilter(silenced)
+
+
+def custom_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The custom metadata of checkpoint `step`, which must hold its digest.
+
+  Raises:
+    DamagedCheckpointError: unreadable, or without a digest (every checkpoint
+      `save` writes has one).
+  """
+  try:
+    custom = dict(manager.metadata(step).custom_metadata or {})
+  except Exception as e:  # pylint: disable=broad-except  # Any failure to read is damage.
+    raise _damaged(manager, step, f"it cannot be read ({_first_line(e)})") from None
+  if DIGEST_KEY not in custom:
+    raise _damaged(manager, step, "_CHECKPOINT_METADATA with the digest of its state is "
+                   "missing or unreadable")
+  return custom
+
+
+def _check_leaves(manager: ocp.CheckpointManager, step: int, target: dict) -> None:
+  """Raises unless checkpoint `step` lists exactly the leaves (shape, dtype) of `target`."""
+  try:
+    saved = manager.item_metadata(step)
+    saved = {_leaf_name(path): (tuple(meta.shape), np.dtype(meta.dtype))
+             for path, meta in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  except Exception as e:  # pylint: disable=broad-except
+    raise _damaged(manager, step, f"its array metadata cannot be read ({_first_line(e)})") from None
+  if not saved:
+    raise _damaged(manager, step, "its array metadata (_METADATA) is missing")
+  wanted = {_leaf_name(path): (tuple(x.shape), np.dtype(x.dtype))
+            for path, x in jax.tree_util.tree_flatten_with_path(target)[0]}
+  if saved != wanted:
+    differing = sorted(n for n in set(saved) | set(wanted) if saved.get(n) != wanted.get(n))
+    raise IncompatibleCheckpointError(
+        f"Checkpoint {step} in {manager.directory} holds a different state than this "
+        f"config and wae_jax version build (leaves {', '.join(differing[:5])}"
+        f"{' ...' if len(differing) > 5 else ''}); resume it with the version that wrote it, "
+        "or use a new --workdir.")
+
+
+def restore_verified(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
+                     step: int, image_shape: Optional[Sequence[int]] = None,
+                     sharding: Optional[jax.sharding.Sharding] = None
+                     ) -> tuple[TrainState, dict]:
+  """Restores checkpoint `step` and proves it is the finite state that was saved.
+
+  Returns:
+    (the TrainState `method.init` builds for `config`, filled with the saved
+     leaves; the checkpoint's custom metadata).
+
+  Raises:
+    DamagedCheckpointError: unreadable files or metadata, leaves that differ
+      from the recorded digest, or NaN/Inf values.
+    IncompatibleCheckpointError: an intact checkpoint of another state.
+    ValueError: the config recorded in the checkpoint may not resume as `config`.
+  """
+  with _quiet_failed_reads():
+    return _restore_verified(manager, config, step, image_shape, sharding)
+
+
+def _restore_verified(manager, config, step, image_shape, sharding):
+  custom = custom_metadata(manager, step)
+  if CONFIG_KEY in custom:
+    _resumable_changes(custom[CONFIG_KEY], config, os.path.dirname(str(manager.directory)))
+  if image_shape is None:
+    image_shape = custom.get(IMAGE_SHAPE_KEY)
+    if image_shape is None:
+      raise ValueError(f"Checkpoint {step} in {manager.directory} does not record the image "
+                       "shape; pass image_shape= to restore it.")
+  abstract = abstract_state(config, image_shape)
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = _abstract_checkpoint(abstract, sharding)
+  _check_leaves(manager, step, target)
+  try:
+    tree = manager.restore(step, args=ocp.args.StandardRestore(target))
+  except Exception as e:  # pylint: disable=broad-except  # orbax / tensorstore read errors.
+    raise _damaged(manager, step, f"its files do not restore ({_first_line(e)})") from None
+  host_tree = jax.device_get(tree)
+  if state_digest(host_tree) != custom[DIGEST_KEY]:
+    raise _damaged(manager, step, "its arrays differ from the digest recorded when it was saved")
+  bad = non_finite_leaves(host_tree)
+  if bad:
+    raise _damaged(manager, step, f"it holds NaN or Inf in {', '.join(bad[:5])}")
+  return checkpoint_to_state(abstract, tree), custom
+
+
+def _in_every_process(flag: bool) -> bool:
+  """Whether `flag` holds on every process (all of them compute this together)."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def _sync_processes(name: str) -> None:
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def move_aside(directory: str, step: int) -> str:
+  """Renames checkpoint folder `step` to `<step>.corrupt` (or .corrupt-2, ...); returns the new path."""
+  source = os.path.join(str(directory), str(step))
+  target, number = source + CORRUPT_SUFFIX, 1
+  while os.path.exists(target):
+    number += 1
+    target = f"{source}{CORRUPT_SUFFIX}-{number}"
+  os.rename(source, target)
+  return target
+
+
+def restore_newest_good(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
+                        image_shape: Sequence[int], sharding: jax.sharding.Sharding,
+                        is_chief: bool = True) -> tuple[Optional[int], Optional[TrainState], dict]:
+  """The newest checkpoint that verifies; each newer damaged one is moved aside.
+
+  Every damaged checkpoint is renamed to `<step>.corrupt` (by the chief) with
+  a one-line warning, and the next older one is tried.
+
+  Returns:
+    (step, state, custom metadata), or (None, None, {}) when no checkpoint is left.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    reason = None
+    try:
+      state, custom = restore_verified(manager, config, step, image_shape, sharding)
+    except DamagedCheckpointError as e:
+      reason = str(e)
+    if _in_every_process(reason is None):
+      return step, state, custom
+    if is_chief:
+      moved = move_aside(manager.directory, step)
+      logging.warning("%s; moved it to %s and trying an older one.",
+                      reason or f"Checkpoint {step} is damaged on another process", moved)
+    _sync_processes(f"wae_jax_moved_aside_{step}")
+    with _quiet_failed_reads():
+      manager.reload()
+  return None, None, {}
+
+
+def _unreadable_step_folders(directory: str) -> dict[int, str]:
+  """step -> reason, for step entries that would stop a CheckpointManager from opening."""
+  found = {}
+  for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    path = os.path.join(directory, name)
+    if not name.isdigit():
+      continue
+    if not os.path.isdir(path):
+      found[int(name)] = "it is a file, not a folder"
+      continue
+    metrics = os.path.join(path, "metrics", "metrics")
+    try:
+      if os.path.exists(metrics):
+        with open(metrics, encoding="utf-8") as f:
+          json.load(f)
+    except (OSError, ValueError) as e:
+      found[int(name)] = f"its metrics file cannot be read ({_first_line(e)})"
+  return found
+
+
+# ----------------------------------------------------------------------------
 # The manager.
 # ----------------------------------------------------------------------------
 
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict,
-                 read_only: bool = False) -> ocp.CheckpointManager:
+                 read_only: bool = False, is_chief: bool = True) -> ocp.CheckpointManager:
   """A CheckpointManager on <workdir>/checkpoints.
 
   Keeps the last `config.keep_checkpoints` steps plus the one with the lowest
   `config.best_metric` among the steps saved with metrics. The trainer decides
   when to save (every `checkpoint_every_steps`, at evaluations and at the end)
   and calls `save(..., force=True)`.
+
+  A step folder the manager could not open (a file, unreadable metrics) is
+  moved aside with a warning, or, read-only, raises DamagedCheckpointError.
   """
+  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  for step, reason in sorted(_unreadable_step_folders(directory).items()):
+    message = f"Checkpoint {step} in {directory} is damaged: {reason}"
+    if read_only:
+      raise DamagedCheckpointError(message)
+    if is_chief:
+      logging.warning("%s; moved it to %s.", message, move_aside(directory, step))
+  if not read_only:
+    _sync_processes("wae_jax_checkpoints_listed")
   best_metric = config.best_metric
 
   def metric_value(metrics: dict) -> float:
@@ -229,42 +608,9 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict,
       create=not read_only,
       enable_async_checkpointing=True,
   )
-  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-  return ocp.CheckpointManager(directory, options=options,
-                               item_handlers=ocp.StandardCheckpointHandler())
-
-
-def save(manager: ocp.CheckpointManager, state: TrainState, step: int,
-         metrics: Optional[dict] = None, image_shape: Optional[Sequence[int]] = None) -> None:
-  """Saves `state` as checkpoint `step` (asynchronously; see wait_until_finished)."""
-  custom = {"image_shape": list(image_shape)} if image_shape is not None else None
-  manager.save(
-      step, args=ocp.args.StandardSave(state_to_checkpoint(state)),
-      metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
-      force=True, custom_metadata=custom)
-
-
-def _image_shape_of(manager: ocp.CheckpointManager, step: int) -> tuple:
-  custom = manager.metadata(step).custom_metadata or {}
-  if "image_shape" not in custom:
-    raise ValueError(
-        f"Checkpoint {step} in {manager.directory} does not record the image "
-        "shape; pass image_shape= to restore_state.")
-  return tuple(custom["image_shape"])
-
-
-def restore_from_manager(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
-                         step: int, image_shape: Optional[Sequence[int]] = None,
-                         sharding: Optional[jax.sharding.Sharding] = None) -> TrainState:
-  """Restores checkpoint `step` into the state `method.init` builds for `config`."""
-  if image_shape is None:
-    image_shape = _image_shape_of(manager, step)
-  abstract = abstract_state(config, image_shape)
-  if sharding is None:
-    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = _abstract_checkpoint(abstract, sharding)
-  tree = manager.restore(step, args=ocp.args.StandardRestore(target))
-  return checkpoint_to_state(abstract, tree)
+  with _quiet_failed_reads():  # It reads every step's metadata.
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
 
 def all_steps(workdir: str) -> list[int]:
@@ -284,7 +630,7 @@ def all_steps(workdir: str) -> list[int]:
 def restore_state(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
                   step: Optional[int] = None, image_shape: Optional[Sequence[int]] = None,
                   sharding: Optional[jax.sharding.Sharding] = None) -> TrainState:
-  """The TrainState of checkpoint `step` (the latest complete one when None).
+  """The verified TrainState of checkpoint `step` (the latest complete one when None).
 
   Args:
     workdir: a run's workdir.
@@ -293,6 +639,9 @@ def restore_state(workdir: str, config: Optional[ml_collections.ConfigDict] = No
     image_shape: (H, W, C) of the data; read from the checkpoint when None.
     sharding: where the arrays go (default: the first local device); pass a
       replicated NamedSharding to restore onto a mesh.
+
+  Raises:
+    DamagedCheckpointError: the checkpoint is damaged (see restore_verified).
   """
   if config is None:
     config = load_config(workdir)
@@ -307,6 +656,10 @@ def restore_state(workdir: str, config: Optional[ml_collections.ConfigDict] = No
       step = max(steps)
     elif step not in steps:
       raise ValueError(f"No checkpoint for step {step} in {workdir!r}; it has steps {sorted(steps)}.")
-    return restore_from_manager(manager, config, step, image_shape, sharding)
+    try:
+      return restore_verified(manager, config, step, image_shape, sharding)[0]
+    except DamagedCheckpointError as e:
+      raise DamagedCheckpointError(
+          f"{e}; choose another of its checkpoints {sorted(steps)}.") from None
   finally:
     manager.close()

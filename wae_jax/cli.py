@@ -192,9 +192,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
-      flag.value.keys()  # ml_collections defers a config file's load error to first use.
+      if flag.value is not None:
+        flag.value.keys()  # ml_collections defers a config file's load error to first use.
     return rest
   except flags.Error as error:
+    for flag in _config_flags():
+      if flag.present and flag.value is None:
+        raise UserError(f"--{flag.name}={_flag_argument(argv, flag.name)}: get_config() "
+                        "returned None; make it return the ConfigDict.") from error
     if isinstance(error, flags.UnrecognizedFlagError):
       message = _unknown_field_message(argv)
       if message is not None:

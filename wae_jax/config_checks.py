@@ -42,6 +42,7 @@ CHOICES = (
     ("model.encoder", models.ENCODER_TYPES),
     ("model.decoder_output", models.DECODER_OUTPUTS),
     ("model.upsample", conv_layers.UPSAMPLE_CHOICES),
+    ("model.dtype", models.DTYPES),
     ("prior", priors.PRIORS),
     ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),
@@ -191,7 +192,16 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
 
   groups = {metric_group(config.best_metric)}
   if "evaluation" in config:
-    groups |= set(config.evaluation.final_metrics)
+    final = tuple(config.evaluation.final_metrics)
+    # Checked now, not when the run ends and evaluates them.
+    from wae_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+    allowed = ("full", "cheap") + evaluator.ALL_METRICS
+    unknown = [name for name in final if name not in allowed]
+    if unknown:
+      raise cli.UserError(
+          f"config.evaluation.final_metrics names unknown metric group(s) {unknown}; use "
+          f"groups of {', '.join(allowed)}.")
+    groups |= set(final)
   if weights and groups & {"fid_inception", "kid_inception"}:
     # A missing Inception weights file fails now, not at the first evaluation.
     from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top

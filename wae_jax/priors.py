@@ -84,23 +84,6 @@ def gaussian_mixture_log_density(z: jax.Array, means: jax.Array,
   return jax.nn.logsumexp(log_components, axis=-1) - jnp.log(means.shape[0])
 
 
-def sample_gaussian_mixture(key: jax.Array, means: jax.Array, logvars: jax.Array,
-                            n: int):
-  """n draws of the equal-weight mixture of N(means_k, diag exp(logvars_k)).
-
-  Args:
-    key: PRNG key; means, logvars: (K, d); n: how many draws.
-
-  Returns:
-    (z (n, d), components (n,) int32): component k uniform, then
-    z = means_k + exp(logvars_k / 2) * eps.
-  """
-  component_key, noise_key = jax.random.split(key)
-  components = jax.random.randint(component_key, (n,), 0, means.shape[0])
-  eps = jax.random.normal(noise_key, (n, means.shape[-1]), means.dtype)
-  return means[components] + jnp.exp(0.5 * logvars[components]) * eps, components
-
-
 def get_prior(config: ml_collections.ConfigDict):
   """The prior named by config.prior ('gaussian' uses config.prior_var)."""
   if config.prior == "gaussian":

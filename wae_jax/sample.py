@@ -11,6 +11,7 @@ Restores the latest complete checkpoint of DIR (or --step). The extension of
         reconstructions, or rows of latent interpolations between test images.
   .npz  every array of the kind, float32, images NHWC in [0, 1]:
           samples          samples (N,H,W,C), codes (N,d): the prior draws decoded
+                           (for methods that decode their prior's draws)
           reconstructions  images, reconstructions (N,H,W,C), codes (N,d): the
                            encoder's codes of the first N test images, labels (N,)
                            when the dataset has them
@@ -87,15 +88,17 @@ def _test_examples(source, num: int):
 def sample_arrays(state, method, config, kind: str, num: int, seed: int = 0) -> dict:
   """name -> numpy array of `kind` (see the module docstring); 'main' names the main one."""
   import jax  # pylint: disable=g-import-not-at-top
-  from wae_jax import priors  # pylint: disable=g-import-not-at-top
+  from wae_jax.methods import common  # pylint: disable=g-import-not-at-top
 
   encode = jax.jit(lambda images: method.encode(state, images))
   decode = jax.jit(lambda z: method.decode(state, z))
-  if kind == "samples":
-    codes = priors.get_prior(config).sample(jax.random.PRNGKey(seed), num,
-                                            int(config.latent_dim))
-    codes = jax.device_get(codes)
+  key = jax.random.PRNGKey(seed)
+  if kind == "samples" and method.sample is common.sample:
+    # The draws common.sample decodes, kept so that they can be exported.
+    codes = np.asarray(common.sample_prior(state, key, num))
     return {"main": "samples", "samples": _in_chunks(decode, codes), "codes": codes}
+  if kind == "samples":  # A method with its own sampler: images only.
+    return {"main": "samples", "samples": np.asarray(method.sample(state, key, num))}
 
   from wae_jax import data  # pylint: disable=g-import-not-at-top
   source = data.build(config)

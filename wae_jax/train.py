@@ -39,6 +39,7 @@ from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 RUN_COMPLETE_FILE = "run_complete.json"
+LOG_HISTORY_KEY = "log_history"  # In a checkpoint's metadata.
 IMAGE_DIR = "images"
 NUM_INTERPOLATION_PAIRS = 8
 NUM_INTERPOLATION_STEPS = 10
@@ -82,10 +83,22 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
 
 
 def _record_config(workdir: str, config: ml_collections.ConfigDict, is_chief: bool) -> None:
-  """Writes config.json for a new run; for an existing one checks the config still fits."""
+  """Writes config.json for a new run; for an existing one checks the config still fits.
+
+  A damaged config.json is moved aside and rewritten: each checkpoint records
+  its config, which restoring checks instead.
+  """
   changed = None
-  if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
-    changed = checkpoint.check_resumable(workdir, config)
+  path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+  if os.path.exists(path):
+    try:
+      changed = checkpoint.check_resumable(workdir, config)
+    except checkpoint.DamagedConfigError:
+      if is_chief:
+        os.replace(path, path + checkpoint.CORRUPT_SUFFIX)
+        logging.warning("%s is damaged; moved it to %s and writing it again.", path,
+                        path + checkpoint.CORRUPT_SUFFIX)
+      changed = None
     if changed:
       logging.warning("Resuming %s with changed fields %s.", workdir, ", ".join(changed))
   if is_chief and (changed is None or changed):  # A new run, or allowed changes to record.
@@ -243,7 +256,7 @@ def read_run_complete(workdir: str) -> Optional[dict]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir`, resuming from its latest complete checkpoint.
+  """Trains `config` in `workdir`, resuming from its newest good checkpoint.
 
   Returns:
     The run summary also written to <workdir>/run_complete.json:
@@ -251,7 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Raises:
     ValueError: an invalid config, or one that differs from the workdir's.
-    NonFiniteLossError: a loss term became NaN or Inf.
+    checkpoint.WorkdirBusyError: another trainer runs in `workdir`.
+    NonFiniteLossError: a loss term or the state became NaN or Inf.
   """
   workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
@@ -260,9 +274,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # 1. Config and data. ------------------------------------------------------
   config, source = prepare_config(config, mesh.devices.size)
   parallel.check_batch_size(config.batch_size, mesh)
-  method = methods.get(config.method)
   if is_chief:
     os.makedirs(workdir, exist_ok=True)
+  with checkpoint.workdir_lock(workdir, enabled=is_chief):
+    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief)
+
+
+def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh,
+                             workdir: str, is_chief: bool) -> dict:
+  """train_and_evaluate once the config is checked and the workdir is locked."""
+  method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
   num_train_steps = int(config.num_train_steps)
 
@@ -270,7 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_step, put_batch, put_state = make_train_step(method, mesh)
 
   # 3. State. ----------------------------------------------------------------
-  manager = checkpoint.make_manager(workdir, config)
+  manager = checkpoint.make_manager(workdir, config, is_chief=is_chief)
   start_step = manager.latest_step() or 0
   if start_step > num_train_steps:
     manager.close()
@@ -284,10 +305,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return done
   if is_chief and done is not None:  # num_train_steps was raised: no longer complete.
     os.remove(os.path.join(workdir, RUN_COMPLETE_FILE))
+  saved = {}
   if start_step:
-    state = checkpoint.restore_from_manager(
-        manager, config, start_step, source.image_shape,
-        sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    start_step, state, saved = checkpoint.restore_newest_good(
+        manager, config, source.image_shape,
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()), is_chief)
+    start_step = start_step or 0
+  if start_step:
     logging.info("Resumed %s from checkpoint %d.", workdir, start_step)
   else:
     state = initial_state(method, config, source)
@@ -309,27 +333,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   image_grids = ImageGrids(method, config, source)
   image_dir = os.path.join(workdir, IMAGE_DIR)
   progress = metrics_io.Progress(start_step, num_train_steps)
-  last_good_step = start_step if start_step else None
+  last_good_step = start_step if start_step else None  # Verified: written finite, or restored.
+
+  def stop_non_finite(what: str, names: list[str], step: int):
+    manager.wait_until_finished()
+    where = (f"the last good checkpoint is step {last_good_step} in "
+             f"{manager.directory} (kept)" if last_good_step is not None
+             else "no checkpoint was saved before it")
+    raise NonFiniteLossError(
+        f"The {what} became non-finite ({', '.join(names[:5])}) at step {step}; "
+        f"training stopped and {where}. Lower optimizer.learning_rate or "
+        "lambda_reg and start again in a new --workdir.")
 
   def check_finite(pending):
     history = [(s, {k: float(v) for k, v in m.items()}) for s, m in jax.device_get(pending)]
     bad = _first_non_finite(history)
     if bad is not None:
-      step, names = bad
-      manager.wait_until_finished()
-      where = (f"the last good checkpoint is step {last_good_step} in "
-               f"{manager.directory} (kept)" if last_good_step is not None
-               else "no checkpoint was saved before it")
-      raise NonFiniteLossError(
-          f"The loss became non-finite ({', '.join(names)}) at step {step}; "
-          f"training stopped and {where}. Lower optimizer.learning_rate or "
-          "lambda_reg and start again in a new --workdir.")
+      stop_non_finite("loss", bad[1], bad[0])
     return history
 
   # 5. The loop. -------------------------------------------------------------
   batches = data.prefetch(source.train_batches(start_step), size=2, put=put_batch)
   pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
-  log_history: list[tuple[int, dict]] = []
+  # (step, metrics) since the last log line; a checkpoint records it, so that a
+  # resumed run's next line averages the same steps as an uninterrupted run's.
+  log_history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
   try:
     for step in range(start_step + 1, num_train_steps + 1):
       state, step_metrics = train_step(state, next(batches))
@@ -348,6 +376,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         continue
       log_history.extend(check_finite(pending))
       pending = []
+      if save_now:  # Before the evaluation, which would log a non-finite state's metrics.
+        try:
+          digest = checkpoint.verified_digest(state, step)
+        except checkpoint.NonFiniteStateError as e:
+          stop_non_finite("state", e.leaves, step)
 
       if log_now:
         rate = progress.steps_per_second(step)
@@ -383,7 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpoint.save(manager, state, step,
                         metrics={config.best_metric: eval_metrics[config.best_metric]}
                         if eval_metrics else None,
-                        image_shape=source.image_shape)
+                        image_shape=source.image_shape, config=config, digest=digest,
+                        extra_metadata={LOG_HISTORY_KEY: log_history})
         last_good_step = step
   finally:
     batches.close()

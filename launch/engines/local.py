@@ -114,8 +114,10 @@ def slot_env(platform: str, device_ids: Sequence[str], slot: int, num_slots: int
 _WORKER_ENV: Optional[dict[str, str]] = None
 
 
-def _init_worker(slot_queue, platform, device_ids, num_slots, cpu_devices_per_run):
+def _init_worker(slot_queue, platform, device_ids, num_slots, cpu_devices_per_run, launcher_pid):
   global _WORKER_ENV
+  # A launcher killed by any signal takes its workers, and so their trainers, with it.
+  runs.die_with_parent(launcher_pid)
   slot = slot_queue.get()
   _WORKER_ENV = slot_env(platform, device_ids, slot, num_slots, dict(os.environ),
                          cpu_devices_per_run)
@@ -165,13 +167,21 @@ class LocalEngine(base.Engine):
     for slot in range(num_workers):
       slot_queue.put(slot)
     results = []
+    other_children = {child.pid for child in multiprocessing.active_children()}
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=num_workers, mp_context=context, initializer=_init_worker,
         initargs=(slot_queue, self.platform, self.device_ids, self.max_parallel,
-                  self.cpu_devices_per_run)) as pool:
-      futures = [pool.submit(_execute_in_worker, spec, retries) for spec in specs]
-      for future in concurrent.futures.as_completed(futures):
-        results.append(future.result())
-        if progress is not None:
-          progress(results[-1], len(results), len(specs))
+                  self.cpu_devices_per_run, os.getpid())) as pool:
+      try:
+        futures = [pool.submit(_execute_in_worker, spec, retries) for spec in specs]
+        for future in concurrent.futures.as_completed(futures):
+          results.append(future.result())
+          if progress is not None:
+            progress(results[-1], len(results), len(specs))
+      except BaseException:  # Ctrl-C, or any failure: stop every run now.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+          if child.pid not in other_children:
+            child.kill()  # Its trainer gets SIGKILL with it (runs.execute_run).
+        raise
     return results

@@ -27,6 +27,7 @@ the batch iterator divides by 255.
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -228,6 +229,26 @@ def load_split(builder, spec: TfdsDataset, split: str, image_size: int,
   return _load_cache(cache)
 
 
+def _is_installed(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def check_tfds_installed(name: str) -> None:
+  """A UserError with the install command unless tensorflow-datasets and
+  tensorflow are importable (`pip install -e .` leaves them out)."""
+  missing = [m for m in ("tensorflow_datasets", "tensorflow") if not _is_installed(m)]
+  if missing:
+    raise cli.UserError(
+        f"config.dataset={name!r} is read with tensorflow-datasets, but "
+        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+        "run `pip install -e '.[tfds]'` in the repository (or `pip install "
+        "tensorflow-cpu tensorflow-datasets`), or use an offline dataset such as "
+        "--config.dataset=digits or mnist_idx.")
+
+
 def load(name: str, image_size: int, data_dir: str, download: bool = False):
   """Loads the train and test split of tfds dataset `name`.
 
@@ -250,6 +271,7 @@ def load(name: str, image_size: int, data_dir: str, download: bool = False):
   if image_size <= 0:
     raise ValueError(f"config.image_size must be positive, got {image_size}.")
   spec = dataset_spec(name, image_size)
+  check_tfds_installed(name)
   data_dir = data_dir or default_data_dir()
   if not download and not _maybe_on_disk(data_dir, spec.builder_name):
     # Fails in milliseconds: importing tensorflow_datasets alone takes seconds.

@@ -20,8 +20,9 @@ Metric groups (the names `metrics=` takes) and the keys they produce:
   cheap (CHEAP_METRICS, the default):
     'test_reconstruction' -> test_reconstruction (summed squared error per
         image, mean over the test split)
-    'latent'     -> latent_mmd, latent_swd, latent_sv_max, latent_sv_min,
-                    latent_sv_min_over_max (see latent.py)
+    'latent'     -> latent_mmd, latent_swd (against the method's
+                    sample_prior: SWAE's learned prior), latent_sv_max,
+                    latent_sv_min, latent_sv_min_over_max (see latent.py)
     'sharpness'  -> sharpness_samples, sharpness_reconstructions,
                     sharpness_test (1000 images each, see sharpness.py)
     'latent_probes' -> latent_knn_accuracy, latent_linear_accuracy (k-NN and

@@ -2,7 +2,7 @@
 
   * `latent_mmd`: the WAE IMQ/RBF MMD^2 (wae_jax.losses.mmd_penalty, with the
     run's kernel and scales) between encoded test codes and as many prior
-    samples, on at most `max_mmd_points` codes (the n^2 kernel matrices).
+    samples (the config's fixed prior, or a learned one's draws), on at most `max_mmd_points` codes (the n^2 kernel matrices).
   * `latent_swd`: sliced squared 2-Wasserstein distance
     (wae_jax.losses.sliced_wasserstein) over all codes, 256 directions.
   * singular values of the centred code matrix divided by sqrt(N), i.e. the

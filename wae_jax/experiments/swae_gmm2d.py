@@ -8,8 +8,9 @@ matplotlib: the test data (coloured by component) with the learned
 pseudo-inputs, 2000 prior samples in the 2-D latent space with the encoded
 test points, and 2000 generated points G(z) over the data. It prints (and
 writes next to the PNG as JSON) the fraction of generated points within 3 std
-(0.6) of a component mean, the generated points' share of each component, and
-the final loss terms.
+(0.6) of a component mean, the generated points' share of each component, the
+mean log-density of the encoded test points under the learned prior, and the
+final loss terms.
 """
 
 import json
@@ -55,6 +56,7 @@ def run(config, out: str) -> dict:
   from wae_jax import data
   from wae_jax import methods
   from wae_jax import parallel
+  from wae_jax import priors
   from wae_jax import train
   from wae_jax.data import offline
   from wae_jax.methods import swae
@@ -81,6 +83,8 @@ def run(config, out: str) -> dict:
   generated = np.asarray(jax.jit(method.decode)(state, prior)).reshape(-1, 2)
   codes = np.asarray(jax.jit(method.encode)(state, test["image"]))
   pseudo = np.asarray(swae.pseudo_inputs(state.config, state.params["prior"])).reshape(-1, 2)
+  # How well the learned prior covers the encoded data: mean log p(E(x)).
+  log_prior = priors.gaussian_mixture_log_density(codes, *jax.jit(swae.prior_components)(state))
 
   figure, axes = plt.subplots(1, 3, figsize=(15, 5))
   axes[0].scatter(points[:, 0], points[:, 1], c=test["label"], cmap="tab10", s=3)
@@ -107,7 +111,7 @@ def run(config, out: str) -> dict:
   plt.close(figure)
 
   summary = dict(mode_summary(generated, offline.GMM2D_MEANS),
-                 steps=int(state.step),
+                 steps=int(state.step), test_codes_log_prior=float(np.mean(log_prior)),
                  **{k: float(v) for k, v in jax.device_get(metrics).items()})
   with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)

@@ -45,7 +45,6 @@ from wae_jax.methods import common
 from wae_jax.state import TrainState
 
 PAIRINGS = ("data", "latent")
-_PRIOR_KEY_SALT = 0x5AE
 _INIT_NOISE_SALT = 0x5AE1
 
 

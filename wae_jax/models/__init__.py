@@ -13,11 +13,12 @@ Every module has a field `axis_name` passed to all its BatchNorms, so
 
 from typing import Sequence, Tuple
 
+import jax.numpy as jnp
 import ml_collections
 
 from wae_jax import priors
 from wae_jax.models.adversary import Adversary
-from wae_jax.models.common import DECODER_OUTPUTS, ENCODER_TYPES
+from wae_jax.models.common import DECODER_OUTPUTS, DTYPES, ENCODER_TYPES
 from wae_jax.models.conv_layers import use_stride1_rewrite
 from wae_jax.models.dcgan import DCGANDecoder, DCGANEncoder, build_dcgan, dcgan_variant
 from wae_jax.models.gated import GatedDecoder, GatedEncoder, check_gated_image_shape
@@ -34,6 +35,14 @@ def _int_tuple(values: Sequence[int]) -> Tuple[int, ...]:
   return tuple(int(v) for v in values)
 
 
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+  """config.model.dtype: what every network computes in (params stay float32)."""
+  name = config.model.get("dtype", "float32")
+  if name not in DTYPES:
+    raise ValueError(f"config.model.dtype={name!r} is not one of {DTYPES}; pick one of them.")
+  return jnp.dtype(name)
+
+
 def build_adversary(config: ml_collections.ConfigDict) -> Adversary:
   """The WAE-GAN latent adversary, with log p_Z(z) added when config asks."""
   prior = None
@@ -44,7 +53,8 @@ def build_adversary(config: ml_collections.ConfigDict) -> Adversary:
           f"config.adversary_log_prior adds a Gaussian log-density to the adversary's "
           f"logit, but config.prior={config.prior!r}; set config.adversary_log_prior=False "
           "or use the gaussian prior.")
-  return Adversary(_int_tuple(config.adversary.hidden_sizes), prior)
+  return Adversary(_int_tuple(config.adversary.hidden_sizes), prior,
+                   dtype=compute_dtype(config))
 
 
 def build_networks(config: ml_collections.ConfigDict,
@@ -78,31 +88,33 @@ def build_networks(config: ml_collections.ConfigDict,
   logvar_clip = (float(model.logvar_clip[0]), float(model.logvar_clip[1]))
   fast_conv = use_stride1_rewrite(model.upsample)
   width = float(model.width_multiplier)
+  dtype = compute_dtype(config)
 
   use_batch_norm = bool(model.batch_norm)
   if model.network == "mlp":
     hidden = _int_tuple(model.hidden_sizes)
-    encoder = MLPEncoder(latent_dim, hidden, model.encoder, logvar_clip)
-    decoder = MLPDecoder(image_shape, hidden, model.decoder_output)
+    encoder = MLPEncoder(latent_dim, hidden, model.encoder, logvar_clip, dtype=dtype)
+    decoder = MLPDecoder(image_shape, hidden, model.decoder_output, dtype=dtype)
   elif model.network == "dcgan":
     encoder, decoder = build_dcgan(latent_dim, image_shape, width, model.encoder,
-                                   logvar_clip, model.decoder_output, fast_conv,
+                                   logvar_clip, model.decoder_output, fast_conv, dtype,
                                    use_batch_norm)
   elif model.network == "gated":
     check_gated_image_shape(image_shape)
-    encoder = GatedEncoder(latent_dim, width, model.encoder, logvar_clip)
-    decoder = GatedDecoder(image_shape, width, model.decoder_output)
+    encoder = GatedEncoder(latent_dim, width, model.encoder, logvar_clip, dtype=dtype)
+    decoder = GatedDecoder(image_shape, width, model.decoder_output, dtype=dtype)
   else:
     check_resnet_image_shape(model.network, image_shape)
     encoder = ResNetEncoder(latent_dim, model.network, width, model.encoder, logvar_clip,
-                            fast_conv, use_batch_norm)
+                            fast_conv, use_batch_norm, dtype=dtype)
     decoder = ResNetDecoder(image_shape, model.network, width, model.decoder_output,
                             final_upsamplings(model.network, image_shape), fast_conv,
-                            use_batch_norm)
+                            use_batch_norm, dtype=dtype)
   return Networks(encoder=encoder, decoder=decoder)
 
 
 __all__ = [
-    "Adversary", "DCGANDecoder", "DCGANEncoder", "GatedDecoder", "GatedEncoder", "MLPDecoder", "MLPEncoder", "NETWORKS",
+    "Adversary", "DCGANDecoder", "DCGANEncoder", "GatedDecoder", "GatedEncoder", "MLPDecoder",
+    "MLPEncoder", "NETWORKS",
     "ResNetDecoder", "ResNetEncoder", "build_adversary", "build_networks", "dcgan_variant",
 ]

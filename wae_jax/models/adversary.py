@@ -1,9 +1,10 @@
 """The WAE-GAN latent adversary: an MLP on codes, logit (B,)."""
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from wae_jax.priors import GaussianPrior
 
@@ -18,14 +19,15 @@ class Adversary(nn.Module):
   hidden_sizes: Sequence[int] = (512, 512, 512, 512)
   prior: Optional[GaussianPrior] = None
   axis_name: Optional[str] = None  # no BatchNorm; kept for the common interface
+  dtype: Any = None  # computation dtype (params and the logit stay float32)
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     """(B, d) -> (B,) logits."""
     h = z
     for width in self.hidden_sizes:
-      h = nn.relu(nn.Dense(width)(h))
-    logits = nn.Dense(1)(h)[:, 0]
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    logits = nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
     if self.prior is not None:
       logits = logits + self.prior.log_density(z)
     return logits

@@ -28,7 +28,7 @@ rewritten implementations are interchangeable with identical weights.
 """
 
 import math
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -319,12 +319,14 @@ def _pair(kernel_size: int | Sequence[int]) -> Tuple[int, int]:
 
 def _conv_with_flax_params(module: nn.Module, x: jax.Array, conv) -> jax.Array:
   """conv(x, kernel) + bias, with 'kernel' (kh, kw, C, O) and 'bias' (O,)
-  created inside `module` exactly as flax's conv layers create them."""
+  created inside `module` exactly as flax's conv layers create them, computed
+  in module.dtype (None: the promoted dtype of x and the params, as flax does)."""
   kh, kw = _pair(module.kernel_size)
   kernel = module.param("kernel", module.kernel_init, (kh, kw, x.shape[-1], module.features))
-  y = conv(x, kernel.astype(x.dtype))
+  dtype = module.dtype or jnp.result_type(x, kernel)
+  y = conv(x.astype(dtype), kernel.astype(dtype))
   if module.use_bias:
-    y = y + module.param("bias", module.bias_init, (module.features,)).astype(y.dtype)
+    y = y + module.param("bias", module.bias_init, (module.features,)).astype(dtype)
   return y
 
 
@@ -341,6 +343,7 @@ class ConvTranspose2x(nn.Module):
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -362,6 +365,7 @@ class Conv2x(nn.Module):
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ Channel counts are multiplied by `width_multiplier`. With `fast_conv` the
 stride-2 layers run as the exact stride-1 rewrites of conv_layers.py.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -50,18 +50,19 @@ class DCGANEncoder(nn.Module):
   encoder: str = "deterministic"
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   fast_conv: bool = False
-  use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
+  use_batch_norm: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
     """(B, H, W, C) -> (mean (B, d), logvar (B, d) or None)."""
     h = x
     for channels in self.channels:
-      h = Conv2x(channels, self.kernel_size, space_to_depth=self.fast_conv)(h)
-      h = nn.relu(batch_norm(train, self.axis_name, self.use_batch_norm)(h))
+      h = Conv2x(channels, self.kernel_size, space_to_depth=self.fast_conv, dtype=self.dtype)(h)
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     h = h.reshape(h.shape[0], -1)
-    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
 
 class DCGANDecoder(nn.Module):
@@ -72,8 +73,9 @@ class DCGANDecoder(nn.Module):
   channels: Sequence[int] = MNIST_DECODER_CHANNELS
   output: str = "sigmoid"
   fast_conv: bool = False
-  use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
+  use_batch_norm: bool = True
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -81,18 +83,19 @@ class DCGANDecoder(nn.Module):
     height, width, out_channels = self.image_shape
     scale = 2 ** (len(self.channels) - 1)
     start_h, start_w = height // scale, width // scale
-    h = nn.Dense(start_h * start_w * self.channels[0])(z)
+    h = nn.Dense(start_h * start_w * self.channels[0], dtype=self.dtype)(z)
     h = nn.relu(h.reshape(z.shape[0], start_h, start_w, self.channels[0]))
     for channels in self.channels[1:]:
-      h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv)(h)
-      h = nn.relu(batch_norm(train, self.axis_name, self.use_batch_norm)(h))
-    h = nn.Conv(out_channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
+      h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
+    h = nn.Conv(out_channels, (self.kernel_size, self.kernel_size), padding="SAME",
+                dtype=self.dtype)(h)
     return decoder_output(h, self.output)
 
 
 def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multiplier: float,
                 encoder: str, logvar_clip: Tuple[float, float], output: str,
-                fast_conv: bool, use_batch_norm: bool = True
+                fast_conv: bool, dtype: Any = None, use_batch_norm: bool = True
                 ) -> Tuple[DCGANEncoder, DCGANDecoder]:
   """The encoder and decoder of the dcgan variant that fits image_shape."""
   variant = dcgan_variant(image_shape)
@@ -100,7 +103,7 @@ def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multip
   decoder_channels = MNIST_DECODER_CHANNELS if variant == "mnist" else CELEBA_DECODER_CHANNELS
   scale = lambda chans: tuple(scale_width(c, width_multiplier) for c in chans)
   enc = DCGANEncoder(latent_dim, kernel_size, scale(ENCODER_CHANNELS), encoder,
-                     logvar_clip, fast_conv, use_batch_norm)
+                     logvar_clip, fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
   dec = DCGANDecoder(tuple(image_shape), kernel_size, scale(decoder_channels), output,
-                     fast_conv, use_batch_norm)
+                     fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
   return enc, dec

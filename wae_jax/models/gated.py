@@ -16,7 +16,7 @@ split into the linear part and the gate: the same function as two layers.
 bottleneck). Sides must be divisible by 4.
 """
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -45,12 +45,14 @@ class GatedConv(nn.Module):
   features: int
   kernel_size: int
   stride: int = 1
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = (self.kernel_size - 1) // 2
     both = nn.Conv(2 * self.features, (self.kernel_size, self.kernel_size),
-                   strides=(self.stride, self.stride), padding=((pad, pad), (pad, pad)))(x)
+                   strides=(self.stride, self.stride), padding=((pad, pad), (pad, pad)),
+                   dtype=self.dtype)(x)
     linear, gate = jnp.split(both, 2, axis=-1)
     return linear * nn.sigmoid(gate)
 
@@ -59,10 +61,11 @@ class GatedDense(nn.Module):
   """dense_h(x) * sigmoid(dense_g(x))."""
 
   features: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    linear, gate = jnp.split(nn.Dense(2 * self.features)(x), 2, axis=-1)
+    linear, gate = jnp.split(nn.Dense(2 * self.features, dtype=self.dtype)(x), 2, axis=-1)
     return linear * nn.sigmoid(gate)
 
 
@@ -72,6 +75,7 @@ class GatedEncoder(nn.Module):
   encoder: str = "deterministic"
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   axis_name: Optional[str] = None  # no BatchNorm; kept for the common interface
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -81,8 +85,8 @@ class GatedEncoder(nn.Module):
     for index, (kernel, stride, channels) in enumerate(ENCODER_LAYERS):
       last = index == len(ENCODER_LAYERS) - 1
       h = GatedConv(channels if last else scale_width(channels, self.width_multiplier),
-                    kernel, stride)(h)
-    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(
+                    kernel, stride, self.dtype)(h)
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(
         h.reshape(h.shape[0], -1))
 
 
@@ -91,17 +95,19 @@ class GatedDecoder(nn.Module):
   width_multiplier: float = 1.0
   output: str = "sigmoid"
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     """(B, d) -> (B, H, W, C)."""
     del train
     height, width, channels = self.image_shape
-    h = GatedDense(scale_width(DECODER_HIDDEN, self.width_multiplier))(z)
-    h = GatedDense(height * width * channels)(h)
+    h = GatedDense(scale_width(DECODER_HIDDEN, self.width_multiplier), self.dtype)(z)
+    h = GatedDense(height * width * channels, self.dtype)(h)
     # The code reshapes to (C, H, W); in NHWC the same pixels are (H, W, C).
     h = h.reshape(z.shape[0], channels, height, width).transpose(0, 2, 3, 1)
     for _ in range(NUM_DECODER_CONVS):
-      h = GatedConv(scale_width(DECODER_CONV_CHANNELS, self.width_multiplier), 3)(h)
-    h = nn.Conv(channels, (1, 1), use_bias=False)(h)
+      h = GatedConv(scale_width(DECODER_CONV_CHANNELS, self.width_multiplier), 3,
+                    dtype=self.dtype)(h)
+    h = nn.Conv(channels, (1, 1), use_bias=False, dtype=self.dtype)(h)
     return decoder_output(h, self.output)

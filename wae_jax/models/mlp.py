@@ -1,7 +1,7 @@
 """Fully connected encoder and decoder (the CPU default; any image size)."""
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -17,6 +17,7 @@ class MLPEncoder(nn.Module):
   encoder: str = "deterministic"
   logvar_clip: Tuple[float, float] = (-10.0, 5.0)
   axis_name: Optional[str] = None  # no BatchNorm; kept for the common interface
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -24,8 +25,8 @@ class MLPEncoder(nn.Module):
     del train
     h = x.reshape(x.shape[0], -1)
     for width in self.hidden_sizes:
-      h = nn.relu(nn.Dense(width)(h))
-    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
 
 class MLPDecoder(nn.Module):
@@ -35,6 +36,7 @@ class MLPDecoder(nn.Module):
   hidden_sizes: Sequence[int] = (256, 256)
   output: str = "sigmoid"
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -42,6 +44,6 @@ class MLPDecoder(nn.Module):
     del train
     h = z
     for width in reversed(tuple(self.hidden_sizes)):
-      h = nn.relu(nn.Dense(width)(h))
-    h = nn.Dense(math.prod(self.image_shape))(h)
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    h = nn.Dense(math.prod(self.image_shape), dtype=self.dtype)(h)
     return decoder_output(h.reshape((z.shape[0],) + tuple(self.image_shape)), self.output)

@@ -20,7 +20,7 @@ layers run as the exact stride-1 rewrites of conv_layers.py; with
 """
 
 import functools
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -43,19 +43,22 @@ FLATTENED = ("resnet6",)
 
 def _norm(module: nn.Module, train: bool):
   """The module's batch norm (the identity when module.use_batch_norm is off)."""
-  return batch_norm(train, module.axis_name, module.use_batch_norm)
+  return batch_norm(train, module.axis_name, dtype=module.dtype,
+                    enabled=module.use_batch_norm)
 
 
-def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, use_bias=False):
+def _conv(features: int, kernel_size: int, stride: int, fast_conv: bool, dtype: Any):
   if stride == 2:
-    return Conv2x(features, kernel_size, space_to_depth=fast_conv, use_bias=use_bias)
-  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=use_bias)
+    return Conv2x(features, kernel_size, space_to_depth=fast_conv, use_bias=False, dtype=dtype)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False,
+                 dtype=dtype)
 
 
-def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool):
+def _up_conv(features: int, kernel_size: int, upsample: bool, fast_conv: bool, dtype: Any):
   if upsample:
-    return ConvTranspose2x(features, kernel_size, phase=fast_conv, use_bias=False)
-  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False)
+    return ConvTranspose2x(features, kernel_size, phase=fast_conv, use_bias=False, dtype=dtype)
+  return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", use_bias=False,
+                 dtype=dtype)
 
 
 class BasicBlock(nn.Module):
@@ -71,24 +74,26 @@ class BasicBlock(nn.Module):
   fast_conv: bool = False
   use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     resize = self.stride == 2
     if self.up:
-      first = nn.Conv(x.shape[-1], (3, 3), padding="SAME", use_bias=False)
-      second = _up_conv(self.features, 3, resize, self.fast_conv)
+      first = nn.Conv(x.shape[-1], (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)
+      second = _up_conv(self.features, 3, resize, self.fast_conv, self.dtype)
     else:
-      first = _conv(self.features, 3, self.stride, self.fast_conv)
-      second = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)
+      first = _conv(self.features, 3, self.stride, self.fast_conv, self.dtype)
+      second = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)
     y = nn.relu(_norm(self, train)(first(x)))
     y = _norm(self, train)(second(y))
     shortcut = x
     if resize or x.shape[-1] != self.features:
       # A 2x2 stride-2 transposed conv gives each output pixel one input pixel:
       # the mirror of the 1x1 stride-2 projection.
-      project = (_up_conv(self.features, 2 if resize else 1, resize, self.fast_conv) if self.up
-                 else _conv(self.features, 1, self.stride, self.fast_conv))
+      project = (
+          _up_conv(self.features, 2 if resize else 1, resize, self.fast_conv, self.dtype)
+          if self.up else _conv(self.features, 1, self.stride, self.fast_conv, self.dtype))
       shortcut = _norm(self, train)(project(x))
     return nn.relu(y + shortcut)
 
@@ -102,6 +107,7 @@ class BottleneckV2Block(nn.Module):
   fast_conv: bool = False
   use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -110,15 +116,16 @@ class BottleneckV2Block(nn.Module):
     preact = nn.relu(_norm(self, train)(x))
     shortcut = x
     if resize or x.shape[-1] != out_features:
-      project = (_up_conv(out_features, 2 if resize else 1, resize, self.fast_conv) if self.up
-                 else _conv(out_features, 1, self.stride, self.fast_conv))
+      project = (
+          _up_conv(out_features, 2 if resize else 1, resize, self.fast_conv, self.dtype)
+          if self.up else _conv(out_features, 1, self.stride, self.fast_conv, self.dtype))
       shortcut = project(preact)
-    y = nn.Conv(self.features, (1, 1), use_bias=False)(preact)
+    y = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype)(preact)
     y = nn.relu(_norm(self, train)(y))
-    middle = (_up_conv(self.features, 3, resize, self.fast_conv) if self.up
-              else _conv(self.features, 3, self.stride, self.fast_conv))
+    middle = (_up_conv(self.features, 3, resize, self.fast_conv, self.dtype) if self.up
+              else _conv(self.features, 3, self.stride, self.fast_conv, self.dtype))
     y = nn.relu(_norm(self, train)(middle(y)))
-    y = nn.Conv(out_features, (1, 1), use_bias=False)(y)
+    y = nn.Conv(out_features, (1, 1), use_bias=False, dtype=self.dtype)(y)
     return y + shortcut
 
 
@@ -145,6 +152,7 @@ class ResNetEncoder(nn.Module):
   fast_conv: bool = False
   use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -152,21 +160,21 @@ class ResNetEncoder(nn.Module):
     kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
     block = _BLOCKS[kind]
     h = nn.Conv(scale_width(STEM_CHANNELS, self.width_multiplier), (3, 3), padding="SAME",
-                use_bias=False)(x)
+                use_bias=False, dtype=self.dtype)(x)
     if kind == "basic":  # pre-activation nets normalise inside each block instead
       h = nn.relu(_norm(self, train)(h))
     for num_blocks, channels, stride in zip(stage_sizes, stage_channels, strides):
       for i in range(num_blocks):
         h = block(scale_width(channels, self.width_multiplier), stride if i == 0 else 1,
                   fast_conv=self.fast_conv, use_batch_norm=self.use_batch_norm,
-                  axis_name=self.axis_name)(h, train)
+                  axis_name=self.axis_name, dtype=self.dtype)(h, train)
     if kind == "bottleneck":
       h = nn.relu(_norm(self, train)(h))
     if self.architecture in FLATTENED:
       h = h.reshape(h.shape[0], -1)
     else:
       h = jnp.mean(h, axis=(1, 2))
-    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip)(h)
+    return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
 
 class ResNetDecoder(nn.Module):
@@ -180,19 +188,21 @@ class ResNetDecoder(nn.Module):
   fast_conv: bool = False
   use_batch_norm: bool = True
   axis_name: Optional[str] = None
+  dtype: Any = None  # computation dtype (params stay float32)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     """(B, d) -> (B, H, W, C)."""
     kind, stage_sizes, stage_channels, strides = ARCHITECTURES[self.architecture]
     block = functools.partial(_BLOCKS[kind], up=True, fast_conv=self.fast_conv,
-                              use_batch_norm=self.use_batch_norm, axis_name=self.axis_name)
+                              use_batch_norm=self.use_batch_norm, axis_name=self.axis_name,
+                              dtype=self.dtype)
     height, width, out_channels = self.image_shape
     factor = downsampling_factor(self.architecture) * 2 ** self.final_upsamplings
     start_channels = scale_width(stage_channels[-1], self.width_multiplier) * (
         4 if kind == "bottleneck" else 1)
     start_h, start_w = height // factor, width // factor
-    h = nn.Dense(start_h * start_w * start_channels)(z)
+    h = nn.Dense(start_h * start_w * start_channels, dtype=self.dtype)(z)
     h = h.reshape(z.shape[0], start_h, start_w, start_channels)
     if kind == "basic":
       h = nn.relu(_norm(self, train)(h))
@@ -215,7 +225,7 @@ class ResNetDecoder(nn.Module):
                             self.width_multiplier), 2)(h, train)
     if kind == "bottleneck":
       h = nn.relu(_norm(self, train)(h))
-    h = nn.Conv(out_channels, (3, 3), padding="SAME")(h)
+    h = nn.Conv(out_channels, (3, 3), padding="SAME", dtype=self.dtype)(h)
     return decoder_output(h, self.output)
 
 
