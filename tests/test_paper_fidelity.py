@@ -171,7 +171,8 @@ def test_pretraining_stops_early_and_a_resumed_run_never_pretrains_again(tmp_pat
   assert pretraining.steps_taken(restored) == len(history)
 
 
-PAPER_IMAGE_SHAPES = {"mnist": (28, 28, 1), "celeb_a": (64, 64, 3), "cifar10": (32, 32, 3),
+PAPER_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "digits": (8, 8, 1),
+                      "gmm2d": (1, 1, 2), "celeb_a": (64, 64, 3), "cifar10": (32, 32, 3),
                       "celeb_a_hq": (256, 256, 3)}
 
 
