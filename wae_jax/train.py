@@ -35,6 +35,7 @@ from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 RUN_COMPLETE_FILE = "run_complete.json"
@@ -315,6 +316,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   else:
     state = initial_state(method, config, source)
   state = put_state(state)
+  if pretraining.wanted(state):  # Once per run: the state remembers it.
+    state, losses = pretraining.pretrain_encoder(state, source.train_batches(0), mesh)
+    state = put_state(state)
+    logging.info("Pretrained the encoder for %d steps (moment loss %.4f -> %.4f).",
+                 len(losses), losses[0], losses[-1])
   logging.info("Training %s from step %d to %d on %d devices.", workdir, start_step,
                num_train_steps, mesh.devices.size)
   best_step = manager.best_step() if start_step else None
