@@ -106,7 +106,7 @@ def expand(root: str, config_file: str, config_arg: Optional[str], num_runs: int
   return entries
 
 
-def _with_overrides(config, overrides: dict[str, Any]):
+def with_overrides(config, overrides: dict[str, Any]):
   """config with the dotted overrides set (a sequence becomes a tuple)."""
   for key, value in overrides.items():
     *parents, leaf = key.split(".")
@@ -133,7 +133,7 @@ def check_runs(config_file: str, config_arg: Optional[str],
   module = load_config_module(config_file)
   for entry in entries:
     try:
-      config = _with_overrides(module.get_config(config_arg), entry["overrides"])
+      config = with_overrides(module.get_config(config_arg), entry["overrides"])
       config_checks.check_values(config, weights=False)
     except (ValueError, KeyError, AttributeError) as error:
       raise cli.UserError(

@@ -170,16 +170,6 @@ def test_commands_parse_with_ml_collections_flags(config_arg, tmp_path):
         assert node == value and type(node) is type(value), key
 
 
-def _apply(config, overrides):
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for name in parents:
-      node = node[name]
-    node[leaf] = tuple(value) if isinstance(value, list) else value
-  return config
-
-
 @pytest.mark.parametrize("config_arg,image_shape", [(None, (64, 64, 3)), ("tiny", (8, 8, 1))])
 def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_shape,
                                                           tmp_path, monkeypatch):
@@ -193,7 +183,7 @@ def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_sha
   traced = set()
   for overrides in bigwae.sweep(300, seed=0, config_arg=config_arg):
     # Setting a field the locked config lacks would raise: every key exists.
-    config = _apply(bigwae.get_config(config_arg), overrides)
+    config = sweep_lib.with_overrides(bigwae.get_config(config_arg), overrides)
     config_checks.check_values(config, num_devices=8)
     network = (config.model.network, tuple(config.model.hidden_sizes))
     if network not in traced and config.model.encoder == "gaussian":
@@ -226,7 +216,7 @@ def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monk
   import methods_testlib as lib
   representatives = {}
   for index, overrides in enumerate(bigwae.sweep(500, seed=0, config_arg=config_arg)):
-    config = _apply(bigwae.get_config(config_arg), overrides)
+    config = sweep_lib.with_overrides(bigwae.get_config(config_arg), overrides)
     config_checks.check_values(config, num_devices=1)  # with the method's check_config
     representatives.setdefault(_structure(config), (index, config))
   batch = lib.digits_batch(8)
