@@ -55,11 +55,6 @@ VERDICTS = ("held", "partly", "did not hold")
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 
-flags.DEFINE_string("out", None, "Folder for results.json, the plots and the runs.")
-flags.DEFINE_enum("size", "small", SIZES,
-                  "small: CPU minutes on digits/synthetic data; paper: the paper's "
-                  "data and networks (GPU/TPU); toy: a few steps, a wiring check.")
-flags.DEFINE_string("data_dir", "", "tfds data_dir of --size=paper ('' = tfds's default).")
 FLAGS = flags.FLAGS
 
 
@@ -321,6 +316,14 @@ def main(run: Callable[[str, str, str], dict]) -> None:
   A user's mistake (a bad --out, data that is not prepared) is one line on
   stderr and exit status 2 (wae_jax.cli).
   """
+
+  # Defined here, not at import, so that importing an experiment (a test does)
+  # never clashes with another command's --out in the same process.
+  flags.DEFINE_string("out", None, "Folder for results.json, the plots and the runs.")
+  flags.DEFINE_enum("size", "small", SIZES,
+                    "small: CPU minutes on digits/synthetic data; paper: the paper's "
+                    "data and networks (GPU/TPU); toy: a few steps, a wiring check.")
+  flags.DEFINE_string("data_dir", "", "tfds data_dir of --size=paper ('' = tfds's default).")
 
   def _main(argv):
     del argv  # cli.run_absl refuses extra arguments.
