@@ -62,9 +62,9 @@ def main():
   unknown = set(runs) - set(RUNS)
   if unknown:
     parser.error(f"unknown --methods {sorted(unknown)}; choose from {RUNS}.")
-  from wae_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  from wae_jax import cli  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
-  metrics_io.quiet_orbax_logging()
+  cli.quiet_library_logs()
   rows = []
   with tempfile.TemporaryDirectory() as root:
     for run in runs:

@@ -3,9 +3,10 @@
 For each workload the JAX side is what the trainer runs (the method's
 `train_step` through `parallel.make_parallel_step`: shard_map under jit on one
 device, state donated) or the jitted loss's value and gradient; the torch side
-is the same layers (same shapes, parameter counts, initial scales), the same
+is the same layers (same shapes and parameter counts), the same
 loss and the same optimizer (Adam, and the adversary's own Adam for WAE-GAN;
-MoCA's EMA key encoder and queue), in eager mode with 2 threads. Workloads:
+MoCA's EMA key encoder and queue), in eager mode with 2 threads (--torch_threads).
+Workloads:
 
   MLP step of every method: the default config (digits 8x8, MLP 256-256,
     latent 8, batch 100; MoCA with K=1000)
@@ -182,10 +183,10 @@ def jax_gemm_seconds() -> float:
 # torch side (the child process): the twins.
 
 
-def torch_worker():
+def torch_worker(threads: int):
   """Reads JSON commands on stdin, answers one JSON line each on stdout."""
   import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(2)
+  torch.set_num_threads(threads)
   workload = None
   for line in sys.stdin:
     request = json.loads(line)
@@ -363,10 +364,11 @@ class TorchWorkload:
 class TorchProcess:
   """The torch child: setup(kind, spec), then seconds(n) runs n iterations."""
 
-  def __init__(self):
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+  def __init__(self, threads: int):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     self.process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--torch_worker"], cwd=REPO_ROOT,
+        [sys.executable, os.path.abspath(__file__), "--torch_worker",
+         f"--torch_threads={threads}"], cwd=REPO_ROOT,
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
   def ask(self, **request):
@@ -393,10 +395,13 @@ def main():
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per workload")
   parser.add_argument("--round_seconds", type=float, default=0.5,
                       help="time per framework per round (at least one iteration)")
+  parser.add_argument("--torch_threads", type=int, default=2,
+                      help="torch's intra-op threads (1 is fairer on a machine others load: "
+                      "its OpenMP barriers stall when the cores are oversubscribed)")
   parser.add_argument("--torch_worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.torch_worker:
-    torch_worker()
+    torch_worker(args.torch_threads)
     return
   if importlib.util.find_spec("torch") is None:
     print("benchmarks/vs_torch.py needs PyTorch, an optional benchmark-only dependency: "
@@ -405,7 +410,7 @@ def main():
   os.environ.setdefault("XLA_FLAGS", YNN_FLAG)  # what wae_jax.main sets on a CPU
   import jax  # pylint: disable=g-import-not-at-top
 
-  torch_process = TorchProcess()
+  torch_process = TorchProcess(args.torch_threads)
   try:
     gemm_torch = torch_process.ask(cmd="gemm")
     gemm_seconds = min(jax_gemm_seconds(), gemm_torch["seconds"])
@@ -439,7 +444,8 @@ def main():
 
   device = jax.devices()[0]
   print(f"\nJAX {jax.__version__} ({device.platform}, XLA_FLAGS={os.environ['XLA_FLAGS']}) "
-        f"vs PyTorch {gemm_torch['version']} eager, 2 threads; median of {args.rounds} "
+        f"vs PyTorch {gemm_torch['version']} eager, {args.torch_threads} thread(s); median of "
+        f"{args.rounds} "
         "interleaved rounds; ratio = torch / JAX (above 1: this library is faster)")
   print(f"GEMM peak ({GEMM_SIZE}^3 float32, best of jnp.dot and torch.mm): "
         f"{peak / 1e9:.0f} GFLOP/s\n")

@@ -1,4 +1,7 @@
-"""WAE-MMD on CelebA 64x64, the WAE paper's setting (latent 64, lambda 100)."""
+"""WAE-MMD on CelebA 64x64, the WAE paper's setting (latent 64, lambda 100).
+
+Every value and its source: configs/paper_settings.md.
+"""
 
 from configs import _wae_paper
 from configs import common

@@ -1,4 +1,7 @@
-"""MoCA on CIFAR-10 32x32, K = 29952 (the paper's 30000 rounded down to a multiple of 64); network A1 (DCGAN-style conv net), lambda 2000.0."""
+"""MoCA on CIFAR-10 32x32, K = 29952 (the paper's 30000 rounded down to a multiple of 64); network A1 (DCGAN-style conv net), lambda 2000.0.
+
+Every value and its source: configs/paper_settings.md.
+"""
 
 from configs import _moca_paper
 from configs import common

@@ -28,9 +28,10 @@ def runlocal(config: ml_collections.ConfigDict) -> None:
   config.model.width_multiplier = 1 / 16
   config.adversary.hidden_sizes = (32, 32)
   config.moca.queue_size = 4 * RUNLOCAL_BATCH
+  config.pretrain.sample_size = 2 * RUNLOCAL_BATCH
+  config.pretrain.max_steps = min(config.pretrain.max_steps, 2)
   config.swae.num_pseudo_inputs = min(config.swae.num_pseudo_inputs, 4 * RUNLOCAL_BATCH)
   config.evaluation.probe_train_examples = min(config.evaluation.probe_train_examples, 1000)
-  config.pretrain_encoder_steps = min(config.pretrain_encoder_steps, 2)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 3
   config.eval_every_steps = 3

@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.encoder = "deterministic"   # deterministic | gaussian | sphere
   config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli) | linear (unbounded, e.g. gmm2d points)
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
+  config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
   config.model.dtype = "float32"           # float32 | bfloat16: compute dtype (params, optimizer, losses: float32)
 
@@ -59,8 +60,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.sliced = ml_collections.ConfigDict({"num_projections": 64})
   config.sinkhorn = ml_collections.ConfigDict({"epsilon": 0.1, "num_iters": 50})
   config.cramer_wold = ml_collections.ConfigDict({"gamma": -1.0})  # <= 0: the CWAE paper's rule
-  config.pretrain_encoder_steps = 0  # WAE paper: match the prior's mean and covariance first
+  # WAE-MMD / WAE-GAN: before training, fit the codes' mean and covariance to
+  # the prior's with a separate Adam (wae_jax/methods/pretraining.py).
+  config.pretrain = ml_collections.ConfigDict()
+  config.pretrain.enabled = False
+  config.pretrain.sample_size = 1000  # images (and prior samples) per step
+  config.pretrain.max_steps = 200
+  config.pretrain.stop_loss = 0.1     # stop after the first step whose loss is below
+  config.pretrain.learning_rate = -1.0  # <= 0: optimizer.learning_rate
   config.encoder_input_noise = 0.0   # std of truncated Gaussian noise on the encoder input
+  # WAE-MMD / WAE-GAN with model.encoder="gaussian": codes z = mean + std * eps,
+  # plus this weight times the L1 norm of the log-variances (Rubenstein et al. 2018).
+  config.encoder_logvar_l1 = 0.0
 
   # WAE-GAN latent adversary.
   config.adversary = ml_collections.ConfigDict()
@@ -80,6 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.moca.queue_size = 1000      # K, a multiple of the global batch
   config.moca.temperature = 0.05     # τ
   config.moca.momentum_base = 0.99   # m0 of the cosine momentum schedule
+  config.moca.loss_form = "algorithm1"  # algorithm1 (cross-entropy) | eq6 (alignment + entropy)
 
   # Symmetric WAE (wae_jax/methods/swae.py): a prior of K pseudo-inputs and a
   # prior encoder, objective beta * x_loss + (1 - beta) * recon + λ * z_loss.
@@ -103,6 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.schedule = "constant"  # constant | wae_piecewise | step
   config.optimizer.decay_every_epochs = 30   # step schedule
   config.optimizer.decay_factor = 0.5        # step schedule
+  config.optimizer.decay_until_epoch = 0     # step schedule: no decay after this epoch (0: none)
 
   # Loop, checkpoints, logging, evaluation.
   config.log_every_steps = 100

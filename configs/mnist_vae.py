@@ -2,6 +2,7 @@
 
 Gaussian encoder, Bernoulli decoder (logits), beta 1; lambda is unused. The
 encoder and the logits are the VAE's required values, applied by _wae_paper.
+Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper

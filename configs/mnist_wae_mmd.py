@@ -1,4 +1,7 @@
-"""WAE-MMD on MNIST, the WAE paper's setting (IMQ kernel, lambda 10)."""
+"""WAE-MMD on MNIST, the WAE paper's setting (IMQ kernel, lambda 10).
+
+Every value and its source: configs/paper_settings.md.
+"""
 
 from configs import _wae_paper
 from configs import common

@@ -106,6 +106,41 @@ def expand(root: str, config_file: str, config_arg: Optional[str], num_runs: int
   return entries
 
 
+def with_overrides(config, overrides: dict[str, Any]):
+  """config with the dotted overrides set (a sequence becomes a tuple)."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+def check_runs(config_file: str, config_arg: Optional[str],
+               entries: Sequence[dict[str, Any]]) -> None:
+  """Refuses a sweep any of whose runs the trainer would reject at once.
+
+  Each run's config (get_config(config_arg) plus its overrides) goes through
+  the trainer's value checks (its method's check_config among them), without
+  the devices or the FID weights, which only the machine of a run has.
+
+  Raises:
+    cli.UserError naming the first bad run's index and the reason.
+  """
+  # Imported here: expanding a sweep needs no JAX.
+  from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
+  module = load_config_module(config_file)
+  for entry in entries:
+    try:
+      config = with_overrides(module.get_config(config_arg), entry["overrides"])
+      config_checks.check_values(config, weights=False)
+    except (ValueError, KeyError, AttributeError) as error:
+      raise cli.UserError(
+          f"Run {entry['index']} of {config_file} would fail at once ({error}); "
+          "fix the search space or the base config before launching.") from error
+
+
 def read_manifest(root: str) -> list[dict[str, Any]]:
   return runs.read_jsonl(os.path.join(root, MANIFEST_FILE))
 
@@ -177,6 +212,7 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
   runner = engines.get_engine(engine, **options)
   root = cli.check_workdir_writable(root, "--root")
   entries = expand(root, config_file, config_arg, num_runs, seed, python, trainer)
+  check_runs(config_file, config_arg, entries)
   write_manifest(root, entries, {
       "config": os.path.abspath(config_file), "config_arg": config_arg, "seed": seed,
       "num_runs": num_runs, "trainer": trainer, "engine": engine, "launched": time.time()})
@@ -259,8 +295,11 @@ def _main(argv: Sequence[str]) -> int:
     config_file, arg_in_path = split_config_path(args.config)
     module = load_config_module(config_file)
     num_runs = resolve_num_runs(module, config_file, args.num_runs)
-    for entry in expand(args.root, config_file, args.config_arg or arg_in_path, num_runs,
-                        args.seed, args.python, args.trainer):
+    config_arg = args.config_arg or arg_in_path
+    entries = expand(args.root, config_file, config_arg, num_runs, args.seed, args.python,
+                     args.trainer)
+    check_runs(config_file, config_arg, entries)
+    for entry in entries:
       print(entry["command"])
     return 0
   results = launch(args.config, args.root, args.num_runs, args.engine, max_parallel,

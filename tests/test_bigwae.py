@@ -4,7 +4,10 @@ import importlib.util
 import math
 import os
 import shlex
+import subprocess
+import sys
 
+import jax
 import numpy as np
 import pytest
 from absl import flags
@@ -13,6 +16,7 @@ from ml_collections import config_flags
 from launch import sweep as sweep_lib
 from wae_jax import methods
 
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs", "bigwae.py")
 
@@ -73,7 +77,7 @@ def test_expansion_respects_ranges_over_many_indices():
   field_to_names = {}
   for name, (field, _) in bigwae.FIELDS.items():
     field_to_names.setdefault(field, []).append(name)
-  positions = {name: [] for name, (d, _) in bigwae.SEARCH_SPACE.items() if d == "log_uniform"}
+  positions = {name: [] for name, (d, _) in bigwae.SEARCH_SPACE.items() if d != "choice"}
   for index, overrides in enumerate(runs):
     method = overrides["method"]
     assert overrides["seed"] == index % 3
@@ -81,26 +85,27 @@ def test_expansion_respects_ranges_over_many_indices():
     first = runs[index - index % 3]
     assert {k: v for k, v in overrides.items() if k != "seed"} == {
         k: v for k, v in first.items() if k != "seed"}
-    expected_fields = {"seed"} | {field for field, swept in bigwae.FIELDS.values()
-                                  if method in swept}
-    required = methods.get(method).required
-    expected_fields |= set(required)
+    fixed = {**bigwae.METHOD_SETTINGS.get(method, {}), **methods.get(method).required}
+    expected_fields = {"seed"} | set(fixed) | {
+        field for field, swept in bigwae.FIELDS.values() if method in swept}
     assert set(overrides) == expected_fields
     for field, value in overrides.items():
       if field == "seed":
         continue
-      if field in required:
-        assert value == required[field]
+      if field in fixed:
+        assert value == fixed[field]
         continue
       names = [n for n in field_to_names[field] if method in bigwae.FIELDS[n][1]]
       assert len(names) == 1, (field, method)
       spec = bigwae.SEARCH_SPACE[names[0]]
       assert _in_range(value, spec), (index, field, value, spec)
-      if spec[0] == "log_uniform" and index % 3 == 0:
+      if spec[0] != "choice" and index % 3 == 0:
         low, high = spec[1]
-        positions[names[0]].append(math.log(value / low) / math.log(high / low))
-  # Log-uniform: the position on the log axis is uniform on [0, 1], so its mean
-  # is 1/2 and its variance 1/12 (tolerances are > 4 standard errors).
+        positions[names[0]].append(
+            math.log(value / low) / math.log(high / low) if spec[0] == "log_uniform"
+            else (value - low) / (high - low))
+  # The position on the (log) axis is uniform on [0, 1], so its mean is 1/2
+  # and its variance 1/12 (tolerances are > 4 standard errors).
   for name, values in positions.items():
     values = np.array(values)
     assert len(values) > 50, name
@@ -113,13 +118,13 @@ def test_expansion_respects_ranges_over_many_indices():
 
 def test_editing_one_range_leaves_the_other_draws(monkeypatch):
   before = bigwae.sweep(90, seed=1)
-  monkeypatch.setitem(bigwae.SEARCH_SPACE, "beta", ("uniform", (20.0, 30.0)))
+  monkeypatch.setitem(bigwae.SEARCH_SPACE, "decoder_variance", ("uniform", (20.0, 30.0)))
   after = bigwae.sweep(90, seed=1)
   for old, new in zip(before, after):
     if old["method"] == "vae":
-      assert 20.0 <= new["vae.beta"] <= 30.0
-    assert {k: v for k, v in old.items() if k != "vae.beta"} == {
-        k: v for k, v in new.items() if k != "vae.beta"}
+      assert 20.0 <= new["vae.gaussian_var"] <= 30.0
+    assert {k: v for k, v in old.items() if k != "vae.gaussian_var"} == {
+        k: v for k, v in new.items() if k != "vae.gaussian_var"}
 
 
 def test_bad_search_space_is_one_clear_error(monkeypatch):
@@ -165,16 +170,6 @@ def test_commands_parse_with_ml_collections_flags(config_arg, tmp_path):
         assert node == value and type(node) is type(value), key
 
 
-def _apply(config, overrides):
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for name in parents:
-      node = node[name]
-    node[leaf] = tuple(value) if isinstance(value, list) else value
-  return config
-
-
 @pytest.mark.parametrize("config_arg,image_shape", [(None, (64, 64, 3)), ("tiny", (8, 8, 1))])
 def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_shape,
                                                           tmp_path, monkeypatch):
@@ -188,7 +183,7 @@ def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_sha
   traced = set()
   for overrides in bigwae.sweep(300, seed=0, config_arg=config_arg):
     # Setting a field the locked config lacks would raise: every key exists.
-    config = _apply(bigwae.get_config(config_arg), overrides)
+    config = sweep_lib.with_overrides(bigwae.get_config(config_arg), overrides)
     config_checks.check_values(config, num_devices=8)
     network = (config.model.network, tuple(config.model.hidden_sizes))
     if network not in traced and config.model.encoder == "gaussian":
@@ -196,3 +191,86 @@ def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_sha
       config.latent_dim = max(bigwae.search_space(config_arg)["latent_dim"][1])
       config_checks.check_networks(config, image_shape)
   assert len(traced) == 2
+
+
+def _structure(config):
+  """The fields that decide a method's code path; the swept floats (rates,
+  lambda, scales, variances) only change constants, the latent and batch sizes
+  only shapes, and the network is the same module for every method (each
+  network is traced by the test above)."""
+  return (config.method, config.model.encoder, config.model.decoder_output,
+          config.vae.likelihood)
+
+
+@pytest.mark.parametrize("config_arg", [None, "tiny"])
+def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monkeypatch):
+  """Draws 0-499: every one passes the value and method checks; the first draw of each
+  method structure is initialised by method.init and takes one real train step
+  with its own values on a batch of 8 digits, its network shrunk to an 8-unit
+  MLP."""
+  weights = tmp_path / "inception_v3_weights_fid.pickle"
+  weights.write_bytes(b"")
+  monkeypatch.setenv("WAE_JAX_FID_WEIGHTS", str(weights))
+  from wae_jax import config_checks
+  from wae_jax import methods
+  import methods_testlib as lib
+  representatives = {}
+  for index, overrides in enumerate(bigwae.sweep(500, seed=0, config_arg=config_arg)):
+    config = sweep_lib.with_overrides(bigwae.get_config(config_arg), overrides)
+    config_checks.check_values(config, num_devices=1)  # with the method's check_config
+    representatives.setdefault(_structure(config), (index, config))
+  batch = lib.digits_batch(8)
+  for index, config in representatives.values():
+    with config.unlocked():
+      config.batch_size = 8
+      config.model.network = "mlp"
+      config.model.hidden_sizes = (8,)
+      config.adversary.hidden_sizes = (8,)
+    method = methods.get(config.method)
+    state = lib.jit(lambda rng: method.init(config, rng, batch))(jax.random.PRNGKey(index))
+    state, metrics = lib.jit(method.train_step)(state, batch)
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"])), index
+  assert set(representatives) == {
+      ("wae_mmd", "deterministic", "sigmoid", "bernoulli"),
+      ("wae_mmd", "gaussian", "sigmoid", "bernoulli"),
+      ("wae_gan", "deterministic", "sigmoid", "bernoulli"),
+      ("wae_gan", "gaussian", "sigmoid", "bernoulli"),
+      ("vae", "gaussian", "logits", "gaussian")}
+
+
+BAD_SWEEP = '''"""A sweep whose run 4 has latent dim 0 and run 5 an unknown regularizer."""
+from configs import default
+
+NUM_RUNS = 6
+
+
+def get_config(arg=None):
+  return default.base_config()
+
+
+def sweep(num_runs, seed=0, config_arg=None):
+  runs = [{"latent_dim": 0 if i == 4 else 8, "seed": i} for i in range(num_runs)]
+  for run in runs[5:]:
+    run["regularizer"] = "energy"
+  return runs
+'''
+
+
+def test_sweep_refuses_a_run_that_fails_the_checks_before_launching(tmp_path):
+  config_file = tmp_path / "bad_sweep.py"
+  config_file.write_text(BAD_SWEEP)
+  root = tmp_path / "root"
+  process = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", f"--config={config_file}", f"--root={root}",
+       "--num_runs=6"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert process.returncode != 0
+  assert "Run 4 of" in process.stderr and "config.latent_dim must be" in process.stderr
+  assert not (root / "manifest.jsonl").exists() and not (root / "runs").exists()
+  # The first four runs alone are fine; run 5 fails its method's own check.
+  entries = sweep_lib.expand(str(root), str(config_file), None, 4)
+  sweep_lib.check_runs(str(config_file), None, entries)
+  entries = sweep_lib.expand(str(root), str(config_file), None, 6)
+  with pytest.raises(ValueError, match="Run 4 of"):
+    sweep_lib.check_runs(str(config_file), None, entries)
+  with pytest.raises(ValueError, match=r"Run 5 of .*config\.regularizer.*'energy'"):
+    sweep_lib.check_runs(str(config_file), None, entries[5:])

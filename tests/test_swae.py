@@ -256,3 +256,14 @@ def test_mode_summary_counts_points_near_components():
   summary = swae_gmm2d.mode_summary(points, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)])
   assert summary["fraction_near_a_mode"] == pytest.approx(3 / 5)
   assert summary["share_per_mode"] == pytest.approx([1 / 3, 2 / 3, 0, 0, 0])
+
+
+def test_init_leaves_the_callers_config_alone():
+  config = lib.tiny_config("swae", **OVERRIDES)
+  before = config.to_dict()
+  state = jax.eval_shape(lambda: swae.init(config, jax.random.PRNGKey(0),
+                                          lib.digits_batch(4)))
+  assert config.to_dict() == before
+  frozen = state.config.to_dict()  # the state's own (frozen) config too
+  jax.eval_shape(swae.prior_components, state)
+  assert state.config.to_dict() == frozen and state.config.model.encoder == "deterministic"

@@ -64,12 +64,15 @@ NUMBERS = (
     ("num_eval_images", dict(low=1, integer=True)),
     ("lambda_reg", dict(low=0)),
     ("reconstruction_scale", dict(low=0)),
+    ("encoder_input_noise", dict(low=0)),
+    ("encoder_logvar_l1", dict(low=0)),
     ("model.width_multiplier", dict(low=0, low_open=True)),
     ("optimizer.learning_rate", dict(low=0, low_open=True)),
     ("optimizer.b1", dict(low=0, high=1, high_open=True)),
     ("optimizer.b2", dict(low=0, high=1, high_open=True)),
     ("optimizer.decay_factor", dict(low=0, low_open=True)),
     ("optimizer.decay_every_epochs", dict(low=1, integer=True)),
+    ("optimizer.decay_until_epoch", dict(low=0, integer=True)),
     ("evaluation.num_samples", dict(low=1, integer=True)),
     ("evaluation.swd_images", dict(low=1, integer=True)),
 )
@@ -155,9 +158,19 @@ def metric_group(name: str) -> str:
       "fd_<dataset>_classifier.")
 
 
-def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+# Numeric fields of the WAE encoder pretraining, read when config.pretrain.enabled.
+PRETRAIN_NUMBERS = (
+    ("pretrain.sample_size", dict(low=2, integer=True)),
+    ("pretrain.max_steps", dict(low=1, integer=True)),
+    ("pretrain.stop_loss", dict(low=0)),
+)
+
+
+def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
+                 weights: bool = True) -> None:
   """The checks that need neither the data nor the networks (nor, when
-  num_devices is None, the devices); see the module docstring."""
+  num_devices is None, the devices; nor, when weights is False, the FID
+  weights file); see the module docstring."""
   for field, allowed in CHOICES:
     check_choice(config, field, allowed)
   for field, limits in NUMBERS:
@@ -168,6 +181,13 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
     raise cli.UserError(
         f"config.batch_size={config.batch_size} is not divisible by the "
         f"{num_devices} devices; use a multiple of {num_devices}.")
+  if config.pretrain.enabled:
+    for field, limits in PRETRAIN_NUMBERS:
+      check_number(config, field, **limits)
+    if num_devices is not None and config.pretrain.sample_size % num_devices:
+      raise cli.UserError(
+          f"config.pretrain.sample_size={config.pretrain.sample_size} is not divisible by "
+          f"the {num_devices} devices; use a multiple of {num_devices}.")
   check_method(config)
 
   groups = {metric_group(config.best_metric)}
@@ -182,7 +202,7 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
           f"config.evaluation.final_metrics names unknown metric group(s) {unknown}; use "
           f"groups of {', '.join(allowed)}.")
     groups |= set(final)
-  if groups & {"fid_inception", "kid_inception"}:
+  if weights and groups & {"fid_inception", "kid_inception"}:
     # A missing Inception weights file fails now, not at the first evaluation.
     from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
     inception.resolve_weights_path(None, config)

@@ -7,7 +7,7 @@ batches; the trainer fills it from the dataset when the config leaves it <= 0.
 `cosine_momentum` is also exported as `wae_jax.losses.cosine_momentum`.
 """
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -33,16 +33,23 @@ def _steps_per_epoch(config: ml_collections.ConfigDict) -> int:
 
 
 def learning_rate_schedule(
-    config: ml_collections.ConfigDict) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    config: ml_collections.ConfigDict,
+    base_learning_rate: Optional[float] = None) -> Callable[[jnp.ndarray], jnp.ndarray]:
   """Returns step -> learning rate (float32 scalar) for config.optimizer.
+
+  The schedule's factors multiply config.optimizer.learning_rate, or
+  `base_learning_rate` when given (the WAE-GAN adversary decays with the
+  encoder-decoder, as in the WAE paper and code).
 
   constant: config.optimizer.learning_rate at every step.
   wae_piecewise: lr x 1 before epoch 30, x 1/2 from epoch 30, x 1/10 from
     epoch 50, x 1/100 from epoch 100 (the WAE paper's cumulative factors).
-  step: lr x decay_factor ** (epoch // decay_every_epochs).
+  step: lr x decay_factor ** (e // decay_every_epochs), e = epoch, or
+    min(epoch, decay_until_epoch) when decay_until_epoch > 0 (MoCA's
+    CelebA-HQ halves every 40 epochs until epoch 400).
   """
   opt = config.optimizer
-  base_lr = float(opt.learning_rate)
+  base_lr = float(opt.learning_rate if base_learning_rate is None else base_learning_rate)
   schedule = opt.schedule
   if schedule == "constant":
     return lambda step: jnp.asarray(base_lr, jnp.float32)
@@ -66,9 +73,12 @@ def learning_rate_schedule(
           "optimizer.schedule='step' needs optimizer.decay_every_epochs > 0 "
           f"(got {decay_every}).")
     decay_factor = float(opt.decay_factor)
+    decay_until = int(opt.decay_until_epoch)
 
     def step_decay(step):
       epoch = jnp.asarray(step, jnp.int32) // steps_per_epoch
+      if decay_until > 0:
+        epoch = jnp.minimum(epoch, decay_until)
       num_decays = (epoch // decay_every).astype(jnp.float32)
       return jnp.float32(base_lr) * jnp.float32(decay_factor) ** num_decays
 
@@ -108,9 +118,10 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 def make_adversary_optimizer(
     config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The WAE-GAN adversary's own Adam: constant lr config.adversary.learning_rate."""
+  """The WAE-GAN adversary's own Adam: config.adversary.learning_rate under the
+  encoder-decoder's schedule (wae.py:398 decays both by the same factor)."""
   return optax.adam(
-      learning_rate=float(config.adversary.learning_rate),
+      learning_rate=learning_rate_schedule(config, float(config.adversary.learning_rate)),
       b1=float(config.adversary.b1),
       b2=float(config.optimizer.b2))
 

@@ -36,6 +36,7 @@ from wae_jax import metrics_io
 from wae_jax import parallel
 from wae_jax import run_files
 from wae_jax.evaluation import evaluator as evaluator_lib
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 LOG_HISTORY_KEY = "log_history"  # In a checkpoint's metadata.
@@ -174,7 +175,8 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
                    is_chief: bool) -> tuple[TrainState, int, dict]:
   """(state replicated on the mesh, its step, the checkpoint's saved metadata):
   the newest good checkpoint (checkpoint.restore_newest_good), or
-  `method.init` at step 0 with {} when there is none."""
+  `method.init` at step 0 with {} when there is none; then the encoder's
+  pretraining if the config asks for it and the state has not had it."""
   start_step, saved = manager.latest_step() or 0, {}
   if start_step:
     start_step, state, saved = checkpoint.restore_newest_good(
@@ -185,7 +187,13 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
     logging.info("Resumed %s from checkpoint %d.", workdir, start_step)
   else:
     state = initial_state(method, config, source)
-  return parallel.replicate(state, mesh), start_step, saved
+  state = parallel.replicate(state, mesh)
+  if pretraining.wanted(state):  # Once per run: the state remembers it.
+    state, losses = pretraining.pretrain_encoder(state, source.train_batches(0), mesh)
+    state = parallel.replicate(state, mesh)
+    logging.info("Pretrained the encoder for %d steps (moment loss %.4f -> %.4f).",
+                 len(losses), losses[0], losses[-1])
+  return state, start_step, saved
 
 
 # ----------------------------------------------------------------------------

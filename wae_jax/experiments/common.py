@@ -55,11 +55,6 @@ VERDICTS = ("held", "partly", "did not hold")
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 
-flags.DEFINE_string("out", None, "Folder for results.json, the plots and the runs.")
-flags.DEFINE_enum("size", "small", SIZES,
-                  "small: CPU minutes on digits/synthetic data; paper: the paper's "
-                  "data and networks (GPU/TPU); toy: a few steps, a wiring check.")
-flags.DEFINE_string("data_dir", "", "tfds data_dir of --size=paper ('' = tfds's default).")
 FLAGS = flags.FLAGS
 
 
@@ -162,6 +157,20 @@ def train(config: ml_collections.ConfigDict, out: str, name: str) -> dict:
   return {"history": history, "final": dict(history[-1]) if history else {}}
 
 
+def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str) -> dict:
+  """Checks every run's data, then trains each run; {name: `train`'s record + "config"}.
+
+  "config" is what the run changes in configs/default.py's base config.
+  """
+  check_data(configs.values())
+  base = base_config()
+  runs = {}
+  for name, config in configs.items():
+    runs[name] = train(config, out, name)
+    runs[name]["config"] = overrides(config, base)
+  return runs
+
+
 def final_state(out: str, name: str):
   """The TrainState of run `name`'s last checkpoint."""
   return checkpoint.restore_state(run_dir(out, name))
@@ -240,25 +249,20 @@ def command(name: str, out: str, size: str) -> str:
   return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}"
 
 
-def write_results(out: str, results: dict) -> str:
-  """Writes DIR/results.json (atomically); returns its path."""
-  os.makedirs(out, exist_ok=True)
-  path = os.path.join(out, RESULTS_FILE)
-  checkpoint.write_json_atomic(path, results)
-  return path
-
-
-def results_record(name: str, source: str, claim: str, size: str, out: str,
-                   settings: dict, runs: dict, summary: dict,
-                   checks: Dict[str, bool], plots: Sequence[str], start_time: float) -> dict:
-  """The results.json record (see the module docstring)."""
-  return {
+def write_results(name: str, source: str, claim: str, size: str, out: str,
+                  settings: dict, runs: dict, summary: dict,
+                  checks: Dict[str, bool], plots: Sequence[str], start_time: float) -> dict:
+  """Writes DIR/results.json (see the module docstring) atomically; returns the record."""
+  results = {
       "experiment": name, "source": source, "claim": claim, "size": size,
       "command": command(name, out, size), "settings": settings, "runs": runs,
       "summary": summary, "checks": {k: bool(v) for k, v in checks.items()},
       "verdict": verdict(checks), "plots": list(plots),
       "wall_seconds": round(time.time() - start_time, 1),
   }
+  os.makedirs(out, exist_ok=True)
+  checkpoint.write_json_atomic(os.path.join(out, RESULTS_FILE), results)
+  return results
 
 
 # ----------------------------------------------------------------------------
@@ -312,6 +316,14 @@ def main(run: Callable[[str, str, str], dict]) -> None:
   A user's mistake (a bad --out, data that is not prepared) is one line on
   stderr and exit status 2 (wae_jax.cli).
   """
+
+  # Defined here, not at import, so that importing an experiment (a test does)
+  # never clashes with another command's --out in the same process.
+  flags.DEFINE_string("out", None, "Folder for results.json, the plots and the runs.")
+  flags.DEFINE_enum("size", "small", SIZES,
+                    "small: CPU minutes on digits/synthetic data; paper: the paper's "
+                    "data and networks (GPU/TPU); toy: a few steps, a wiring check.")
+  flags.DEFINE_string("data_dir", "", "tfds data_dir of --size=paper ('' = tfds's default).")
 
   def _main(argv):
     del argv  # cli.run_absl refuses extra arguments.

@@ -158,10 +158,8 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   settings = {"dataset": "synthetic", "num_points": int(config.synthetic_num_points),
               "data_dim": int(config.synthetic_dim), "latent_dim": int(config.latent_dim),
               "epochs": epochs, "batch_size": int(config.batch_size)}
-  results = common.results_record(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                                  checks, plots, start)
-  common.write_results(out, results)
-  return results
+  return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
+                              checks, plots, start)
 
 
 if __name__ == "__main__":

@@ -96,11 +96,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   if size != "toy":
     for config in configs.values():
       common.evaluate_every_epochs(config, EVALUATION_EPOCHS[size])
-  runs = {}
-  base = common.base_config()
-  for name, config in configs.items():
-    runs[name] = common.train(config, out, name)
-    runs[name]["config"] = common.overrides(config, base)
+  runs = common.train_runs(configs, out)
   lambdas = sorted({c.lambda_reg for c in configs.values()})
   summary, checks = checks_of(runs, lambdas)
 
@@ -117,10 +113,8 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
 
   settings = {"dataset": configs[next(iter(configs))].dataset, "lambdas": list(lambdas),
               "metric": METRIC, "methods": list(METHODS)}
-  results = common.results_record(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                                  checks, plots, start)
-  common.write_results(out, results)
-  return results
+  return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
+                              checks, plots, start)
 
 
 if __name__ == "__main__":

@@ -67,12 +67,8 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
-  common.check_data(configs.values())
-  base = common.base_config()
-  runs, spectra = {}, {}
+  runs, spectra = common.train_runs(configs, out), {}
   for name, config in configs.items():
-    runs[name] = common.train(config, out, name)
-    runs[name]["config"] = common.overrides(config, base)
     state = common.final_state(out, name)
     codes = common.encode(state, config, common.train_images(config, NUM_CODES)[0])
     spectra[name] = latent.code_singular_values(codes)
@@ -111,10 +107,8 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
 
   settings = {"dataset": configs[names[0]].dataset, "latent_dim": dim,
               "lambdas": [configs[n].lambda_reg for n in names]}
-  results = common.results_record(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                                  checks, plots, start)
-  common.write_results(out, results)
-  return results
+  return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
+                              checks, plots, start)
 
 
 if __name__ == "__main__":

@@ -79,11 +79,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   common.check_data(configs.values())
   print(f"[gmm2d] {FIGURE_FILE}", flush=True)
   figure = swae_gmm2d.run(figure_config(size), os.path.join(out, FIGURE_FILE))
-  base = common.base_config()
-  runs = {}
-  for name, config in configs.items():
-    runs[name] = common.train(config, out, name)
-    runs[name]["config"] = common.overrides(config, base)
+  runs = common.train_runs(configs, out)
   by_run = {name: {k: runs[name]["final"][k] for k in PROBES + ("test_reconstruction",)}
             for name in runs}
   summary = {"by_run": by_run, "gmm2d": figure}
@@ -101,10 +97,8 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   settings = {"dataset": configs["swae"].dataset, "network": configs["swae"].model.network,
               "latent_dim": int(configs["swae"].latent_dim),
               "num_train_steps": int(configs["swae"].num_train_steps)}
-  results = common.results_record(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                                  checks, plots, start)
-  common.write_results(out, results)
-  return results
+  return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
+                              checks, plots, start)
 
 
 if __name__ == "__main__":

@@ -59,12 +59,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   start = time.time()
   configs = make_configs(size, out, data_dir)
-  common.check_data(configs.values())
-  base = common.base_config()
-  runs = {}
-  for name, config in configs.items():
-    runs[name] = common.train(config, out, name)
-    runs[name]["config"] = common.overrides(config, base)
+  runs = common.train_runs(configs, out)
   distance = common.sample_distance(runs["vae"]["final"])
   keys = ("sharpness_samples", "sharpness_test", distance, "swd_image_avg",
           "test_reconstruction")
@@ -98,10 +93,8 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   settings = {"dataset": configs["vae"].dataset,
               "num_train_steps": int(configs["vae"].num_train_steps),
               "network": configs["vae"].model.network}
-  results = common.results_record(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                                  checks, plots, start)
-  common.write_results(out, results)
-  return results
+  return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
+                              checks, plots, start)
 
 
 if __name__ == "__main__":

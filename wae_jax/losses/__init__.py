@@ -13,6 +13,7 @@ from wae_jax.losses.adversarial import adversary_loss
 from wae_jax.losses.adversarial import encoder_adversarial_loss
 from wae_jax.losses.adversarial import gaussian_log_density
 from wae_jax.losses.contrastive import contrastive_entropy
+from wae_jax.losses.contrastive import moca_alignment_entropy_loss
 from wae_jax.losses.contrastive import moca_loss
 from wae_jax.losses.cramer_wold import cramer_wold_normality
 from wae_jax.losses.cramer_wold import silverman_gamma
@@ -44,6 +45,7 @@ __all__ = [
     "gaussian_log_density",
     "gaussian_nll",
     "mmd_penalty",
+    "moca_alignment_entropy_loss",
     "moca_loss",
     "nearest_pseudo_input",
     "sample_unit_directions",

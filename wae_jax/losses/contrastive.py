@@ -82,3 +82,32 @@ def contrastive_entropy(z: jax.Array,
   keys = _util.as_float(keys).astype(z.dtype)
   logits = _queue_logits(keys, z) / temperature                        # (K, B)
   return jnp.mean(jax.nn.logsumexp(logits, axis=0)) - jnp.log(keys.shape[0])
+
+
+def moca_alignment_entropy_loss(q: jax.Array,
+                                k: jax.Array,
+                                queue: jax.Array,
+                                temperature: Union[float, jax.Array]) -> jax.Array:
+  """MoCA's Eq. 6 form: -(1/B) sum_i q_i . k_i / tau + contrastive_entropy(q, queue, tau).
+
+  The positive key is not in the normaliser (unlike `moca_loss`, Algorithm 1's
+  cross-entropy): the first term aligns each query with its key, the second
+  spreads the queries (an estimate of the negative entropy of Q_Z plus a
+  constant).
+
+  Args:
+    q: (B, d) query codes, unit-norm rows. float32 or bfloat16.
+    k: (B, d) positive keys, unit-norm rows (the caller stops their gradient).
+    queue: (K, d) negative keys, unit-norm rows.
+    temperature: positive scalar tau.
+
+  Returns:
+    float32 scalar.
+  """
+  _util.check_rank("k", k, 2, "(B, d)")
+  if q.shape != k.shape:
+    raise ValueError(
+        f"q and k must have the same shape (B, d), got {q.shape} and {k.shape}.")
+  entropy = contrastive_entropy(q, queue, temperature)
+  alignment = jnp.mean(jnp.sum(_util.as_float(q) * _util.as_float(k), axis=-1))
+  return entropy - alignment / temperature

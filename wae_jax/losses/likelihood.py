@@ -30,14 +30,17 @@ def _check_same_shape(name_a, a, name_b, b) -> None:
                      f"{jnp.shape(a)} and {jnp.shape(b)}.")
 
 
-def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-  """KL(N(mean, exp(logvar)) || N(0, I)), summed over dims, mean over batch.
+def gaussian_kl(mean: jax.Array, logvar: jax.Array,
+                prior_var: Union[float, jax.Array] = 1.0) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, prior_var I)), summed over dims, mean over batch.
 
-    KL_i = 0.5 sum_k (exp(logvar_ik) + mean_ik^2 - 1 - logvar_ik)
+    KL_i = 0.5 sum_k (exp(logvar_ik) / s + mean_ik^2 / s - 1 - logvar_ik + log s),
+    s = prior_var
 
   Args:
     mean: (B, d) encoder means. float32 or bfloat16 (computed in float32).
     logvar: (B, d) encoder log variances.
+    prior_var: the prior's per-coordinate variance s > 0.
 
   Returns:
     float32 scalar.
@@ -46,8 +49,10 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   _check_same_shape("mean", mean, "logvar", logvar)
   mean = _util.as_float(mean)
   logvar = _util.as_float(logvar).astype(mean.dtype)
+  prior_var = _util.as_float(prior_var).astype(mean.dtype)
   return _sum_non_batch_mean_batch(
-      0.5 * (jnp.exp(logvar) + mean * mean - 1.0 - logvar))
+      0.5 * ((jnp.exp(logvar) + mean * mean) / prior_var - 1.0 - logvar
+             + jnp.log(prior_var)))
 
 
 def bernoulli_nll(logits: jax.Array, x: jax.Array) -> jax.Array:

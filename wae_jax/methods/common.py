@@ -80,6 +80,43 @@ def autoencode(state: TrainState, params, encoder_input: jax.Array, *,
   return (mean, logvar), z, decoded, {"encoder": encoder_stats, "decoder": decoder_stats}
 
 
+def noisy_encoder_input(config: ml_collections.ConfigDict, images: jax.Array,
+                        key: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """images plus truncated Gaussian noise of std config.encoder_input_noise.
+
+  The WAE code's 'add_noise' encoder (tf.truncated_normal: cut at 2 std), per
+  example; the images themselves when the std is 0.
+  """
+  std = float(config.encoder_input_noise)
+  if std <= 0:
+    return images
+  sampler = lambda k, shape: std * jax.random.truncated_normal(
+      k, -2.0, 2.0, shape, jnp.float32)
+  return images + parallel.per_example_noise(key, images.shape, axis_name, sampler=sampler)
+
+
+def gaussian_latent(key: jax.Array, axis_name: Optional[str]) -> Callable:
+  """to_latent for `autoencode`: z = mean + exp(logvar / 2) * eps, eps ~ N(0, I)
+  per example (reparameterisation); the mean itself for encoders without a
+  variance."""
+  def to_latent(mean, logvar):
+    if logvar is None:
+      return mean
+    return mean + jnp.exp(0.5 * logvar) * parallel.per_example_noise(key, mean.shape, axis_name)
+  return to_latent
+
+
+def logvar_penalty(config: ml_collections.ConfigDict, logvar) -> jax.Array:
+  """config.encoder_logvar_l1 * mean over the batch of sum_k |logvar_k|.
+
+  Rubenstein et al. (2018)'s L1 penalty that keeps a WAE's Gaussian encoder
+  from collapsing its variances to zero; 0 without a Gaussian encoder.
+  """
+  if logvar is None:
+    return jnp.zeros((), jnp.float32)
+  return config.encoder_logvar_l1 * jnp.mean(jnp.sum(jnp.abs(logvar), axis=-1))
+
+
 def to_pixel_means(config: ml_collections.ConfigDict, decoder_output: jax.Array):
   """Decoder output -> pixel means in [0, 1] (sigmoid of logits; linear outputs as they are)."""
   if config.model.decoder_output == "logits":

@@ -8,8 +8,10 @@ config.num_train_steps, config.moca.momentum_base):
   2. keys k = E_key(x) / ||E_key(x)|| in training mode (batch statistics of the
      batch, synced across devices; the key encoder's own batch-stat updates
      are discarded: its stats are the EMA above), no gradient;
-  3. loss = squared_error(G(q), x) + lambda * moca_loss(q, k, queue, tau) with
-     q = E(x) / ||E(x)||; one Adam step on the encoder-decoder;
+  3. loss = squared_error(G(q), x) + lambda * C(q, k, queue, tau) with
+     q = E(x) / ||E(x)|| and C = losses.moca_loss (config.moca.loss_form
+     "algorithm1") or losses.moca_alignment_entropy_loss ("eq6"); one Adam
+     step on the encoder-decoder;
   4. the global batch's keys are written into the queue at queue_ptr (device
      order), queue_ptr <- (queue_ptr + B) mod K. K must be a multiple of B.
 The key encoder, the queue and its pointer are `state.extras` (a MocaState).
@@ -35,6 +37,10 @@ from wae_jax.state import TrainState
 
 # The unit-sphere latent: the encoder and the prior that sample() decodes.
 REQUIRED = {"model.encoder": "sphere", "prior": "sphere"}
+# config.moca.loss_form -> the contrastive term: Algorithm 1's cross-entropy
+# (positive key in the normaliser) or Eq. 6's alignment + entropy.
+CONTRASTIVE_LOSSES = {"algorithm1": losses.moca_loss,
+                      "eq6": losses.moca_alignment_entropy_loss}
 
 
 @struct.dataclass
@@ -63,6 +69,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "MoCA uses a unit-norm deterministic encoder; set "
         "config.model.encoder='sphere'.")
+  if config.moca.loss_form not in CONTRASTIVE_LOSSES:
+    raise ValueError(
+        f"Unknown config.moca.loss_form {config.moca.loss_form!r}; use one of "
+        f"{tuple(CONTRASTIVE_LOSSES)}.")
   if config.prior != "sphere":
     raise ValueError(
         "MoCA's latent is the unit sphere; set config.prior='sphere'.")
@@ -104,8 +114,8 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
       to_latent=lambda mean, _: priors.to_unit_sphere(mean))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
-  contrastive = losses.moca_loss(queries, lax.stop_gradient(keys), state.extras.queue,
-                                 config.moca.temperature)
+  contrastive = CONTRASTIVE_LOSSES[config.moca.loss_form](
+      queries, lax.stop_gradient(keys), state.extras.queue, config.moca.temperature)
   loss = reconstruction + config.lambda_reg * contrastive
   metrics = {"reconstruction": reconstruction, "regularizer": contrastive,
              "loss": loss}

@@ -29,8 +29,6 @@ The prior is part of the params rather than of `state.extras` because it is
 trained by the same optimizer step as the encoder and decoder.
 """
 
-import copy
-import functools
 from typing import Optional, Tuple
 
 import jax
@@ -82,23 +80,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         f"{tuple(swae.prior_logvar_clip)}.")
 
 
-@functools.lru_cache(maxsize=16)
-def prior_encoder(config: ml_collections.FrozenConfigDict,
+def prior_encoder(config: ml_collections.ConfigDict,
                   image_shape: Tuple[int, int, int]):
   """E_p: the encoder network of `config` with a Gaussian head clipped to prior_logvar_clip."""
-  # A deep copy: as_configdict shares the nested dicts of the ConfigDict the
-  # FrozenConfigDict was made from, and the run's config must stay as it is.
-  prior_config = copy.deepcopy(ml_collections.ConfigDict(
-      config.as_configdict() if hasattr(config, "as_configdict") else config))
+  # A fresh copy: ConfigDict(config) and FrozenConfigDict.as_configdict() share
+  # nested blocks with `config`, which the changes below would then alter.
+  prior_config = ml_collections.ConfigDict(config.to_dict())
   prior_config.model.encoder = "gaussian"
   prior_config.model.logvar_clip = tuple(float(v) for v in config.swae.prior_logvar_clip)
   prior_config.method = "wae_mmd"  # only the encoder is used: no adversary
   return models.build_networks(prior_config, image_shape).encoder
-
-
-def _frozen(config):
-  return (config if isinstance(config, ml_collections.FrozenConfigDict)
-          else ml_collections.FrozenConfigDict(config))
 
 
 def init(config: ml_collections.ConfigDict, rng: jax.Array,
@@ -113,7 +104,7 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
   prior_rng, noise_rng = jax.random.split(common.init_keys(rng)["method"])
   images = jnp.asarray(example_batch["image"], jnp.float32)
   image_shape = tuple(int(s) for s in images.shape[1:])
-  module = prior_encoder(_frozen(config), image_shape)
+  module = prior_encoder(config, image_shape)
   variables = dict(module.init(prior_rng, jnp.zeros((1,) + image_shape), train=False))
   num = int(config.swae.num_pseudo_inputs)
   pseudo_inputs = _noisy(images[jnp.arange(num) % images.shape[0]], noise_rng,

@@ -1,11 +1,13 @@
 """VAE (Kingma & Welling 2014) with a beta weight on the KL:
-loss = -log p(x | z) + beta * KL(q(z | x) || N(0, I)), z = mean + std * eps.
+loss = reconstruction_scale * -log p(x | z) + beta * KL(q(z | x) || N(0, s I)),
+z = mean + std * eps, s = config.prior_var (any s > 0).
 
 config.vae.likelihood:
   bernoulli: the decoder outputs logits (config.model.decoder_output must be
     'logits'); the likelihood is losses.bernoulli_nll.
   gaussian: the decoder outputs pixel means (sigmoid, or logits squashed by a
-    sigmoid); losses.gaussian_nll with variance config.vae.gaussian_var.
+    sigmoid); losses.gaussian_nll with variance config.vae.gaussian_var (the
+    decoder variance sigma_G^2 of the WAE paper's VAE and the big-WAE sweep).
 sample / reconstruct return pixel means in [0, 1] (sigmoid of the logits for
 the Bernoulli decoder); reconstruct and encode use the encoder mean.
 """
@@ -29,7 +31,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # and logits, which the Bernoulli likelihood takes and the Gaussian one
 # squashes by a sigmoid (so either likelihood works with them).
 REQUIRED = {"model.encoder": "gaussian", "model.decoder_output": "logits",
-            "prior": "gaussian", "prior_var": 1.0}
+            "prior": "gaussian"}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -47,10 +49,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "The Bernoulli VAE needs decoder logits; set "
         "config.model.decoder_output='logits'.")
-  if config.prior != "gaussian" or float(config.prior_var) != 1.0:
+  if config.prior != "gaussian":
     raise ValueError(
-        "The VAE's KL is to N(0, I); set config.prior='gaussian' and "
-        "config.prior_var=1.0.")
+        "The VAE's KL is to a Gaussian prior N(0, prior_var I); set "
+        "config.prior='gaussian'.")
+  if not float(config.vae.gaussian_var) > 0:
+    raise ValueError(
+        f"config.vae.gaussian_var must be > 0, got {config.vae.gaussian_var!r}.")
 
 
 def negative_log_likelihood(config, decoded: jax.Array, images: jax.Array):
@@ -69,14 +74,11 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   """Per-device negative ELBO (beta-weighted); returns (loss, (metrics,
   new_batch_stats, (mean, logvar)))."""
   config = state.config
-  def reparameterise(mean, logvar):
-    eps = parallel.per_example_noise(key, mean.shape, axis_name)
-    return mean + jnp.exp(0.5 * logvar) * eps
-
   (mean, logvar), _, decoded, new_batch_stats = common.autoencode(
-      state, params, images, axis_name=axis_name, to_latent=reparameterise)
+      state, params, images, axis_name=axis_name,
+      to_latent=common.gaussian_latent(key, axis_name))
   nll = negative_log_likelihood(config, decoded, images)
-  kl = losses.gaussian_kl(mean, logvar)
+  kl = losses.gaussian_kl(mean, logvar, float(config.prior_var))
   loss = nll + config.vae.beta * kl
   metrics = {"reconstruction": nll, "kl": kl, "regularizer": kl, "loss": loss}
   return loss, (metrics, new_batch_stats, (mean, logvar))

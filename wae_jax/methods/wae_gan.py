@@ -1,15 +1,22 @@
 """WAE-GAN (Tolstikhin et al. 2018): a latent adversary tells prior samples
 from encoded codes; the encoder-decoder minimises
-  c(x, G(E(x))) + lambda * encoder_adversarial_loss(D(E(x))).
+  c(x, G(z)) + lambda * encoder_adversarial_loss(D(z)),  z = E(x).
 
-Each train step makes one encoder-decoder update (main Adam, config.optimizer)
-and one adversary update (its own Adam: config.adversary.learning_rate,
-config.adversary.b1), both from the same forward pass: the adversary is
-trained on the codes of the pre-update encoder (stop-gradient) against prior
-samples of the global batch size, and the encoder's adversarial term uses the
-pre-update adversary (simultaneous updates, one jitted step).
+A train step is the paper's Algorithm 2 as the WAE code runs it (wae.py
+590-611), one update after the other:
+  1. the encoder-decoder takes an Adam step (config.optimizer) against the
+     current adversary;
+  2. the codes are computed again by the updated encoder (fresh input noise and
+     encoder noise, training-mode batch norm, as the code's second session
+     run), and the adversary takes a step of its own Adam
+     (config.adversary.learning_rate, b1; the same schedule as the
+     encoder-decoder) on lambda * adversary_loss(D(prior samples), D(codes)),
+     the code's loss_adversary (wae.py:326).
+Like WAE-MMD it takes model.encoder="gaussian" (z = mean + std * eps, plus
+config.encoder_logvar_l1), config.encoder_input_noise and config.pretrain.
 
-The adversary lives in `state.extras` (an `AdversaryState`).
+The adversary and the pretraining record live in `state.extras` (an
+`AdversaryState`).
 """
 
 from typing import Any, Optional
@@ -28,22 +35,24 @@ from wae_jax import models
 from wae_jax import optim
 from wae_jax import parallel
 from wae_jax.methods import common
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 
 @struct.dataclass
 class AdversaryState:
   """The latent adversary: its params and optimizer state, and (static) its
-  module and optimizer."""
+  module and optimizer; plus the encoder pretraining record."""
 
   adversary_params: Any
   adversary_opt_state: optax.OptState
+  encoder_pretrained: jax.Array  # int32: pretraining steps taken (0 = not yet)
   adversary: nn.Module = struct.field(pytree_node=False)
   adversary_tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """A deterministic encoder and the adversary's optimizer and widths."""
+  """The adversary's optimizer and widths."""
   config_checks.check_number(config, "adversary.learning_rate", low=0, low_open=True)
   config_checks.check_number(config, "adversary.b1", low=0, high=1, high_open=True)
   sizes = config.adversary.hidden_sizes
@@ -51,10 +60,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       isinstance(s, int) and s >= 1 for s in sizes):
     raise ValueError(f"config.adversary.hidden_sizes must be a tuple of positive integers, "
                      f"got {sizes!r}.")
-  if config.model.encoder == "gaussian":
-    raise ValueError(
-        "wae_gan uses a deterministic encoder; set "
-        "config.model.encoder='deterministic'.")
 
 
 def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
@@ -68,6 +73,7 @@ def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
   return AdversaryState(
       adversary_params=adversary_params,
       adversary_opt_state=adversary_tx.init(adversary_params),
+      encoder_pretrained=pretraining.not_yet(),
       adversary=adversary, adversary_tx=adversary_tx)
 
 
@@ -82,41 +88,61 @@ def adversary_accuracy(d_prior: jax.Array, d_encoded: jax.Array) -> jax.Array:
                 + jnp.mean((d_encoded < 0).astype(jnp.float32)))
 
 
-def loss_fn(params, state: TrainState, images: jax.Array,
+def encode_for_training(state: TrainState, params, batch_stats, images, key,
+                        axis_name: Optional[str] = None):
+  """Training-mode codes of (noisy) images: ((mean, logvar), z (b, d), new
+  encoder batch stats)."""
+  noise_key, latent_key = jax.random.split(key)
+  encoder_input = common.noisy_encoder_input(state.config, images, noise_key, axis_name)
+  (mean, logvar), new_stats = common.encoder_apply(
+      state, params, batch_stats, encoder_input, train=True, axis_name=axis_name)
+  z = common.gaussian_latent(latent_key, axis_name)(mean, logvar)
+  return (mean, logvar), z, new_stats
+
+
+def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
             axis_name: Optional[str] = None):
-  """Encoder-decoder loss on the local batch; returns (loss, aux) where aux =
-  (metrics, new_batch_stats, codes (b, d))."""
+  """Encoder-decoder loss on the local batch against the current adversary;
+  returns (loss, (metrics, new_batch_stats))."""
   config = state.config
-  _, codes, decoded, new_batch_stats = common.autoencode(
-      state, params, images, axis_name=axis_name)
+  (_, logvar), codes, encoder_stats = encode_for_training(
+      state, params["encoder"], state.batch_stats["encoder"], images, key, axis_name)
+  decoded, decoder_stats = common.decoder_apply(
+      state, params["decoder"], state.batch_stats["decoder"], codes, train=True,
+      axis_name=axis_name)
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   # Per-example term: the mean over the local batch, averaged by the grads.
   adversarial = losses.encoder_adversarial_loss(
       adversary_logits(state, state.extras.adversary_params, codes))
-  loss = reconstruction + config.lambda_reg * adversarial
+  logvar_l1 = common.logvar_penalty(config, logvar)
+  loss = reconstruction + config.lambda_reg * adversarial + logvar_l1
   metrics = {"reconstruction": reconstruction, "regularizer": adversarial,
-             "loss": loss}
-  return loss, (metrics, new_batch_stats, codes)
+             "logvar_l1": logvar_l1, "loss": loss}
+  return loss, (metrics, {"encoder": encoder_stats, "decoder": decoder_stats})
 
 
 def adversary_loss_fn(adversary_params, state: TrainState, codes: jax.Array,
                       prior_samples: jax.Array):
-  """Adversary loss on global-batch codes and prior samples (n, d) each."""
+  """lambda * adversary loss on global-batch codes and prior samples (n, d)
+  each; returns (loss, accuracy)."""
   d_prior = adversary_logits(state, adversary_params, prior_samples)
   d_encoded = adversary_logits(state, adversary_params, codes)
-  loss = losses.adversary_loss(d_prior, d_encoded)
+  loss = state.config.lambda_reg * losses.adversary_loss(d_prior, d_encoded)
   return loss, adversary_accuracy(d_prior, d_encoded)
 
 
-def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
-  """One encoder-decoder and one adversary update; returns (state, metrics)."""
-  images = jnp.asarray(batch["image"], jnp.float32)
-  prior_key = common.step_key(state)
-  grads, (metrics, new_batch_stats, codes) = jax.grad(loss_fn, has_aux=True)(
-      parallel.per_device(state.params, axis_name), state, images, axis_name)
-  grads = parallel.average_grads(grads, axis_name)
+def adversary_step(state: TrainState, images: jax.Array, key: jax.Array,
+                   axis_name: Optional[str] = None):
+  """Step 2: the adversary's update on the codes of state's (updated) encoder.
 
+  Returns (state with new adversary params, opt state and encoder batch
+  stats, metrics).
+  """
+  code_key, prior_key = jax.random.split(key)
+  _, codes, encoder_stats = encode_for_training(
+      state, state.params["encoder"], state.batch_stats["encoder"], images, code_key,
+      axis_name)
   all_codes = parallel.gather(jax.lax.stop_gradient(codes), axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   extras = state.extras
@@ -127,15 +153,29 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   adv_grads = parallel.average_grads(adv_grads, axis_name)
   adv_updates, adversary_opt_state = extras.adversary_tx.update(
       adv_grads, extras.adversary_opt_state, extras.adversary_params)
-  adversary_params = optax.apply_updates(extras.adversary_params, adv_updates)
-
-  metrics.update(adversary_loss=adv_loss, adversary_accuracy=adv_accuracy,
-                 learning_rate=common.learning_rate(state))
-  new_state = common.apply_updates(state, grads, new_batch_stats)
-  new_state = new_state.replace(extras=extras.replace(
-      adversary_params=adversary_params, adversary_opt_state=adversary_opt_state))
-  return new_state, parallel.mean_metrics(metrics, axis_name)
+  state = state.replace(
+      extras=extras.replace(
+          adversary_params=optax.apply_updates(extras.adversary_params, adv_updates),
+          adversary_opt_state=adversary_opt_state),
+      batch_stats={**state.batch_stats, "encoder": encoder_stats})
+  return state, {"adversary_loss": adv_loss, "adversary_accuracy": adv_accuracy}
 
 
-METHOD = methods.Method(name="wae_gan", train_step=train_step,
-                        init_extras=init_extras, check_config=check_config)
+def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
+  """The encoder-decoder's update, then the adversary's; returns (state, metrics)."""
+  images = jnp.asarray(batch["image"], jnp.float32)
+  autoencoder_key, adversary_key = jax.random.split(common.step_key(state))
+  grads, (metrics, new_batch_stats) = jax.grad(loss_fn, has_aux=True)(
+      parallel.per_device(state.params, axis_name), state, images, autoencoder_key,
+      axis_name)
+  metrics["learning_rate"] = common.learning_rate(state)
+  state = common.apply_updates(state, parallel.average_grads(grads, axis_name),
+                               new_batch_stats)
+  state, adversary_metrics = adversary_step(state, images, adversary_key, axis_name)
+  metrics.update(adversary_metrics)
+  return state, parallel.mean_metrics(metrics, axis_name)
+
+
+
+METHOD = methods.Method(name="wae_gan", train_step=train_step, init_extras=init_extras,
+                        check_config=check_config)

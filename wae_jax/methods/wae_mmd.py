@@ -1,21 +1,13 @@
 """WAE with a sample-based latent regularizer (Tolstikhin et al. 2018) and its
-baselines: loss = c(x, G(E(x))) + lambda * D(Q_Z, P_Z), with D chosen by
-config.regularizer in {mmd, sliced, sinkhorn, cramer_wold}.
+baselines: loss = c(x, G(z)) + lambda * D(Q_Z, P_Z), with D chosen by
+config.regularizer in {mmd, sliced, sinkhorn, cramer_wold}; z = E(x) for a
+deterministic encoder, z = mean + std * eps for model.encoder="gaussian" (plus
+config.encoder_logvar_l1 * sum |logvar|).
 
-Options of the WAE paper:
-- config.encoder_input_noise > 0: truncated Gaussian noise (cut at 2 std, as
-  tf.truncated_normal) with that std is added to the encoder's input during
-  training (the decoder's target stays the clean image).
-- config.pretrain_encoder_steps > 0: encoder pretraining, expressed inside the
-  pure train step. While state.step < pretrain_encoder_steps and the current
-  batch's moment loss ||mean_q - mean_p||^2 + ||cov_q - cov_p||^2 (mean of
-  squares, as the WAE code, against prior samples of the same size) is >= 0.1,
-  the step minimises that moment loss instead of the WAE loss, which changes
-  only the encoder (the decoder's gradient is zero). So pretraining stops as
-  soon as a batch is below 0.1, without extra state, and the trainer needs no
-  separate loop. Unlike the WAE code it shares the main Adam (its moments and
-  count) and counts towards num_train_steps; metric `pretraining` is 1.0 on
-  such steps.
+Options of the WAE paper: config.encoder_input_noise > 0 adds truncated
+Gaussian noise (cut at 2 std, as tf.truncated_normal) with that std to the
+encoder's input during training (the decoder's target stays the clean image);
+config.pretrain runs wae_jax/methods/pretraining.py before the first step.
 """
 
 import math
@@ -24,7 +16,6 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax import lax
 
 from wae_jax import config_checks
 from wae_jax import losses
@@ -32,14 +23,14 @@ from wae_jax import methods
 from wae_jax import parallel
 from wae_jax.losses import mmd as mmd_lib
 from wae_jax.methods import common
+from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
-PRETRAIN_STOP_LOSS = 0.1
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """The regularizer, its values, and the encoder input noise and pretraining."""
+  """The regularizer and its values."""
   config_checks.check_choice(config, "regularizer", REGULARIZERS)
   if config.regularizer == "mmd":
     config_checks.check_choice(config, "mmd.kernel", mmd_lib.KERNELS)
@@ -57,16 +48,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     config_checks.check_number(config, "sinkhorn.num_iters", low=1, integer=True)
   elif config.regularizer == "cramer_wold":
     config_checks.check_number(config, "cramer_wold.gamma")
-  config_checks.check_number(config, "encoder_input_noise", low=0)
-  config_checks.check_number(config, "pretrain_encoder_steps", low=0, integer=True)
   if config.regularizer == "cramer_wold" and config.prior != "gaussian":
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "
         "config.prior='gaussian'.")
-  if config.model.encoder == "gaussian":
-    raise ValueError(
-        "wae_mmd uses a deterministic (or sphere) encoder; set "
-        "config.model.encoder='deterministic'.")
 
 
 def _prior_variance(config) -> float:
@@ -101,25 +86,6 @@ def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
   raise ValueError(f"Unknown config.regularizer {name!r}.")
 
 
-def moment_matching_loss(codes: jax.Array, prior_samples: jax.Array) -> jax.Array:
-  """WAE pretraining loss: mean sq. difference of means plus of covariances.
-
-  codes, prior_samples: (n, d). Covariances are unbiased ((n - 1) divisor).
-  """
-  def moments(z):
-    mean = jnp.mean(z, axis=0, keepdims=True)
-    centred = z - mean
-    return mean, centred.T @ centred / (z.shape[0] - 1)
-
-  mean_q, cov_q = moments(codes)
-  mean_p, cov_p = moments(prior_samples)
-  return jnp.mean(jnp.square(mean_q - mean_p)) + jnp.mean(jnp.square(cov_q - cov_p))
-
-
-def _truncated_noise(key, shape, std):
-  return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
-
-
 def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
             axis_name: Optional[str] = None):
   """The per-device WAE loss; returns (loss, (metrics, new_batch_stats)).
@@ -127,35 +93,20 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   images: (b, H, W, C) local batch. The regularizer sees the global batch.
   """
   config = state.config
-  noise_key, prior_key, reg_key = jax.random.split(key, 3)
-  encoder_input = images
-  if config.encoder_input_noise > 0:
-    encoder_input = images + parallel.per_example_noise(
-        noise_key, images.shape, axis_name,
-        sampler=lambda k, s: _truncated_noise(k, s, config.encoder_input_noise))
-  _, codes, decoded, new_batch_stats = common.autoencode(
-      state, params, encoder_input, axis_name=axis_name)
+  noise_key, prior_key, reg_key, latent_key = jax.random.split(key, 4)
+  encoder_input = common.noisy_encoder_input(config, images, noise_key, axis_name)
+  (_, logvar), codes, decoded, new_batch_stats = common.autoencode(
+      state, params, encoder_input, axis_name=axis_name,
+      to_latent=common.gaussian_latent(latent_key, axis_name))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
   all_codes = parallel.gather(codes, axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
-  wae_loss = reconstruction + config.lambda_reg * penalty
-  metrics = {"reconstruction": reconstruction, "regularizer": penalty}
-  loss = wae_loss
-  if config.pretrain_encoder_steps > 0:
-    pretrain_loss = moment_matching_loss(all_codes, prior_samples)
-    pretraining = jnp.logical_and(
-        state.step < config.pretrain_encoder_steps,
-        lax.stop_gradient(pretrain_loss) >= PRETRAIN_STOP_LOSS)
-    if axis_name is not None:
-      # Every device computes the same global value; make that explicit so
-      # the branch is provably identical on all devices.
-      pretraining = lax.pmax(pretraining.astype(jnp.int32), axis_name) > 0
-    loss = jnp.where(pretraining, pretrain_loss, wae_loss)
-    metrics.update(pretrain_loss=pretrain_loss,
-                   pretraining=pretraining.astype(jnp.float32))
-  metrics["loss"] = loss
+  logvar_l1 = common.logvar_penalty(config, logvar)
+  loss = reconstruction + config.lambda_reg * penalty + logvar_l1
+  metrics = {"reconstruction": reconstruction, "regularizer": penalty,
+             "logvar_l1": logvar_l1, "loss": loss}
   return loss, (metrics, new_batch_stats)
 
 
@@ -164,5 +115,12 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   return common.gradient_step(loss_fn, state, batch, axis_name)
 
 
+def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
+                state: TrainState) -> pretraining.PretrainState:
+  """The pretraining record (nothing else is WAE-MMD's own)."""
+  del config, key, state
+  return pretraining.PretrainState(encoder_pretrained=pretraining.not_yet())
+
+
 METHOD = methods.Method(name="wae_mmd", train_step=train_step,
-                        check_config=check_config)
+                        init_extras=init_extras, check_config=check_config)

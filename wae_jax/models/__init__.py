@@ -24,7 +24,7 @@ from wae_jax.models.dcgan import DCGANDecoder, DCGANEncoder, build_dcgan, dcgan_
 from wae_jax.models.gated import GatedDecoder, GatedEncoder, check_gated_image_shape
 from wae_jax.models.mlp import MLPDecoder, MLPEncoder
 from wae_jax.models.resnet import (ARCHITECTURES, ResNetDecoder, ResNetEncoder,
-                                   check_resnet_image_shape)
+                                   check_resnet_image_shape, final_upsamplings)
 from wae_jax.state import Networks
 
 NETWORKS = ("mlp", "dcgan", "gated") + tuple(ARCHITECTURES)
@@ -90,13 +90,15 @@ def build_networks(config: ml_collections.ConfigDict,
   width = float(model.width_multiplier)
   dtype = compute_dtype(config)
 
+  use_batch_norm = bool(model.batch_norm)
   if model.network == "mlp":
     hidden = _int_tuple(model.hidden_sizes)
     encoder = MLPEncoder(latent_dim, hidden, model.encoder, logvar_clip, dtype=dtype)
     decoder = MLPDecoder(image_shape, hidden, model.decoder_output, dtype=dtype)
   elif model.network == "dcgan":
     encoder, decoder = build_dcgan(latent_dim, image_shape, width, model.encoder,
-                                   logvar_clip, model.decoder_output, fast_conv, dtype)
+                                   logvar_clip, model.decoder_output, fast_conv, dtype,
+                                   use_batch_norm)
   elif model.network == "gated":
     check_gated_image_shape(image_shape)
     encoder = GatedEncoder(latent_dim, width, model.encoder, logvar_clip, dtype=dtype)
@@ -104,9 +106,10 @@ def build_networks(config: ml_collections.ConfigDict,
   else:
     check_resnet_image_shape(model.network, image_shape)
     encoder = ResNetEncoder(latent_dim, model.network, width, model.encoder, logvar_clip,
-                            fast_conv, dtype=dtype)
+                            fast_conv, use_batch_norm, dtype=dtype)
     decoder = ResNetDecoder(image_shape, model.network, width, model.decoder_output,
-                            fast_conv, dtype=dtype)
+                            final_upsamplings(model.network, image_shape), fast_conv,
+                            use_batch_norm, dtype=dtype)
   return Networks(encoder=encoder, decoder=decoder)
 
 

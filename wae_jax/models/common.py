@@ -13,12 +13,20 @@ DECODER_OUTPUTS = ("sigmoid", "logits", "linear")
 DTYPES = ("float32", "bfloat16")
 
 
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
 def batch_norm(train: bool, axis_name: Optional[str], name: Optional[str] = None,
-               dtype: Any = None) -> nn.BatchNorm:
+               dtype: Any = None, enabled: bool = True):
   """BatchNorm as in the WAE code (decay 0.9, eps 1e-5); stats synced over axis_name.
 
   Statistics are computed in float32 whatever `dtype` (the output's) is.
+  enabled=False (config.model.batch_norm=False) gives the identity, e.g. for
+  the WAE paper's VAE, which ran without batch norm.
   """
+  if not enabled:
+    return _identity
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=axis_name, name=name, dtype=dtype)
 

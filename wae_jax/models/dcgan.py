@@ -52,6 +52,7 @@ class DCGANEncoder(nn.Module):
   fast_conv: bool = False
   axis_name: Optional[str] = None
   dtype: Any = None  # computation dtype (params stay float32)
+  use_batch_norm: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -59,7 +60,7 @@ class DCGANEncoder(nn.Module):
     h = x
     for channels in self.channels:
       h = Conv2x(channels, self.kernel_size, space_to_depth=self.fast_conv, dtype=self.dtype)(h)
-      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     h = h.reshape(h.shape[0], -1)
     return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
@@ -74,6 +75,7 @@ class DCGANDecoder(nn.Module):
   fast_conv: bool = False
   axis_name: Optional[str] = None
   dtype: Any = None  # computation dtype (params stay float32)
+  use_batch_norm: bool = True
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -85,7 +87,7 @@ class DCGANDecoder(nn.Module):
     h = nn.relu(h.reshape(z.shape[0], start_h, start_w, self.channels[0]))
     for channels in self.channels[1:]:
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
-      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype)(h))
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     h = nn.Conv(out_channels, (self.kernel_size, self.kernel_size), padding="SAME",
                 dtype=self.dtype)(h)
     return decoder_output(h, self.output)
@@ -93,14 +95,15 @@ class DCGANDecoder(nn.Module):
 
 def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multiplier: float,
                 encoder: str, logvar_clip: Tuple[float, float], output: str,
-                fast_conv: bool, dtype: Any = None) -> Tuple[DCGANEncoder, DCGANDecoder]:
+                fast_conv: bool, dtype: Any = None, use_batch_norm: bool = True
+                ) -> Tuple[DCGANEncoder, DCGANDecoder]:
   """The encoder and decoder of the dcgan variant that fits image_shape."""
   variant = dcgan_variant(image_shape)
   kernel_size = 4 if variant == "mnist" else 5
   decoder_channels = MNIST_DECODER_CHANNELS if variant == "mnist" else CELEBA_DECODER_CHANNELS
   scale = lambda chans: tuple(scale_width(c, width_multiplier) for c in chans)
   enc = DCGANEncoder(latent_dim, kernel_size, scale(ENCODER_CHANNELS), encoder,
-                     logvar_clip, fast_conv, dtype=dtype)
+                     logvar_clip, fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
   dec = DCGANDecoder(tuple(image_shape), kernel_size, scale(decoder_channels), output,
-                     fast_conv, dtype=dtype)
+                     fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
   return enc, dec
