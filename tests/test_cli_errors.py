@@ -262,3 +262,14 @@ def test_programming_errors_still_trace_back():
       "/data/run: permission denied; choose a location you can write to or "
       "fix its permissions.")
   assert cli.user_message(FileNotFoundError(2, "No such file", "x")) is None
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+  from wae_jax import cli  # pylint: disable=g-import-not-at-top
+
+  def interrupted(argv):
+    del argv
+    raise KeyboardInterrupt
+
+  assert cli.run(interrupted, []) == 130
+  assert capsys.readouterr().err == "interrupted; run the same command again to resume.\n"

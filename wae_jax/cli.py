@@ -28,6 +28,7 @@ import traceback
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
 USER_ERROR_EXIT_STATUS = 2
+INTERRUPTED_EXIT_STATUS = 130  # the shell's status for SIGINT
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "WAE_JAX_DEBUG"
 
@@ -87,6 +88,9 @@ def run(main: Callable[[list[str]], Optional[int]], argv: Optional[Sequence[str]
   argv, debug = _debug_requested(sys.argv[1:] if argv is None else argv)
   try:
     return main(argv) or 0
+  except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a bug: no traceback.
+    sys.stderr.write("interrupted; run the same command again to resume.\n")
+    return INTERRUPTED_EXIT_STATUS
   except Exception as error:  # pylint: disable=broad-except
     status = _report(error, debug)
     if status is None:
