@@ -39,7 +39,8 @@ get_config = _bigwae.get_config
 def sweep(num_runs, seed=0, config_arg=None):
   overrides = _bigwae.sweep(num_runs, seed, config_arg)
   if num_runs > {BAD_INDEX}:
-    overrides[{BAD_INDEX}]["model.network"] = "no_such_network"
+    # Passes the launcher's checks, then diverges: a runtime failure, retried.
+    overrides[{BAD_INDEX}]["optimizer.learning_rate"] = 1e30
   return overrides
 '''
 
@@ -117,7 +118,7 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   by_index = {r.index: r for r in results}
   assert set(by_index) == set(range(num_runs)) - finished_before
   assert by_index[BAD_INDEX].state == runs.FAILED and by_index[BAD_INDEX].attempts == 2
-  assert "no_such_network" in by_index[BAD_INDEX].log_tail
+  assert "non-finite" in by_index[BAD_INDEX].log_tail
   for i in range(NUM_GOOD_RUNS):
     assert runs.is_finished(workdirs[i]), runs.log_tail(workdirs[i])
     complete = run_files.read_run_complete(workdirs[i])
