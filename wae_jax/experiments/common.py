@@ -27,7 +27,6 @@ results.json (every experiment):
   plots: PNG file names in DIR, wall_seconds.
 """
 
-import functools
 import importlib
 import os
 import time
@@ -38,6 +37,7 @@ import matplotlib
 import ml_collections
 import numpy as np
 from absl import flags
+from flax import traverse_util
 from PIL import Image
 
 from wae_jax import checkpoint
@@ -195,7 +195,7 @@ def train_images(config: ml_collections.ConfigDict, limit: int):
 
 def encode(state, config: ml_collections.ConfigDict, images):
   """method.encode over `images` in batches of config.batch_size -> (n, d) float64."""
-  encode_batch = _jitted_encode(config.method)
+  encode_batch = methods.jitted(methods.get(config.method).encode)
   size = int(config.batch_size)
   return np.concatenate([np.asarray(encode_batch(state, images[i:i + size]), np.float64)
                          for i in range(0, len(images), size)])
@@ -203,23 +203,9 @@ def encode(state, config: ml_collections.ConfigDict, images):
 
 def overrides(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict) -> dict:
   """The flattened fields where `config` differs from `base` (what a run changes)."""
-
-  def flat(tree, prefix=""):
-    items = {}
-    for key, value in tree.items():
-      if isinstance(value, dict):
-        items.update(flat(value, f"{prefix}{key}."))
-      else:
-        items[f"{prefix}{key}"] = value
-    return items
-
-  ours, theirs = flat(checkpoint.config_to_dict(config)), flat(checkpoint.config_to_dict(base))
+  ours, theirs = (traverse_util.flatten_dict(checkpoint.config_to_dict(c), sep=".")
+                  for c in (config, base))
   return {k: v for k, v in ours.items() if theirs.get(k, object()) != v}
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted_encode(method_name: str):
-  return jax.jit(methods.get(method_name).encode)
 
 
 # ----------------------------------------------------------------------------
