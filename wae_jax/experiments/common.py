@@ -32,7 +32,6 @@ import os
 import time
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
-import jax
 import matplotlib
 import ml_collections
 import numpy as np

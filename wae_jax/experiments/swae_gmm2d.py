@@ -53,7 +53,6 @@ def run(config, out: str) -> dict:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
-  from wae_jax import data
   from wae_jax import methods
   from wae_jax import parallel
   from wae_jax import priors

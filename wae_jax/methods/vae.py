@@ -15,13 +15,11 @@ the Bernoulli decoder); reconstruct and encode use the encoder mean.
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from wae_jax import config_checks
 from wae_jax import losses
 from wae_jax import methods
-from wae_jax import parallel
 from wae_jax.methods import common
 from wae_jax.state import TrainState
 
