@@ -187,17 +187,51 @@ def test_resume_refuses_changed_state_ignores_half_written_checkpoint(finished_r
   assert checkpoint.load_config(workdir).num_train_steps == 10
 
 
+def test_steps_per_call_changes_no_number(tmp_path):
+  """Four steps per compiled call (one lax.scan) give the params and the
+  logged losses of one step per call, bit for bit (MoCA: its queue and EMA
+  key encoder ride in the scanned state)."""
+  runs = {}
+  for steps_per_call in (1, 4):
+    config = tiny_config("moca", num_train_steps=8)
+    with config.unlocked():
+      config.log_every_steps = 4
+      config.checkpoint_every_steps = 8
+      config.steps_per_call = steps_per_call
+    workdir = str(tmp_path / f"k{steps_per_call}")
+    train.train_and_evaluate(config, workdir)
+    losses = [r["loss"] for r in metrics_io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+    runs[steps_per_call] = (jax.tree.leaves(checkpoint.restore_state(workdir)), losses)
+  (one_state, one_losses), (four_state, four_losses) = runs[1], runs[4]
+  assert len(one_losses) == 2 and four_losses == one_losses
+  for one, four in zip(one_state, four_state):
+    np.testing.assert_array_equal(np.asarray(four), np.asarray(one))
+
+
+def test_steps_per_call_divides_every_stop():
+  config = default.base_config()  # 10 per call; logs every 100, evaluates and saves every 1000
+  assert train.steps_per_call(config, start_step=0) == 10
+  assert train.steps_per_call(config, start_step=2000) == 10
+  assert train.steps_per_call(config, start_step=1005) == 5  # resumed off the grid
+  config.log_every_steps = 4
+  assert train.steps_per_call(config, start_step=0) == 2
+  config.log_every_steps, config.num_train_steps = 100, 3001
+  assert train.steps_per_call(config, start_step=0) == 1
+
+
 def test_non_finite_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
   original = train.make_train_step
 
-  def poisoned_make_train_step(method, mesh):
-    step, put_batch, put_state = original(method, mesh)
+  def poisoned_make_train_step(method, mesh, steps_per_call):
+    step, put_batch, put_state = original(method, mesh, steps_per_call)
 
     def poisoned_step(state, batch):
       new_state, metrics = step(state, batch)
-      # Step 3 (state.step == 3 after it) reports a NaN loss.
+      # Step 3 reports a NaN loss; a call runs steps_per_call steps (2 here,
+      # the log period), so step 3 is the first of its call.
       metrics = dict(metrics)
-      metrics["loss"] = jax.numpy.where(new_state.step == 3, np.nan, metrics["loss"])
+      steps = new_state.step - steps_per_call + 1 + jax.numpy.arange(steps_per_call)
+      metrics["loss"] = jax.numpy.where(steps == 3, np.nan, metrics["loss"])
       return new_state, metrics
 
     return poisoned_step, put_batch, put_state
@@ -212,7 +246,7 @@ def test_non_finite_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monk
 
 
 # The child: a run (config `tests.<module>.<function>()`) with a sleep per
-# step, so it can be killed between checkpoints (the sleep changes the timing,
+# call, so it can be killed between checkpoints (the sleep changes the timing,
 # never the numbers).
 KILLABLE_RUN = textwrap.dedent("""
     import sys, time
@@ -221,8 +255,8 @@ KILLABLE_RUN = textwrap.dedent("""
     from tests import {module}
     from wae_jax import train
     original = train.make_train_step
-    def slow_make_train_step(method, mesh):
-      step, put_batch, put_state = original(method, mesh)
+    def slow_make_train_step(method, mesh, steps_per_call):
+      step, put_batch, put_state = original(method, mesh, steps_per_call)
       def slow_step(state, batch):
         time.sleep(0.25)
         return step(state, batch)

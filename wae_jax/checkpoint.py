@@ -72,6 +72,7 @@ RESUMABLE_CHANGES = (
     "eval_every_steps",
     "num_eval_images",
     "data_dir",
+    "steps_per_call",
 )
 
 

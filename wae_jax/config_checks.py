@@ -58,6 +58,7 @@ NUMBERS = (
     ("batch_size", dict(low=1, integer=True)),
     ("num_train_steps", dict(low=1, integer=True)),
     ("log_every_steps", dict(low=1, integer=True)),
+    ("steps_per_call", dict(low=1, integer=True)),
     ("checkpoint_every_steps", dict(low=1, integer=True)),
     ("eval_every_steps", dict(low=1, integer=True)),
     ("keep_checkpoints", dict(low=1, integer=True)),

@@ -8,6 +8,7 @@ step <= s, so a restarted run's logs read as one uninterrupted run.
 import json
 import math
 import os
+import sys
 import time
 from typing import Optional
 
@@ -51,6 +52,24 @@ def _to_float(value) -> float:
   return float(np.asarray(value))
 
 
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, imported without torch.
+
+  tensorboardX imports torch whenever it is installed (1.3 s here), only to
+  accept torch tensors; this writer is given floats and numpy arrays, so torch
+  is hidden during the import unless something already loaded it.
+  """
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter
+  sys.modules["torch"] = None  # makes `import torch` raise ImportError
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class MetricWriter:
   """Writes scalars to <workdir>/metrics.jsonl and TensorBoard, images to TensorBoard."""
 
@@ -65,8 +84,7 @@ class MetricWriter:
     self.eval_path = os.path.join(workdir, EVAL_FILE)
     truncate_jsonl(self.metrics_path, start_step)
     truncate_jsonl(self.eval_path, start_step)
-    from tensorboardX import SummaryWriter  # Imported here: only the chief needs it.
-    self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+    self._tb = _summary_writer_class()(logdir=workdir, flush_secs=30)
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     """One line {"step": step, name: value, ...} in metrics.jsonl and TensorBoard."""

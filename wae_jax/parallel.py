@@ -96,43 +96,58 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_batch(host_local_batch: Dict[str, np.ndarray],
-                mesh: Mesh) -> Dict[str, jax.Array]:
-  """Host-local numpy arrays (b, ...) -> global jax.Arrays (b * processes, ...)
-  sharded along axis 0 over the mesh's 'data' axis."""
-  sharding = NamedSharding(mesh, P(DATA_AXIS))
+                mesh: Mesh, batch_axis: int = 0) -> Dict[str, jax.Array]:
+  """Host-local numpy arrays -> global jax.Arrays sharded over the mesh's
+  'data' axis along `batch_axis` (1 for a stack of steps' batches (k, b, ...)),
+  whose size grows from b to b * processes."""
+  sharding = NamedSharding(mesh, P(*(None,) * batch_axis, DATA_AXIS))
   local_devices = len(mesh.local_devices)
   out = {}
   for name, value in host_local_batch.items():
     value = np.asarray(value)
-    if value.ndim == 0 or value.shape[0] % local_devices != 0:
+    if value.ndim <= batch_axis or value.shape[batch_axis] % local_devices != 0:
       raise ValueError(
           f"The host-local batch {name!r} of shape {value.shape} must have a "
-          f"leading size that is a multiple of this host's {local_devices} "
-          "devices; change config.batch_size.")
+          f"batch size (axis {batch_axis}) that is a multiple of this host's "
+          f"{local_devices} devices; change config.batch_size.")
     out[name] = jax.make_array_from_process_local_data(sharding, value)
   return out
 
 
 def make_parallel_step(train_step: Callable, mesh: Mesh,
-                       donate_state: bool = True
+                       donate_state: bool = True, steps_per_call: int = 1
                        ) -> Callable[[Any, Dict[str, jax.Array]], Tuple[Any, Dict]]:
   """Jitted fn(state, sharded_batch) -> (state, metrics) over the mesh.
 
   `train_step(state, batch, axis_name)` runs per device under shard_map with
   the default check_vma=True, which `average_grads` relies on. The state
   and the metrics are replicated; the state is donated.
+
+  With steps_per_call=k > 1 one call runs k steps in a `lax.scan`: the batch
+  is k steps' batches stacked, (k, B, ...) sharded along axis 1
+  (`shard_batch(..., batch_axis=1)`), and each metric comes back as (k,).
+  One dispatch then serves k steps, which is most of a small model's step
+  time on a CPU.
   """
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
+  batch_axis = 0 if steps_per_call == 1 else 1
 
   def per_device(state, batch):
-    return train_step(state, batch, axis_name=DATA_AXIS)
+    if steps_per_call == 1:
+      return train_step(state, batch, axis_name=DATA_AXIS)
+    return lax.scan(lambda s, b: train_step(s, b, axis_name=DATA_AXIS), state, batch)
 
   sharded_step = jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * batch_axis, DATA_AXIS)),
       out_specs=(P(), P()))
 
   def step(state, batch):
     for value in jax.tree.leaves(batch):
-      check_batch_size(value.shape[0], mesh)
+      if batch_axis and value.shape[0] != steps_per_call:
+        raise ValueError(f"A call of {steps_per_call} steps needs their batches stacked "
+                         f"on a leading axis of that size, got shape {value.shape}.")
+      check_batch_size(value.shape[batch_axis], mesh)
     return sharded_step(state, batch)
 
   return jax.jit(step, donate_argnums=(0,) if donate_state else ())

@@ -41,10 +41,11 @@ from wae_jax.state import TrainState
 
 LOG_HISTORY_KEY = "log_history"  # In a checkpoint's metadata.
 IMAGE_DIR = "images"
-# Steps dispatched ahead of the newest finished one. Unbounded asynchronous
-# dispatch lets ~100 steps with all-gathers queue up, which deadlocks XLA:CPU's
-# fake devices (a rendezvous timeout) and holds their buffers on accelerators;
-# two in flight keep the device busy while the host prepares the next step.
+# Calls (of config.steps_per_call steps) dispatched ahead of the newest finished
+# one. Unbounded asynchronous dispatch lets ~100 steps with all-gathers queue up,
+# which deadlocks XLA:CPU's fake devices (a rendezvous timeout) and holds their
+# buffers on accelerators; two in flight keep the device busy while the host
+# prepares the next call.
 DISPATCH_WINDOW = 2
 
 
@@ -109,23 +110,40 @@ def _record_config(workdir: str, config: ml_collections.ConfigDict, is_chief: bo
 
 
 @functools.lru_cache(maxsize=8)
-def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
-  """One jitted step per (method, mesh) in a process, so a second run of an
-  identical config (a resume in the same process, a test) reuses its executable."""
-  return parallel.make_parallel_step(train_step, mesh)
+def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh,
+                   steps_per_call: int) -> Callable:
+  """One jitted step per (method, mesh, steps per call) in a process, so a
+  second run of an identical config (a resume in the same process, a test)
+  reuses its executable."""
+  return parallel.make_parallel_step(train_step, mesh, steps_per_call=steps_per_call)
 
 
-def make_train_step(method, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable, Callable]:
+def make_train_step(method, mesh: jax.sharding.Mesh,
+                    steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
   """The compiled data-parallel step and how batches and states reach the mesh.
 
   Returns:
-    (step(state, sharded batch) -> (state, metrics), state donated,
+    (step(state, sharded batch) -> (state, metrics), state donated; with
+     steps_per_call=k > 1 it runs k steps on (k, B, ...) batches and returns
+     (k,) metrics,
      put_batch(host-local numpy batch) -> global batch sharded over 'data',
      put_state(state) -> state replicated on every device).
   """
-  step = _parallel_step(method.train_step, mesh)
-  return (step, lambda batch: parallel.shard_batch(batch, mesh),
+  step = _parallel_step(method.train_step, mesh, steps_per_call)
+  batch_axis = 0 if steps_per_call == 1 else 1
+  return (step, lambda batch: parallel.shard_batch(batch, mesh, batch_axis),
           lambda state: parallel.replicate(state, mesh))
+
+
+def steps_per_call(config: ml_collections.ConfigDict, start_step: int) -> int:
+  """How many steps one compiled call runs: config.steps_per_call, lowered to
+  divide every step where the loop must stop (logs, evaluations, checkpoints,
+  the last step, the step it resumes from), so one program serves the run."""
+  steps = int(config.steps_per_call)
+  for every in (config.log_every_steps, config.eval_every_steps,
+                config.checkpoint_every_steps, config.num_train_steps, start_step):
+    steps = math.gcd(steps, int(every))  # gcd(k, 0) = k: a fresh start stops nothing.
+  return steps
 
 
 # ----------------------------------------------------------------------------
@@ -282,9 +300,6 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   _record_config(workdir, config, is_chief)
   num_train_steps = int(config.num_train_steps)
 
-  # 2. Devices and the step. -------------------------------------------------
-  train_step, put_batch, _ = make_train_step(method, mesh)
-
   # 3. State. ----------------------------------------------------------------
   manager = checkpoint.make_manager(workdir, config, is_chief=is_chief)
   try:
@@ -299,8 +314,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
     return done
   state, start_step, saved = resume_or_init(workdir, manager, method, config, source, mesh,
                                             is_chief)
-  logging.info("Training %s from step %d to %d on %d devices.", workdir, start_step,
-               num_train_steps, mesh.devices.size)
+  # 2. Devices and the step (after the state: a resumed run's calls start at its step).
+  chunk = steps_per_call(config, start_step)
+  train_step, put_batch, _ = make_train_step(method, mesh, chunk)
+  logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
+               start_step, num_train_steps, mesh.devices.size, chunk)
   best_step = manager.best_step() if start_step else None
   best_value = (float(manager.metrics(best_step)[config.best_metric])
                 if best_step is not None and manager.metrics(best_step) else math.inf)
@@ -325,26 +343,31 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         "lambda_reg and start again in a new --workdir.")
 
   def check_finite(pending):
-    history = [(s, {k: float(v) for k, v in m.items()}) for s, m in jax.device_get(pending)]
+    """[(first step of a call, its metrics (steps,) or scalars)] -> per-step history."""
+    history = []
+    for first, call_metrics in jax.device_get(pending):
+      columns = {k: np.reshape(v, (-1,)) for k, v in call_metrics.items()}
+      history += [(first + i, {k: float(v[i]) for k, v in columns.items()})
+                  for i in range(chunk)]
     bad = _first_non_finite(history)
     if bad is not None:
       stop_non_finite("loss", bad[1], bad[0])
     return history
 
   # 5. The loop. -------------------------------------------------------------
-  batches = data.prefetch(source.train_batches(start_step), size=2, put=put_batch)
-  pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
+  batches = data.prefetch(source.train_batches(start_step, chunk), size=2, put=put_batch)
+  pending: list[tuple[int, Any]] = []  # (first step, device metrics) of calls since the last check
   # (step, metrics) since the last log line; a checkpoint records it, so that a
   # resumed run's next line averages the same steps as an uninterrupted run's.
   log_history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
   try:
-    for step in range(start_step + 1, num_train_steps + 1):
-      state, step_metrics = train_step(state, next(batches))
-      pending.append((step, step_metrics))
-      if len(pending) > DISPATCH_WINDOW:  # Wait for step `step - DISPATCH_WINDOW`.
+    for step in range(start_step + chunk, num_train_steps + 1, chunk):  # A call's last step.
+      state, call_metrics = train_step(state, next(batches))
+      pending.append((step - chunk + 1, call_metrics))
+      if len(pending) > DISPATCH_WINDOW:  # Wait for the call DISPATCH_WINDOW calls back.
         jax.block_until_ready(pending[-DISPATCH_WINDOW - 1][1])
-      if step == start_step + 1:  # Start the clock after compilation.
-        jax.block_until_ready(step_metrics)
+      if step == start_step + chunk:  # Start the clock after compilation.
+        jax.block_until_ready(call_metrics)
         progress.steps_per_second(step)
 
       is_last = step == num_train_steps

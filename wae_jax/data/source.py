@@ -152,19 +152,26 @@ class ArraySource:
       batch["label"] = np.asarray(labels[indices], dtype=np.int32)
     return batch
 
-  def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
+  def train_batches(self, start_step: int = 0, steps_per_item: int = 1) -> Iterator[Batch]:
     """Infinite iterator of host-local training batches from `start_step`.
 
     Yields:
       {'image': float32 (B / process_count, H, W, C), 'label': int32 (...)}
       ('label' only for labelled datasets). start_step=n yields exactly what
-      the n-th and later items of start_step=0 would be.
+      the n-th and later items of start_step=0 would be. With
+      steps_per_item=k > 1 each item is the next k steps' batches stacked,
+      (k, B / process_count, ...), gathered at once.
     """
+    if steps_per_item < 1:
+      raise ValueError(f"steps_per_item must be >= 1, got {steps_per_item}.")
     step = start_step
     while True:
-      yield self._gather(self._train_images, self._train_labels,
-                         self.train_indices(step))
-      step += 1
+      if steps_per_item == 1:
+        indices = self.train_indices(step)
+      else:
+        indices = np.stack([self.train_indices(s) for s in range(step, step + steps_per_item)])
+      yield self._gather(self._train_images, self._train_labels, indices)
+      step += steps_per_item
 
   def train_subset_batches(self, num_examples: int,
                            batch_size: Optional[int] = None) -> Iterator[Batch]:
