@@ -1,8 +1,8 @@
 """ms per WAE-MMD-like training step of the WAE MNIST dcgan on this machine.
 
 Compares the plain XLA stride-2 layers (upsample=transpose) with the exact
-stride-1 rewrites (upsample=phase), with and without
-XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=reduce. XLA flags are read
+stride-1 rewrites (upsample=phase), with and without the trainer's CPU
+XLA_FLAGS (wae_jax/xla_flags.py). XLA flags are read
 once per process, so every cell of the table runs in its own subprocess.
 
   python benchmarks/networks.py                      # the table, 1/8 width
@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
+
+from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def time_step(width: float, upsample: str, steps: int, batch_size: int,
@@ -91,7 +92,7 @@ def time_step(width: float, upsample: str, steps: int, batch_size: int,
     times.append(time.perf_counter() - t0)
     if time.perf_counter() - start > max_seconds:
       break
-  return {"width": width, "upsample": upsample, "flag": YNN_FLAG in os.environ.get("XLA_FLAGS", ""),
+  return {"width": width, "upsample": upsample, "flag": CPU_FLAGS in os.environ.get("XLA_FLAGS", ""),
           "ms_per_step": 1000 * float(np.median(times)), "steps": len(times),
           "compile_s": compile_s, "loss": float(loss)}
 
@@ -117,7 +118,7 @@ def main():
     for flag in (False, True):
       for upsample in ("transpose", "phase"):
         env = dict(os.environ)
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + (" " + YNN_FLAG if flag else "")).strip()
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + (" " + CPU_FLAGS if flag else "")).strip()
         cmd = [sys.executable, os.path.abspath(__file__), "--single", f"--width={width}",
                f"--upsample={upsample}", f"--steps={args.steps}",
                f"--batch_size={args.batch_size}", f"--max_seconds={args.max_seconds}"]

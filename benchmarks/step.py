@@ -16,8 +16,8 @@ On a CPU the N devices are fake (--xla_force_host_platform_device_count=N):
 they share the machine's cores, so the table shows the cost of the
 data-parallel program (per-device launches, all-gathers, gradient pmean), not
 a speed-up. XLA flags are read once per process, so every device count runs
-in its own subprocess, with the trainer's CPU flag
---xla_cpu_experimental_ynn_fusion_type=reduce (see wae_jax/main.py). On a
+in its own subprocess, with the trainer's CPU XLA_FLAGS
+(wae_jax/xla_flags.py). On a
 machine with accelerators it uses the real devices (counts above the number
 present are skipped). Every row gives the step's TFLOP/s (XLA's FLOP count of
 the compiled per-device program times the devices, over the time), and on a GPU
@@ -43,9 +43,10 @@ BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0),
                     ("A100", 312.0), ("L4", 121.0), ("V100", 125.0),
                     ("TPU v6", 918.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
                     ("TPU v5", 459.0), ("TPU v4", 275.0))
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
+
+from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def make_config(method: str, net: str, batch_size: int):
@@ -183,7 +184,7 @@ def main():
     env = dict(os.environ)
     if not accelerator:
       env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={num_devices} "
-                          f"{YNN_FLAG}")
+                          f"{CPU_FLAGS}")
       env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, os.path.abspath(__file__), "--single",
            f"--num_devices={num_devices}", f"--methods={args.methods}",

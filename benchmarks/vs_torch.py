@@ -44,7 +44,8 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
 
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
+from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 MMD_SHAPES = ((100, 8), (256, 64), (1024, 128))
 MOCA_SHAPES = ((64, 128, 16384), (64, 128, 65536))
@@ -407,7 +408,7 @@ def main():
     print("benchmarks/vs_torch.py needs PyTorch, an optional benchmark-only dependency: "
           "pip install torch (the CPU build); skipped.")
     return
-  os.environ.setdefault("XLA_FLAGS", YNN_FLAG)  # what wae_jax.main sets on a CPU
+  os.environ.setdefault("XLA_FLAGS", CPU_FLAGS)  # what wae_jax.main sets on a CPU
   import jax  # pylint: disable=g-import-not-at-top
 
   torch_process = TorchProcess(args.torch_threads)

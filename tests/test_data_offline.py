@@ -142,6 +142,18 @@ def test_digits_split_is_a_partition_of_sklearn_digits():
     assert label in digits.target[matches]
 
 
+def test_digits_file_read_equals_sklearn_load_digits(monkeypatch):
+  """The digits come from scikit-learn's data file without importing it, or,
+  were the file gone, from sklearn.datasets.load_digits: the same arrays."""
+  digits = sk_datasets.load_digits()
+  for file_present in (True, False):
+    if not file_present:
+      monkeypatch.setattr(offline.os.path, "exists", lambda path: False)
+    pixels, labels = offline._digits_arrays()  # pylint: disable=protected-access
+    np.testing.assert_array_equal(pixels, digits.images)
+    np.testing.assert_array_equal(labels, digits.target)
+
+
 def test_digits_resized_keeps_order_and_mean():
   small = _digits_source(0, 0, 1)
   large = _digits_source(0, 0, 1, image_size=32)

@@ -209,12 +209,15 @@ def test_steps_per_call_changes_no_number(tmp_path):
 
 
 def test_steps_per_call_divides_every_stop():
-  config = default.base_config()  # 10 per call; logs every 100, evaluates and saves every 1000
-  assert train.steps_per_call(config, start_step=0) == 10
-  assert train.steps_per_call(config, start_step=2000) == 10
+  config = default.base_config()  # 100 per call; logs every 100, evaluates and saves every 1000
+  assert train.steps_per_call(config, start_step=0) == 100
+  assert train.steps_per_call(config, start_step=2000) == 100
   assert train.steps_per_call(config, start_step=1005) == 5  # resumed off the grid
+  # Batches of 1 MiB: at most 64 per call, and a divisor of 100.
+  assert train.steps_per_call(config, start_step=0, batch_bytes=2**20) == 50
+  assert train.steps_per_call(config, start_step=0, batch_bytes=2**30) == 1
   config.log_every_steps = 4
-  assert train.steps_per_call(config, start_step=0) == 2
+  assert train.steps_per_call(config, start_step=0) == 4
   config.log_every_steps, config.num_train_steps = 100, 3001
   assert train.steps_per_call(config, start_step=0) == 1
 

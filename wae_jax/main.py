@@ -4,28 +4,11 @@ Running the same command again resumes from the latest complete checkpoint.
 Override any field with --config.<field>=<value> (e.g. --config.num_train_steps=500).
 """
 
-import importlib.util
 import os
 
+from wae_jax import xla_flags
 
-def _set_cpu_xla_flags() -> None:
-  """On a CPU-only machine, route convolutions to Eigen.
-
-  This jaxlib sends convs to YNNPACK by default; keeping YNNPACK for reductions
-  only makes conv gradients 2-3x faster on CPU. Must run before jax is
-  imported, and never overrides XLA_FLAGS a user set.
-  """
-  if "XLA_FLAGS" in os.environ:
-    return
-  platforms = os.environ.get("JAX_PLATFORMS", "")
-  accelerator_plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                         "jax_rocm7_plugin", "libtpu")
-  has_accelerator = any(importlib.util.find_spec(name) for name in accelerator_plugins)
-  if platforms in ("", "cpu") and (platforms == "cpu" or not has_accelerator):
-    os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=reduce"
-
-
-_set_cpu_xla_flags()
+xla_flags.set_cpu_flags()  # Before jax is imported.
 
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position

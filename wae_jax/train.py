@@ -36,6 +36,7 @@ from wae_jax import metrics_io
 from wae_jax import parallel
 from wae_jax import run_files
 from wae_jax.evaluation import evaluator as evaluator_lib
+from wae_jax.evaluation import probes as probes_lib
 from wae_jax.methods import pretraining
 from wae_jax.state import TrainState
 
@@ -47,6 +48,9 @@ IMAGE_DIR = "images"
 # buffers on accelerators; two in flight keep the device busy while the host
 # prepares the next call.
 DISPATCH_WINDOW = 2
+# Host data one call may stack (config.steps_per_call batches): small images
+# get the full count, large ones fewer steps per call.
+MAX_CALL_BATCH_BYTES = 64 * 2**20
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -135,15 +139,19 @@ def make_train_step(method, mesh: jax.sharding.Mesh,
           lambda state: parallel.replicate(state, mesh))
 
 
-def steps_per_call(config: ml_collections.ConfigDict, start_step: int) -> int:
+def steps_per_call(config: ml_collections.ConfigDict, start_step: int,
+                   batch_bytes: int = 0) -> int:
   """How many steps one compiled call runs: config.steps_per_call, lowered to
   divide every step where the loop must stop (logs, evaluations, checkpoints,
-  the last step, the step it resumes from), so one program serves the run."""
+  the last step, the step it resumes from), so one program serves the run,
+  and to keep a call's stacked batches (`batch_bytes` each) within
+  MAX_CALL_BATCH_BYTES."""
   steps = int(config.steps_per_call)
   for every in (config.log_every_steps, config.eval_every_steps,
                 config.checkpoint_every_steps, config.num_train_steps, start_step):
     steps = math.gcd(steps, int(every))  # gcd(k, 0) = k: a fresh start stops nothing.
-  return steps
+  limit = max(1, MAX_CALL_BATCH_BYTES // max(int(batch_bytes), 1))
+  return max(d for d in range(1, min(steps, limit) + 1) if steps % d == 0)
 
 
 # ----------------------------------------------------------------------------
@@ -315,7 +323,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   state, start_step, saved = resume_or_init(workdir, manager, method, config, source, mesh,
                                             is_chief)
   # 2. Devices and the step (after the state: a resumed run's calls start at its step).
-  chunk = steps_per_call(config, start_step)
+  chunk = steps_per_call(config, start_step, batch_bytes=4 * source.local_batch_size
+                         * math.prod(source.image_shape))
   train_step, put_batch, _ = make_train_step(method, mesh, chunk)
   logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
                start_step, num_train_steps, mesh.devices.size, chunk)
@@ -327,6 +336,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
   evaluator = evaluator_lib.Evaluator(method, source, config)
   period_groups = period_metric_groups(config)
+  if "latent_probes" in evaluator.check_metrics(period_groups):
+    probes_lib.import_in_background()  # Loads while the first steps run.
   image_grids = images_lib.ImageGrids(method, config, source)
   image_dir = os.path.join(workdir, IMAGE_DIR)
   progress = metrics_io.Progress(start_step, num_train_steps)

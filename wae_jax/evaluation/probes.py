@@ -14,12 +14,27 @@ scored on the codes of the whole test split:
 Both are deterministic (sklearn's brute-force/KD-tree search and L-BFGS).
 """
 
+import threading
 from typing import Dict
 
 import numpy as np
 
 DEFAULT_KNN_NEIGHBORS = 5
 LINEAR_PROBE_MAX_ITER = 1000
+
+
+def import_in_background() -> threading.Thread:
+  """Imports the scikit-learn classifiers the probes use (0.6 s) in a daemon
+  thread, so that a trainer's first evaluation finds them loaded while the
+  training steps, which hold no Python lock, run meanwhile."""
+
+  def load():
+    import sklearn.linear_model  # pylint: disable=g-import-not-at-top,unused-import
+    import sklearn.neighbors  # pylint: disable=g-import-not-at-top,unused-import
+
+  thread = threading.Thread(target=load, name="wae_jax-import-sklearn", daemon=True)
+  thread.start()
+  return thread
 
 
 def _check(train_codes, train_labels, test_codes, test_labels):

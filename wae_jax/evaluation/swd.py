@@ -23,7 +23,6 @@ Memory: 128 * N * 49 * C float32 per level and set (N = 4096, C = 3: 300 MB).
 from typing import Dict, List
 
 import numpy as np
-import scipy.ndimage
 
 NEIGHBOURHOOD_SIZE = 7
 NEIGHBOURHOODS_PER_IMAGE = 128
@@ -47,6 +46,7 @@ def pyramid_resolutions(size: int) -> List[int]:
 
 def _pyr_down(images: np.ndarray) -> np.ndarray:
   """(N, C, H, W) -> (N, C, H/2, W/2), as cv2.pyrDown."""
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top  # 0.2 s; only the image SWD needs it
   blurred = scipy.ndimage.convolve(
       images, _GAUSSIAN_FILTER[np.newaxis, np.newaxis], mode="mirror")
   return blurred[:, :, ::2, ::2]
@@ -54,6 +54,7 @@ def _pyr_down(images: np.ndarray) -> np.ndarray:
 
 def _pyr_up(images: np.ndarray) -> np.ndarray:
   """(N, C, H, W) -> (N, C, 2H, 2W), as cv2.pyrUp."""
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top
   n, c, h, w = images.shape
   upsampled = np.zeros((n, c, 2 * h, 2 * w), images.dtype)
   upsampled[:, :, ::2, ::2] = images
