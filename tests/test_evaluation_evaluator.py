@@ -230,6 +230,17 @@ def test_vector_data_train_and_evaluate_without_image_metrics(tmp_path, dataset,
       best["metrics"]["test_reconstruction"])
   assert not os.path.exists(tmp_path / "images")
 
+  # wae_jax.sample: vectors go to .npz by default; a PNG grid of them is refused.
+  from wae_jax import sample  # pylint: disable=g-import-not-at-top
+  path = sample.write_samples(str(tmp_path), "reconstructions", 8)
+  assert path.endswith("sample_reconstructions_00000004.npz")
+  arrays = np.load(path)
+  assert arrays["reconstructions"].shape == arrays["images"].shape == (
+      (8, 1, 1, 8) if dataset == "synthetic" else (8, 1, 1, 2))
+  with pytest.raises(ValueError, match="asks for a PNG grid, but this run's data are"):
+    sample.write_samples(str(tmp_path), "samples", 8, out=str(tmp_path / "grid.png"))
+  assert not os.path.exists(tmp_path / "grid.png")
+
 
 def test_image_only_metric_on_vectors_is_refused_before_training(tmp_path):
   workdir = tmp_path / "run"
