@@ -130,7 +130,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 1000
   config.num_eval_images = 64
   # wae_jax/evaluation: every eval period computes the cheap metrics (test
-  # reconstruction, latent MMD/SWD/singular values, sharpness, and on labelled
+  # reconstruction, latent MMD/SWD/singular values, sharpness (images only), and on labelled
   # data the latent k-NN / linear probe accuracies) and the group of
   # best_metric; the end of the run adds final_metrics (group names, or
   # "full" = everything this run can compute: classifier FD, image SWD, and

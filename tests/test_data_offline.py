@@ -225,6 +225,23 @@ def test_synthetic_contract_and_distribution():
   np.testing.assert_array_equal(np.concatenate(halves), batches[0]["image"])
 
 
+@pytest.mark.parametrize("shape,is_image", [
+    ((8, 8, 1), True), ((64, 64, 3), True), ((7, 9, 3), True),
+    ((1, 1, 100), False), ((1, 1, 2), False), ((1, 1, 1), False), ((1, 1, 3), False),
+    ((28, 28, 2), False), ((6, 6, 1), False), ((8, 8), False)])
+def test_is_image_shape(shape, is_image):
+  # Grey or RGB, both sides at least 7 (image SWD's neighbourhoods).
+  assert data.is_image_shape(shape) == is_image
+
+
+def test_sources_say_whether_they_hold_pictures():
+  assert data.build(make_config(dataset="digits")).is_image
+  assert not data.build(make_config(dataset="synthetic", synthetic_num_points=100,
+                                    synthetic_dim=3, batch_size=10)).is_image
+  assert not data.build(make_config(dataset="gmm2d", synthetic_num_points=100,
+                                    batch_size=10)).is_image
+
+
 def test_gmm2d_components_frequencies_and_moments():
   source = data.build(make_config(dataset="gmm2d", synthetic_num_points=20000,
                                   batch_size=100))

@@ -183,3 +183,86 @@ def test_evaluate_cli(trained_workdir):
   assert last["step"] == 4
   assert last["metrics"]["test_reconstruction"] == pytest.approx(summary["value"])
   assert 0 < last["metrics"]["latent_knn_accuracy"] <= 1
+
+
+# --- data that are not pictures (synthetic, gmm2d vectors) ---------------------
+
+VECTOR_RUN_FLAGS = ("--config.synthetic_num_points=64", "--config.synthetic_dim=8",
+                    "--config.batch_size=16", "--config.latent_dim=4",
+                    "--config.model.hidden_sizes=(16,)", "--config.model.decoder_output=linear",
+                    "--config.num_train_steps=4", "--config.eval_every_steps=2",
+                    "--config.log_every_steps=2", "--config.evaluation.num_samples=64",
+                    "--config.evaluation.probe_train_examples=64")
+
+
+def run_trainer(workdir, *flags):
+  # One device: the user's plain command (conftest's 8 fake devices only slow compiling).
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="")
+  return subprocess.run(
+      [sys.executable, "-m", "wae_jax.main", "--config=configs/default.py",
+       f"--workdir={workdir}", *VECTOR_RUN_FLAGS, *flags],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("dataset,labelled", [("synthetic", False), ("gmm2d", True)])
+def test_vector_data_train_and_evaluate_without_image_metrics(tmp_path, dataset, labelled):
+  # 'full' on unlabelled vectors is everything but sharpness, image SWD, FID/KID
+  # and the PNG grids (the labelled gmm2d's would add a 2000-step classifier FD).
+  final = "('full',)" if not labelled else "()"
+  result = run_trainer(tmp_path, f"--config.dataset={dataset}",
+                       f"--config.evaluation.final_metrics={final}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.load(open(tmp_path / "run_complete.json"))
+  lines = [json.loads(l) for l in open(tmp_path / "eval.jsonl")]
+  assert [l["step"] for l in lines] == [2, 4] and summary["step"] == 4
+  for line in lines:
+    values = line["metrics"]
+    assert {"test_reconstruction", "latent_mmd", "latent_swd", "latent_sv_max",
+            "latent_sv_min", "latent_sv_min_over_max"} <= set(values)
+    assert all(np.isfinite(v) for v in values.values())
+    assert not [k for k in values if k.startswith(("sharpness", "swd_image", "fid", "kid"))]
+    assert values["latent_sv_min_over_max"] == pytest.approx(
+        values["latent_sv_min"] / values["latent_sv_max"])
+    assert values["latent_mmd"] >= 0 and values["test_reconstruction"] > 0
+    assert ("latent_knn_accuracy" in values) == labelled
+  best = min(lines, key=lambda l: l["metrics"]["test_reconstruction"])
+  assert summary["best_metrics"]["test_reconstruction"] == pytest.approx(
+      best["metrics"]["test_reconstruction"])
+  assert not os.path.exists(tmp_path / "images")
+
+  # wae_jax.sample: vectors go to .npz by default; a PNG grid of them is refused.
+  from wae_jax import sample  # pylint: disable=g-import-not-at-top
+  path = sample.write_samples(str(tmp_path), "reconstructions", 8)
+  assert path.endswith("sample_reconstructions_00000004.npz")
+  arrays = np.load(path)
+  assert arrays["reconstructions"].shape == arrays["images"].shape == (
+      (8, 1, 1, 8) if dataset == "synthetic" else (8, 1, 1, 2))
+  with pytest.raises(ValueError, match="asks for a PNG grid, but this run's data are"):
+    sample.write_samples(str(tmp_path), "samples", 8, out=str(tmp_path / "grid.png"))
+  assert not os.path.exists(tmp_path / "grid.png")
+
+
+def test_image_only_metric_on_vectors_is_refused_before_training(tmp_path):
+  workdir = tmp_path / "run"
+  result = run_trainer(workdir, "--config.dataset=synthetic",
+                       "--config.evaluation.final_metrics=('latent','sharpness')")
+  assert result.returncode == 2
+  error = result.stderr.strip().splitlines()[-1]
+  assert error.startswith("error: config.evaluation.final_metrics=('latent', 'sharpness') "
+                          "needs sharpness, which only image data"), error
+  assert "dataset 'synthetic' holds 1x1x8 examples" in error
+  assert not os.path.exists(workdir / "config.json")
+
+
+def test_best_metric_image_only_on_vectors_and_image_data_passes():
+  from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  config.best_metric = "swd_image_avg"
+  config_checks.check_metrics_for_data(config, (8, 8, 1))  # digits: fine
+  config.dataset = "gmm2d"
+  with pytest.raises(ValueError, match=r"config.best_metric='swd_image_avg' needs swd_image, "
+                     r"which only image data .* dataset 'gmm2d' holds 1x1x2 examples"):
+    config_checks.check_metrics_for_data(config, (1, 1, 2))
+  config.best_metric = "latent_mmd"
+  config.evaluation.final_metrics = ("full", "cheap")  # these keep what the data allow
+  config_checks.check_metrics_for_data(config, (1, 1, 2))

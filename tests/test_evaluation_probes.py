@@ -110,6 +110,7 @@ def test_evaluator_probes_match_direct_computation():
 def test_unlabelled_data_skips_probes():
   class Unlabelled:
     has_labels = False
+    image_shape = (8, 8, 1)
   evaluator = evaluator_lib.Evaluator.__new__(evaluator_lib.Evaluator)
   evaluator.data_source, evaluator.fid_weights = Unlabelled(), None
   evaluator.config = _config()

@@ -13,8 +13,10 @@ first mistake:
   4. the best metric, and the FID weights file when FID is asked for.
 `check_networks(config, image_shape)` then traces the encoder and decoder with
 `jax.eval_shape` (no FLOPs) on the data's image shape, so "the network cannot
-take this image size" is found by the networks themselves. The trainer runs
-both before it writes config.json or compiles a step.
+take this image size" is found by the networks themselves, and
+`check_metrics_for_data(config, image_shape)` refuses image-only metrics
+(sharpness, image SWD, FID/KID) named for data that are not pictures. The
+trainer runs them all before it writes config.json or compiles a step.
 """
 
 import math
@@ -267,3 +269,17 @@ def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]
     raise cli.UserError(
         f"config.model.network={network!r} encodes to shape {tuple(mean.shape)}, "
         f"expected (1, {config.latent_dim}).")
+
+
+def check_metrics_for_data(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
+  """UserError when config.best_metric or config.evaluation.final_metrics names
+  an image-only metric and the data (e.g. 'synthetic' vectors) are not pictures.
+
+  'full' and 'cheap' are not errors: on such data they leave those metrics out.
+  """
+  from wae_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  evaluator.check_image_metrics([metric_group(config.best_metric)], image_shape, config.dataset,
+                                f"config.best_metric={config.best_metric!r}")
+  final = tuple(config.evaluation.final_metrics) if "evaluation" in config else ()
+  evaluator.check_image_metrics(final, image_shape, config.dataset,
+                                f"config.evaluation.final_metrics={final!r}")

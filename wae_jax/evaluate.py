@@ -106,7 +106,7 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
   evaluator = evaluator_lib.Evaluator(method, source, config, num_samples=num_samples,
                                       fid_weights=fid_weights)
   groups = parse_metrics(metrics, evaluator)
-  evaluator.check_metrics(groups)  # Fail before restoring anything.
+  evaluator.check_metrics(groups, f"--metrics={metrics}")  # Fail before restoring anything.
   records = []
   for step in steps:
     state = checkpoint.restore_state(workdir, config, step)

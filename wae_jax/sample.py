@@ -5,7 +5,8 @@
 
 Restores the latest complete checkpoint of DIR (or --step). The extension of
 --out chooses what is written (the default is the PNG
-<workdir>/images/sample_<kind>_<step>.png):
+<workdir>/images/sample_<kind>_<step>.png, or .npz when the run's data are not
+pictures, e.g. 'synthetic' or 'gmm2d' vectors):
 
   .png  one grid: decoded prior samples, test images beside their
         reconstructions, or rows of latent interpolations between test images.
@@ -30,6 +31,7 @@ import numpy as np
 from absl import flags
 
 from wae_jax import cli
+from wae_jax import data
 from wae_jax.images import INTERPOLATION_STEPS, KINDS
 
 FORMATS = (".png", ".npz", ".npy")
@@ -124,6 +126,11 @@ def sample_arrays(state, method, config, kind: str, num: int, seed: int = 0) -> 
 def save_arrays(out: str, arrays: dict) -> None:
   """Writes `out` (.png, .npz or .npy, see the module docstring) atomically."""
   extension = output_format(out)
+  image_shape = arrays[arrays["main"]].shape[-3:]
+  if extension == ".png" and not data.is_image_shape(image_shape):
+    raise cli.UserError(
+        f"--out={out} asks for a PNG grid, but this run's data are "
+        f"{'x'.join(map(str, image_shape))} examples, not pictures; use --out=<file>.npz or .npy.")
   directory = os.path.dirname(os.path.abspath(out))
   os.makedirs(directory, exist_ok=True)
   if extension == ".png":
@@ -158,7 +165,9 @@ def write_samples(workdir: str, kind: str = "samples", num: int = 64, out: str =
   state = checkpoint.restore_state(workdir, config, step)
   arrays = sample_arrays(state, methods.get(config.method), config, kind, num, seed)
   if out is None:
-    out = os.path.join(workdir, "images", f"sample_{kind}_{step:08d}.png")
+    is_image = data.is_image_shape(arrays[arrays["main"]].shape[-3:])
+    out = os.path.join(workdir, "images",
+                       f"sample_{kind}_{step:08d}.{'png' if is_image else 'npz'}")
   save_arrays(out, arrays)
   return out
 

@@ -82,6 +82,7 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
     with config.unlocked():
       config.steps_per_epoch = int(source.steps_per_epoch)
   config_checks.check_networks(config, source.image_shape)
+  config_checks.check_metrics_for_data(config, source.image_shape)
   return config, source
 
 
@@ -228,9 +229,8 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
 
 
 def period_metric_groups(config: ml_collections.ConfigDict) -> tuple:
-  """The evaluator groups of every evaluation: the cheap ones and best_metric's."""
-  return tuple(dict.fromkeys(
-      evaluator_lib.CHEAP_METRICS + (config_checks.metric_group(config.best_metric),)))
+  """The evaluator groups of every evaluation: 'cheap' (those the data allow) and best_metric's."""
+  return tuple(dict.fromkeys(("cheap", config_checks.metric_group(config.best_metric))))
 
 
 def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
@@ -338,7 +338,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   period_groups = period_metric_groups(config)
   if "latent_probes" in evaluator.check_metrics(period_groups):
     probes_lib.import_in_background()  # Loads while the first steps run.
-  image_grids = images_lib.ImageGrids(method, config, source)
+  # PNG grids only of pictures: 'synthetic' and 'gmm2d' vectors have none.
+  image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
   image_dir = os.path.join(workdir, IMAGE_DIR)
   progress = metrics_io.Progress(start_step, num_train_steps)
   last_good_step = start_step if start_step else None  # Verified: written finite, or restored.
@@ -417,9 +418,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         best_value = min(best_value, eval_metrics[config.best_metric])
         eval_metrics[f"best_{config.best_metric}"] = best_value
         writer.write_eval(step, eval_metrics)
-        grids = image_grids(state)  # On every process: the state may span hosts.
+        if image_grids is not None:  # On every process: the state may span hosts.
+          grids = image_grids(state)
+          if is_chief:
+            images_lib.write_grids(image_dir, step, grids, writer)
         if is_chief:
-          images_lib.write_grids(image_dir, step, grids, writer)
           logging.info("eval step %d: %s", step, ", ".join(
               f"{k} {v:.4f}" for k, v in sorted(eval_metrics.items())))
         writer.flush()

@@ -2,6 +2,7 @@
 
     source = data.build(config)
     source.image_shape            # (H, W, C)
+    source.is_image               # pictures, or vectors shaped (1, 1, dim)
     source.num_train_examples, source.num_test_examples
     source.steps_per_epoch        # global batches per epoch (drop remainder)
     source.train_batches(start_step=0)   # infinite, host-local numpy batches
@@ -25,7 +26,8 @@ import numpy as np
 
 from wae_jax import cli
 from wae_jax.data.prefetch import Prefetcher, prefetch
-from wae_jax.data.source import ArraySource, check_batch_size, epoch_permutation
+from wae_jax.data.source import (MIN_IMAGE_SIDE, ArraySource, check_batch_size,
+                                 epoch_permutation, is_image_shape)
 
 OFFLINE_DATASETS = ("digits", "mnist_idx", "synthetic", "gmm2d")
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "celeb_a_hq")
@@ -119,6 +121,7 @@ def build(config,
 
 
 __all__ = [
-    "ArraySource", "DATASETS", "OFFLINE_DATASETS",
-    "Prefetcher", "TFDS_DATASETS", "build", "epoch_permutation", "prefetch",
+    "ArraySource", "DATASETS", "MIN_IMAGE_SIDE", "OFFLINE_DATASETS",
+    "Prefetcher", "TFDS_DATASETS", "build", "epoch_permutation", "is_image_shape",
+    "prefetch",
 ]

@@ -21,6 +21,23 @@ Batch = dict  # {'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)}
 # the same training examples.
 TRAIN_SUBSET_SEED = 20210625
 
+# The smallest side the image-only evaluations take: image SWD compares 7x7
+# neighbourhoods (sharpness needs 3x3, FID/KID and the PNG grids any size).
+MIN_IMAGE_SIDE = 7
+
+
+def is_image_shape(image_shape) -> bool:
+  """Whether examples of shape (H, W, C) are pictures: grey or RGB, H, W >= 7.
+
+  The one test of everything that only makes sense for images (sharpness,
+  image SWD, FID/KID, the PNG grids); 'synthetic' and 'gmm2d' hold vectors
+  shaped (1, 1, dim), for which those are skipped.
+  """
+  if len(image_shape) != 3:
+    return False
+  height, width, channels = (int(d) for d in image_shape)
+  return channels in (1, 3) and min(height, width) >= MIN_IMAGE_SIDE
+
 
 def check_batch_size(batch_size: int, process_count: int) -> int:
   """Returns the host-local batch size, or raises if the split is uneven."""
@@ -102,6 +119,11 @@ class ArraySource:
   def image_shape(self) -> tuple:
     """(H, W, C) of every image."""
     return tuple(int(d) for d in self._train_images.shape[1:])
+
+  @property
+  def is_image(self) -> bool:
+    """Whether the examples are pictures (see `is_image_shape`)."""
+    return is_image_shape(self.image_shape)
 
   @property
   def num_train_examples(self) -> int:

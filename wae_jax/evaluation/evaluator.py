@@ -38,6 +38,10 @@ Metric groups (the names `metrics=` takes) and the keys they produce:
     'fid_inception', 'kid_inception' -> fid_inception, kid_inception,
         kid_inception_std (InceptionV3 pool3 features; needs the weights
         file, see inception.py)
+Image-only groups (IMAGE_METRICS: sharpness, swd_image, fid_inception,
+kid_inception) need pictures (data.is_image_shape: grey or RGB, at least 7x7);
+on other data ('synthetic', 'gmm2d': vectors shaped (1, 1, dim)) 'cheap' and
+'full' leave them out, and naming one is a cli.UserError.
 Generated images: `num_samples` (default config.evaluation.num_samples, else
 10,000) decoded prior samples, compared with the test split (all of it, or
 its first `num_samples` images). The samples come from a fixed key derived
@@ -56,6 +60,7 @@ import jax
 import numpy as np
 
 from wae_jax import cli
+from wae_jax import data
 from wae_jax import methods
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
@@ -68,6 +73,7 @@ from wae_jax.evaluation import swd as swd_lib
 CHEAP_METRICS = ("test_reconstruction", "latent", "sharpness", "latent_probes")
 FULL_ONLY_METRICS = ("fd_classifier", "swd_image", "fid_inception", "kid_inception")
 ALL_METRICS = CHEAP_METRICS + FULL_ONLY_METRICS
+IMAGE_METRICS = ("sharpness", "swd_image", "fid_inception", "kid_inception")
 DEFAULT_NUM_SAMPLES = 10_000
 DEFAULT_SWD_IMAGES = 4096
 DEFAULT_PROBE_TRAIN_EXAMPLES = 10_000
@@ -81,6 +87,22 @@ def _evaluation_field(config, name: str, default: Any) -> Any:
     return default
   value = evaluation.get(name, None)
   return default if value is None or value == "" else value
+
+
+def check_image_metrics(groups: Iterable[str], image_shape: Sequence[int], dataset: str,
+                        asked_by: str) -> None:
+  """cli.UserError when `groups` holds an image-only group but the data are not pictures.
+
+  asked_by: what named the groups, for the message (e.g. 'config.best_metric').
+  """
+  image_only = [group for group in groups if group in IMAGE_METRICS]
+  if image_only and not data.is_image_shape(image_shape):
+    shape = "x".join(str(int(d)) for d in image_shape)
+    raise cli.UserError(
+        f"{asked_by} needs {', '.join(image_only)}, which only image data (grey or RGB, at "
+        f"least {data.MIN_IMAGE_SIDE}x{data.MIN_IMAGE_SIDE} pixels) have, but "
+        f"dataset {dataset!r} holds {shape} examples; use test_reconstruction or the latent "
+        "metrics instead (group 'latent': latent_mmd, latent_swd), which work on any data.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,18 +165,29 @@ class Evaluator:
   # ------------------------------------------------------------ metric lists
 
   @property
+  def is_image(self) -> bool:
+    """Whether the data are pictures, which the IMAGE_METRICS groups need."""
+    return data.is_image_shape(self.data_source.image_shape)
+
+  @property
+  def cheap_metrics(self) -> tuple:
+    """CHEAP_METRICS without the image-only ones when the data are not pictures."""
+    return tuple(m for m in CHEAP_METRICS if self.is_image or m not in IMAGE_METRICS)
+
+  @property
   def full_metrics(self) -> tuple:
     """Cheap metrics plus every full one this run can compute.
 
     fid_inception / kid_inception only when the weights file is found, the
-    classifier FD only for labelled data.
+    classifier FD only for labelled data, the image-only ones only for images.
     """
-    names = list(CHEAP_METRICS)
+    names = list(self.cheap_metrics)
     if getattr(self.data_source, "has_labels", False):
       names.append("fd_classifier")
-    names.append("swd_image")
-    if inception_lib.fid_weights_available(self.fid_weights, self.config):
-      names += ["fid_inception", "kid_inception"]
+    if self.is_image:
+      names.append("swd_image")
+      if inception_lib.fid_weights_available(self.fid_weights, self.config):
+        names += ["fid_inception", "kid_inception"]
     return tuple(names)
 
   def expand(self, metrics: Iterable[str]) -> tuple:
@@ -162,20 +195,24 @@ class Evaluator:
     expanded = []
     for name in metrics:
       if name == "cheap":
-        expanded += CHEAP_METRICS
+        expanded += self.cheap_metrics
       elif name == "full":
         expanded += self.full_metrics
       else:
         expanded.append(name)
     return tuple(dict.fromkeys(expanded))
 
-  def check_metrics(self, metrics: Iterable[str]) -> tuple:
-    """Expanded groups; ValueError for unknown ones or a missing FID weights file."""
+  def check_metrics(self, metrics: Iterable[str],
+                    asked_by: str = "The requested evaluation") -> tuple:
+    """Expanded groups; cli.UserError for unknown ones, image-only ones on data
+    that are not pictures (asked_by names who asked), or a missing FID weights file."""
     metrics = self.expand(metrics)
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
       raise cli.UserError(
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
+    check_image_metrics(metrics, self.data_source.image_shape,
+                        self.config.get("dataset", "this data"), asked_by)
     if not getattr(self.data_source, "has_labels", False):
       # The probes are part of 'cheap'; unlabelled data simply has none.
       metrics = tuple(m for m in metrics if m != "latent_probes")
@@ -265,13 +302,13 @@ class Evaluator:
     Args:
       state: a TrainState.
       metrics: metric group names (see the module docstring), and 'cheap' /
-        'full' for CHEAP_METRICS / `self.full_metrics`; default CHEAP_METRICS.
+        'full' for `self.cheap_metrics` / `self.full_metrics`; default 'cheap'.
       key: PRNG key of the latent diagnostics' prior draws (default fixed).
 
     Returns:
       {metric name: float}.
     """
-    metrics = self.check_metrics(CHEAP_METRICS if metrics is None else metrics)
+    metrics = self.check_metrics(("cheap",) if metrics is None else metrics)
     results: Dict[str, float] = {}
     num_sharp = sharpness_lib.NUM_SHARPNESS_SAMPLES
     need_test_pass = any(m in metrics for m in ("test_reconstruction", "latent", "sharpness",
