@@ -2,11 +2,12 @@
 
 Sections, in the order a run meets them:
   1. Config and data: validate, fill steps_per_epoch, write or check config.json.
-  2. Devices and the step: the jitted (data-parallel) train step.
-  3. State: the latest complete checkpoint, or a fresh `method.init`
+  2. State: the latest complete checkpoint, or a fresh `method.init`
      (`resume_or_init`); nothing to do when the run is already complete.
+  3. Devices and the step: the jitted (data-parallel) train step, running
+     `steps_per_call` steps per call from the state's step.
   4. Evaluation: the evaluator's metric groups and the PNG grids.
-  5. The loop: steps, NaN/Inf guard, logging, evaluation, checkpoints.
+  5. The loop: calls of steps, NaN/Inf guard, logging, evaluation, checkpoints.
   6. The end: run_complete.json, written atomically as the last act.
 
 Steps are counted as completed optimizer updates: checkpoint `s` holds the
@@ -110,53 +111,7 @@ def _record_config(workdir: str, config: ml_collections.ConfigDict, is_chief: bo
 
 
 # ----------------------------------------------------------------------------
-# 2. Devices and the step.
-# ----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh,
-                   steps_per_call: int) -> Callable:
-  """One jitted step per (method, mesh, steps per call) in a process, so a
-  second run of an identical config (a resume in the same process, a test)
-  reuses its executable."""
-  return parallel.make_parallel_step(train_step, mesh, steps_per_call=steps_per_call)
-
-
-def make_train_step(method, mesh: jax.sharding.Mesh,
-                    steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
-  """The compiled data-parallel step and how batches and states reach the mesh.
-
-  Returns:
-    (step(state, sharded batch) -> (state, metrics), state donated; with
-     steps_per_call=k > 1 it runs k steps on (k, B, ...) batches and returns
-     (k,) metrics,
-     put_batch(host-local numpy batch) -> global batch sharded over 'data',
-     put_state(state) -> state replicated on every device).
-  """
-  step = _parallel_step(method.train_step, mesh, steps_per_call)
-  batch_axis = 0 if steps_per_call == 1 else 1
-  return (step, lambda batch: parallel.shard_batch(batch, mesh, batch_axis),
-          lambda state: parallel.replicate(state, mesh))
-
-
-def steps_per_call(config: ml_collections.ConfigDict, start_step: int,
-                   batch_bytes: int = 0) -> int:
-  """How many steps one compiled call runs: config.steps_per_call, lowered to
-  divide every step where the loop must stop (logs, evaluations, checkpoints,
-  the last step, the step it resumes from), so one program serves the run,
-  and to keep a call's stacked batches (`batch_bytes` each) within
-  MAX_CALL_BATCH_BYTES."""
-  steps = int(config.steps_per_call)
-  for every in (config.log_every_steps, config.eval_every_steps,
-                config.checkpoint_every_steps, config.num_train_steps, start_step):
-    steps = math.gcd(steps, int(every))  # gcd(k, 0) = k: a fresh start stops nothing.
-  limit = max(1, MAX_CALL_BATCH_BYTES // max(int(batch_bytes), 1))
-  return max(d for d in range(1, min(steps, limit) + 1) if steps % d == 0)
-
-
-# ----------------------------------------------------------------------------
-# 3. State.
+# 2. State.
 # ----------------------------------------------------------------------------
 
 
@@ -221,6 +176,52 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
     logging.info("Pretrained the encoder for %d steps (moment loss %.4f -> %.4f).",
                  len(losses), losses[0], losses[-1])
   return state, start_step, saved
+
+
+# ----------------------------------------------------------------------------
+# 3. Devices and the step.
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh,
+                   steps_per_call: int) -> Callable:
+  """One jitted step per (method, mesh, steps per call) in a process, so a
+  second run of an identical config (a resume in the same process, a test)
+  reuses its executable."""
+  return parallel.make_parallel_step(train_step, mesh, steps_per_call=steps_per_call)
+
+
+def make_train_step(method, mesh: jax.sharding.Mesh,
+                    steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
+  """The compiled data-parallel step and how batches and states reach the mesh.
+
+  Returns:
+    (step(state, sharded batch) -> (state, metrics), state donated; with
+     steps_per_call=k > 1 it runs k steps on (k, B, ...) batches and returns
+     (k,) metrics,
+     put_batch(host-local numpy batch) -> global batch sharded over 'data',
+     put_state(state) -> state replicated on every device).
+  """
+  step = _parallel_step(method.train_step, mesh, steps_per_call)
+  batch_axis = 0 if steps_per_call == 1 else 1
+  return (step, lambda batch: parallel.shard_batch(batch, mesh, batch_axis),
+          lambda state: parallel.replicate(state, mesh))
+
+
+def steps_per_call(config: ml_collections.ConfigDict, start_step: int,
+                   batch_bytes: int = 0) -> int:
+  """How many steps one compiled call runs: config.steps_per_call, lowered to
+  divide every step where the loop must stop (logs, evaluations, checkpoints,
+  the last step, the step it resumes from), so one program serves the run,
+  and to keep a call's stacked batches (`batch_bytes` each) within
+  MAX_CALL_BATCH_BYTES."""
+  steps = int(config.steps_per_call)
+  for every in (config.log_every_steps, config.eval_every_steps,
+                config.checkpoint_every_steps, config.num_train_steps, start_step):
+    steps = math.gcd(steps, int(every))  # gcd(k, 0) = k: a fresh start stops nothing.
+  limit = max(1, MAX_CALL_BATCH_BYTES // max(int(batch_bytes), 1))
+  return max(d for d in range(1, min(steps, limit) + 1) if steps % d == 0)
 
 
 # ----------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   _record_config(workdir, config, is_chief)
   num_train_steps = int(config.num_train_steps)
 
-  # 3. State. ----------------------------------------------------------------
+  # 2. State. ----------------------------------------------------------------
   manager = checkpoint.make_manager(workdir, config, is_chief=is_chief)
   try:
     done = finished_summary(workdir, manager, num_train_steps, is_chief)
@@ -322,15 +323,16 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
     return done
   state, start_step, saved = resume_or_init(workdir, manager, method, config, source, mesh,
                                             is_chief)
-  # 2. Devices and the step (after the state: a resumed run's calls start at its step).
+  best_step = manager.best_step() if start_step else None
+  best_value = (float(manager.metrics(best_step)[config.best_metric])
+                if best_step is not None and manager.metrics(best_step) else math.inf)
+
+  # 3. Devices and the step (a resumed run's calls start at its step). ------
   chunk = steps_per_call(config, start_step, batch_bytes=4 * source.local_batch_size
                          * math.prod(source.image_shape))
   train_step, put_batch, _ = make_train_step(method, mesh, chunk)
   logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
                start_step, num_train_steps, mesh.devices.size, chunk)
-  best_step = manager.best_step() if start_step else None
-  best_value = (float(manager.metrics(best_step)[config.best_metric])
-                if best_step is not None and manager.metrics(best_step) else math.inf)
 
   # 4. Evaluation. -----------------------------------------------------------
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
