@@ -42,8 +42,11 @@ def moca_loss(q: jax.Array,
   q = _util.as_float(q)
   k = _util.as_float(k).astype(q.dtype)
   queue = _util.as_float(queue).astype(q.dtype)
-  positive = jnp.sum(q * k, axis=-1) / temperature                     # (B,)
-  negatives = _queue_logits(queue, q) / temperature                   # (K, B)
+  # Scale the (B, d) queries, not the (K, B) logits: XLA:CPU fuses a constant
+  # scale into the queue matmul and runs it 2x slower (the loss 1.6x at K = 65536).
+  q = q / temperature
+  positive = jnp.sum(q * k, axis=-1)                                  # (B,)
+  negatives = _queue_logits(queue, q)                                 # (K, B)
   # logsumexp over [positive, negatives] of each column, without a concat.
   shift = lax.stop_gradient(jnp.maximum(jnp.max(negatives, axis=0), positive))
   total = jnp.sum(jnp.exp(negatives - shift), axis=0) + jnp.exp(positive - shift)
@@ -80,7 +83,7 @@ def contrastive_entropy(z: jax.Array,
   _util.check_same_dim("z", z, "keys", keys)
   z = _util.as_float(z)
   keys = _util.as_float(keys).astype(z.dtype)
-  logits = _queue_logits(keys, z) / temperature                        # (K, B)
+  logits = _queue_logits(keys, z / temperature)                        # (K, B)
   return jnp.mean(jax.nn.logsumexp(logits, axis=0)) - jnp.log(keys.shape[0])
 
 
