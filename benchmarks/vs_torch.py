@@ -20,9 +20,10 @@ The two frameworks run in two processes (this one for JAX, a child for torch)
 that take turns: each round times a block of torch iterations, then a block of
 JAX iterations, so both see the same machine load; the table gives medians
 over rounds of the times and of each round's ratio = torch time / JAX time
-(above 1: this library is faster). It also measures the machine's GEMM peak (the best of jnp.dot and
-torch.matmul on 2048^3 float32) and, for the conv steps, the model FLOPs per
-step (XLA's count for the plain, un-rewritten layers) as a share of it.
+(above 1: this library is faster). It also measures the machine's GEMM peak
+(the best of jnp.dot and torch.matmul on 2048^3 float32) and, for the conv
+steps, the model FLOPs per step (XLA's count for the plain, un-rewritten
+layers) as a share of it.
 
 torch is an optional, benchmark-only dependency (`pip install torch`, the CPU
 build); without it this prints a message and exits.
