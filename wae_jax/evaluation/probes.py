@@ -14,6 +14,7 @@ scored on the codes of the whole test split:
 Both are deterministic (sklearn's brute-force/KD-tree search and L-BFGS).
 """
 
+import importlib
 import threading
 from typing import Dict
 
@@ -29,8 +30,8 @@ def import_in_background() -> threading.Thread:
   training steps, which hold no Python lock, run meanwhile."""
 
   def load():
-    import sklearn.linear_model  # pylint: disable=g-import-not-at-top,unused-import
-    import sklearn.neighbors  # pylint: disable=g-import-not-at-top,unused-import
+    for module in ("sklearn.linear_model", "sklearn.neighbors"):
+      importlib.import_module(module)
 
   thread = threading.Thread(target=load, name="wae_jax-import-sklearn", daemon=True)
   thread.start()
