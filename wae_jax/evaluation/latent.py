@@ -23,6 +23,7 @@ import numpy as np
 
 from wae_jax import losses
 from wae_jax import priors
+from wae_jax.methods import wae_mmd
 
 LATENT_SWD_PROJECTIONS = 256
 MAX_MMD_POINTS = 2000
@@ -40,13 +41,6 @@ def singular_value_summary(codes: np.ndarray) -> Dict[str, float]:
   values = code_singular_values(codes)
   return {"latent_sv_max": float(values[0]), "latent_sv_min": float(values[-1]),
           "latent_sv_min_over_max": float(values[-1] / max(values[0], 1e-30))}
-
-
-def prior_variance(config) -> float:
-  """Per-coordinate prior variance that sets the IMQ scales (1/d on the sphere)."""
-  if config.prior == "sphere":
-    return 1.0 / int(config.latent_dim)
-  return float(config.prior_var)
 
 
 def latent_distances(codes: np.ndarray, config, key: jax.Array,
@@ -74,10 +68,8 @@ def latent_distances(codes: np.ndarray, config, key: jax.Array,
     prior_samples = priors.get_prior(config).sample(prior_key, num, dim)
   else:
     prior_samples = jnp.asarray(sample_prior(prior_key, num), jnp.float32)
-  scales = tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales)
-  mmd, swd = _mmd_and_swd(codes, prior_samples, direction_key, kernel=config.mmd.kernel,
-                          scales=scales, prior_var=prior_variance(config),
-                          mmd_count=min(num, max_mmd_points))
+  mmd, swd = _mmd_and_swd(codes, prior_samples, direction_key,
+                          mmd_count=min(num, max_mmd_points), **wae_mmd.mmd_settings(config))
   return {"latent_mmd": float(mmd), "latent_swd": float(swd)}
 
 

@@ -54,11 +54,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         "config.prior='gaussian'.")
 
 
-def _prior_variance(config) -> float:
-  """Per-coordinate variance of the prior (the IMQ base scale uses it)."""
-  if config.prior == "sphere":
-    return 1.0 / int(config.latent_dim)
-  return float(config.prior_var)
+def mmd_settings(config) -> dict:
+  """`losses.mmd_penalty`'s kernel, scales and prior_var for a run: the scales
+  are config.mmd.scales times base_scale, prior_var the prior's per-coordinate
+  variance (1/d on the unit sphere), which sets the IMQ base scale."""
+  prior_var = (1.0 / int(config.latent_dim) if config.prior == "sphere"
+               else float(config.prior_var))
+  return {"kernel": config.mmd.kernel,
+          "scales": tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales),
+          "prior_var": prior_var}
 
 
 def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
@@ -66,10 +70,7 @@ def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
   """D(Q_Z, P_Z) between global-batch codes (n, d) and prior samples (n, d)."""
   name = config.regularizer
   if name == "mmd":
-    scales = tuple(float(s) * float(config.mmd.base_scale)
-                   for s in config.mmd.scales)
-    return losses.mmd_penalty(codes, prior_samples, kernel=config.mmd.kernel,
-                              scales=scales, prior_var=_prior_variance(config))
+    return losses.mmd_penalty(codes, prior_samples, **mmd_settings(config))
   if name == "sliced":
     return losses.sliced_wasserstein(
         codes, prior_samples, key,
