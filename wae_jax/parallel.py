@@ -95,6 +95,12 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
+def batch_axis(steps_per_call: int) -> int:
+  """The axis a call's batch is sharded along: 0, or 1 after the steps axis of
+  a multi-step call's stacked batches (`make_parallel_step`)."""
+  return 0 if steps_per_call == 1 else 1
+
+
 def shard_batch(host_local_batch: Dict[str, np.ndarray],
                 mesh: Mesh, batch_axis: int = 0) -> Dict[str, jax.Array]:
   """Host-local numpy arrays -> global jax.Arrays sharded over the mesh's
@@ -133,7 +139,7 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   """
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
-  batch_axis = 0 if steps_per_call == 1 else 1
+  axis = batch_axis(steps_per_call)
   # One device: the step without an axis (no shard_map, no collectives), the
   # same numbers (every collective is the identity then) and 5-15% faster for
   # the default MLP on a CPU.
@@ -145,15 +151,15 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
     return lax.scan(lambda s, b: train_step(s, b, axis_name=axis_name), state, batch)
 
   sharded_step = per_device if axis_name is None else jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * batch_axis, DATA_AXIS)),
+      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * axis, DATA_AXIS)),
       out_specs=(P(), P()))
 
   def step(state, batch):
     for value in jax.tree.leaves(batch):
-      if batch_axis and value.shape[0] != steps_per_call:
+      if axis and value.shape[0] != steps_per_call:
         raise ValueError(f"A call of {steps_per_call} steps needs their batches stacked "
                          f"on a leading axis of that size, got shape {value.shape}.")
-      check_batch_size(value.shape[batch_axis], mesh)
+      check_batch_size(value.shape[axis], mesh)
     return sharded_step(state, batch)
 
   return jax.jit(step, donate_argnums=(0,) if donate_state else ())

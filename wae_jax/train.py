@@ -204,8 +204,8 @@ def make_train_step(method, mesh: jax.sharding.Mesh,
      put_state(state) -> state replicated on every device).
   """
   step = _parallel_step(method.train_step, mesh, steps_per_call)
-  batch_axis = 0 if steps_per_call == 1 else 1
-  return (step, lambda batch: parallel.shard_batch(batch, mesh, batch_axis),
+  axis = parallel.batch_axis(steps_per_call)
+  return (step, lambda batch: parallel.shard_batch(batch, mesh, axis),
           lambda state: parallel.replicate(state, mesh))
 
 
