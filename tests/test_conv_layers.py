@@ -73,6 +73,35 @@ def test_space_to_depth_conv_equals_flax(kernel_size, x_shape):
       _compare(ours, flax_layer, kernel_shape, x_shape, out_shape_fn, jnp.dtype(dtype), rng)
 
 
+# (kernel, out features, x shape): even kernels pad less in front than behind;
+# every case has kh * kw * O <= C, where the decoders use the rewrite.
+SAME_CASES = [(4, 1, (2, 7, 5, 16)), (3, 2, (2, 6, 6, 18)), (5, 1, (1, 5, 8, 25)),
+              (2, 3, (2, 4, 3, 12))]
+
+
+@pytest.mark.parametrize("kernel_size,out_features,x_shape", SAME_CASES)
+def test_gemm_backward_conv_equals_flax(kernel_size, out_features, x_shape):
+  rng = np.random.default_rng(20 + kernel_size)
+  kernel_shape = (kernel_size, kernel_size, x_shape[-1], out_features)
+  assert conv_layers.gemm_backward_pays(kernel_shape)
+  flax_layer = nn.Conv(out_features, (kernel_size, kernel_size), padding="SAME")
+  out_shape_fn = lambda s: s[:3] + (out_features,)
+  ours = conv_layers.ConvSame(out_features, kernel_size, gemm_backward=True)
+  for dtype in ("float64", "float32"):
+    with jax.enable_x64(dtype == "float64"):
+      _compare(ours, flax_layer, kernel_shape, x_shape, out_shape_fn, jnp.dtype(dtype), rng)
+
+
+def test_gemm_backward_only_where_it_pays():
+  assert conv_layers.gemm_backward_pays((4, 4, 32, 1))      # WAE MNIST decoder, 1/8 width
+  assert not conv_layers.gemm_backward_pays((5, 5, 16, 3))  # CelebA decoder, 1/8 width
+  for features, uses_rewrite in ((2, True), (3, False)):  # 4 * 4 * 3 > 32 channels
+    layer = conv_layers.ConvSame(features, 4, gemm_backward=True)
+    x = jnp.zeros((1, 6, 6, 32))
+    jaxpr = str(jax.make_jaxpr(layer.apply)(layer.init(jax.random.PRNGKey(0), x), x))
+    assert ("custom_vjp_call" in jaxpr) == uses_rewrite
+
+
 @pytest.mark.parametrize("replicated_params", [True, False])
 def test_custom_backward_under_shard_map(replicated_params):
   """The custom backward passes inside shard_map on 4 fake devices (batch
@@ -83,18 +112,23 @@ def test_custom_backward_under_shard_map(replicated_params):
   rng = np.random.default_rng(3)
   mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
   ours = (conv_layers.Conv2x(5, 4, space_to_depth=True),
-          conv_layers.ConvTranspose2x(3, 4, phase=True))
+          conv_layers.ConvTranspose2x(4, 4, phase=True),
+          conv_layers.ConvSame(1, 2, gemm_backward=True))
   theirs = (nn.Conv(5, (4, 4), strides=(2, 2), padding="SAME"),
-            nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME"))
+            nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME"),
+            nn.Conv(1, (2, 2), padding="SAME"))
+  assert conv_layers.gemm_backward_pays((2, 2, 4, 1))
   with jax.enable_x64(True):
     variables = [_random_variables(rng, (4, 4, 3, 5), jnp.float64),
-                 _random_variables(rng, (4, 4, 5, 3), jnp.float64)]
+                 _random_variables(rng, (4, 4, 5, 4), jnp.float64),
+                 _random_variables(rng, (2, 2, 4, 1), jnp.float64)]
     x = jnp.asarray(rng.normal(size=(8, 6, 6, 3)), jnp.float64)
-    cotangent = jnp.asarray(rng.normal(size=(8, 6, 6, 3)), jnp.float64)
+    cotangent = jnp.asarray(rng.normal(size=(8, 6, 6, 1)), jnp.float64)
 
     def loss(layers, variables, x, cotangent):
       h = layers[0].apply(variables[0], x)
-      return jnp.sum(layers[1].apply(variables[1], h) * cotangent)
+      h = layers[1].apply(variables[1], h)
+      return jnp.sum(layers[2].apply(variables[2], h) * cotangent)
 
     def per_device(variables, x, cotangent):
       if not replicated_params:
@@ -154,7 +188,8 @@ def test_params_have_flax_layout():
       (conv_layers.ConvTranspose2x(6, 4, phase=True),
        nn.ConvTranspose(6, (4, 4), strides=(2, 2), padding="SAME")),
       (conv_layers.Conv2x(6, 5, space_to_depth=True),
-       nn.Conv(6, (5, 5), strides=(2, 2), padding="SAME"))]:
+       nn.Conv(6, (5, 5), strides=(2, 2), padding="SAME")),
+      (conv_layers.ConvSame(1, 3, gemm_backward=True), nn.Conv(1, (3, 3), padding="SAME"))]:
     key = jax.random.PRNGKey(0)
     p_ours, p_theirs = jax.jit(ours.init)(key, x), jax.jit(theirs.init)(key, x)
     assert jax.tree.structure(p_ours) == jax.tree.structure(p_theirs)

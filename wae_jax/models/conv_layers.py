@@ -15,6 +15,11 @@ every gradient is again one stride-1 convolution plus exact re-indexing:
 * `conv_stride2_space_to_depth`: a stride-2 'SAME' convolution as a
   space-to-depth of the padded input followed by a stride-1 VALID convolution
   with the kernel regrouped by tap parity.
+* `conv_same_gemm_backward`: a stride-1 'SAME' convolution to few channels
+  (the decoders' last layer) whose backward pass is two matrix products
+  against the im2col of the small incoming gradient. XLA's weight gradient
+  would first transpose the wide input to batch-minor at about 1 GB/s (14 of
+  the 20 ms this layer took in a 1/8-width WAE MNIST step).
 
 Autodiff through the phase form would run the transposed conv's gradients
 over its extra border row and column and turn the kernel gather into a
@@ -311,6 +316,91 @@ def conv_stride2_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------
+# Stride-1 'SAME' convolution to few channels, backward as matrix products.
+
+
+def _as_kernel_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
+  """d_kernel summed over the devices across which `kernel` is the same (what
+  JAX's own backward pass does for the implicit broadcast of a replicated
+  kernel under shard_map), so that a custom backward returns the kernel's
+  type; the identity outside shard_map and for per-device kernels."""
+  one = jnp.ones_like(dy, shape=())  # as device-varying as the batch
+  _, broadcast_vjp = jax.vjp(lambda k: k * one, kernel)
+  return broadcast_vjp(d_kernel)[0]
+
+
+def conv_same_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """What nn.Conv(padding='SAME') computes (stride 1, without bias)."""
+  return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+def gemm_backward_pays(kernel_shape: Tuple[int, ...]) -> bool:
+  """Whether conv_same_gemm_backward is the faster backward on the CPU for a
+  (kh, kw, C, O) kernel: when the incoming gradient's im2col (kh * kw * O
+  columns) is no wider than the input (C channels). Measured (ms per forward
+  and backward, batch 100, ours vs XLA's): 9.2 vs 19.1 for (4, 4, 32, 1) on
+  28x28, 122 vs 220 for (4, 4, 256, 1), 64 vs 85 for (4, 4, 64, 3) on 32x32,
+  641 vs 1032 for (5, 5, 128, 3) on 64x64; 173 vs 140 for (5, 5, 16, 3), where
+  it does not hold."""
+  kh, kw, c, o = kernel_shape
+  return kh * kw * o <= c
+
+
+def _same_gemm_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
+  """conv_same_gemm_backward for fixed shapes, with its own backward pass."""
+  n, h, w, c = x_shape
+  kh, kw, _, o = kernel_shape
+  # lax's stride-1 'SAME' pads k - 1 in all, half (rounded down) in front.
+  lo_h, lo_w = (kh - 1) // 2, (kw - 1) // 2
+  hi_h, hi_w = kh - 1 - lo_h, kw - 1 - lo_w
+
+  def gradient_columns(dy):
+    # cols[(n, q, r), (a, b, o)] = dy[n, q + lo_h - a, r + lo_w - b, o] (zero outside)
+    dy_padded = jnp.pad(dy, ((0, 0), (hi_h, lo_h), (hi_w, lo_w), (0, 0)))
+    windows = [dy_padded[:, kh - 1 - a:kh - 1 - a + h, kw - 1 - b:kw - 1 - b + w]
+               for a in range(kh) for b in range(kw)]
+    return jnp.concatenate(windows, axis=-1).reshape(n * h * w, kh * kw * o)
+
+  @jax.custom_vjp
+  def conv(x, kernel):
+    return conv_same_reference(x, kernel)
+
+  def forward(x, kernel):
+    return conv_same_reference(x, kernel), (x, kernel)
+
+  # y[n, q] = sum_{a, b} x[n, q - lo + (a, b)] W[a, b], so with the columns
+  # above dx = cols @ W (as (kh kw O, C)) and dW = cols^T @ x (as (kh kw O, C);
+  # the narrow operand first runs 8% faster than x^T @ cols).
+  def backward(residuals, dy):
+    x, kernel = residuals
+    cols = gradient_columns(dy)
+    d_x = cols @ kernel.transpose(0, 1, 3, 2).reshape(kh * kw * o, c)
+    d_kernel = lax.dot_general(cols, x.reshape(n * h * w, c), (((0,), (0,)), ((), ())))
+    d_kernel = d_kernel.reshape(kh, kw, o, c).transpose(0, 1, 3, 2)
+    return d_x.reshape(x_shape), _as_kernel_cotangent(d_kernel, kernel, dy)
+
+  conv.defvjp(forward, backward)
+  return conv
+
+
+def conv_same_gemm_backward(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv (= conv_same_reference) whose backward pass is two
+  matrix products against the im2col of the incoming gradient.
+
+  Args:
+    x: (N, H, W, C) input.
+    kernel: (kh, kw, C, O) kernel, as nn.Conv stores it.
+
+  Returns:
+    (N, H, W, O).
+  """
+  if kernel.shape[2] != x.shape[3]:
+    raise ValueError(
+        f"Kernel has {kernel.shape[2]} input channels but the input has {x.shape[3]}.")
+  return _same_gemm_fn(tuple(x.shape), tuple(kernel.shape))(x, kernel)
+
+
+# ----------------------------------------------------------------------------
 # Modules with flax's parameter layout.
 
 
@@ -374,4 +464,29 @@ class Conv2x(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, ceil(H/2), ceil(W/2), features)."""
     conv = conv_stride2_space_to_depth if self.space_to_depth else conv_stride2_reference
+    return _conv_with_flax_params(self, x, conv)
+
+
+class ConvSame(nn.Module):
+  """nn.Conv(features, kernel_size, padding='SAME') (stride 1).
+
+  Same parameters, initialisers and function as the flax layer;
+  `gemm_backward=True` runs the backward pass as matrix products where
+  `gemm_backward_pays` says that is faster.
+  """
+
+  features: int
+  kernel_size: int | Tuple[int, int]
+  gemm_backward: bool = False
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H, W, features)."""
+    kernel_shape = _pair(self.kernel_size) + (x.shape[-1], self.features)
+    use_gemm = self.gemm_backward and gemm_backward_pays(kernel_shape)
+    conv = conv_same_gemm_backward if use_gemm else conv_same_reference
     return _conv_with_flax_params(self, x, conv)

@@ -12,7 +12,8 @@ Two variants, picked from the image size:
   stride-2 transposed convs to 512, 256 and 128, then a stride-1 conv to C.
 
 Channel counts are multiplied by `width_multiplier`. With `fast_conv` the
-stride-2 layers run as the exact stride-1 rewrites of conv_layers.py.
+stride-2 layers run as the exact stride-1 rewrites of conv_layers.py, and the
+last conv's backward pass as matrix products where that is faster.
 """
 
 from typing import Any, Optional, Sequence, Tuple
@@ -21,7 +22,7 @@ import flax.linen as nn
 import jax
 
 from wae_jax.models.common import LatentHead, batch_norm, decoder_output, scale_width
-from wae_jax.models.conv_layers import Conv2x, ConvTranspose2x
+from wae_jax.models.conv_layers import Conv2x, ConvSame, ConvTranspose2x
 
 ENCODER_CHANNELS = (128, 256, 512, 1024)
 MNIST_DECODER_CHANNELS = (1024, 512, 256)
@@ -88,8 +89,9 @@ class DCGANDecoder(nn.Module):
     for channels in self.channels[1:]:
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
       h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
-    h = nn.Conv(out_channels, (self.kernel_size, self.kernel_size), padding="SAME",
-                dtype=self.dtype)(h)
+    # Named as the nn.Conv it replaces, so the param tree is flax's.
+    h = ConvSame(out_channels, self.kernel_size, gemm_backward=self.fast_conv, dtype=self.dtype,
+                 name="Conv_0")(h)
     return decoder_output(h, self.output)
 
 
