@@ -82,6 +82,43 @@ def _conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
 
 
+def _as_kernel_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
+  """d_kernel summed over the devices across which `kernel` is the same (what
+  JAX's own backward pass does for the implicit broadcast of a replicated
+  kernel under shard_map), so that a custom backward returns the kernel's
+  type; the identity outside shard_map and for per-device kernels."""
+  one = jnp.ones_like(dy, shape=())  # as device-varying as the batch
+  _, broadcast_vjp = jax.vjp(lambda k: k * one, kernel)
+  return broadcast_vjp(d_kernel)[0]
+
+
+def _valid_weight_grad(a: jax.Array, g: jax.Array) -> jax.Array:
+  """The gradient of <_conv_valid(a, K), g> with respect to K, as one
+  convolution that needs no batch-minor copy of `a`.
+
+  Autodiff's weight gradient is a convolution over the batch for which
+  XLA:CPU first copies `a` to (C, H, W, N), reading it with no cache reuse
+  (about 1 GB/s). Here `a` goes to (H, W C, N) instead, a plain 2-D
+  transpose, and the convolution runs along the merged (W C) axis with the
+  kernel dilated by C: output x = j C + c meets a[:, q + j, c] at kernel tap
+  q. Same FLOPs and the same sums: 9.6 vs 14.7 ms for the 1/8-width WAE MNIST
+  decoder's last transposed conv, 308 vs 443 ms at full width.
+
+  Args:
+    a: (N, H + J - 1, W + L - 1, C) input of the convolution.
+    g: (N, H, W, O) gradient of its output.
+
+  Returns:
+    (J, L, C, O), the kernel's gradient.
+  """
+  n, a_h, a_w, c = a.shape
+  _, g_h, g_w, o = g.shape
+  rows = a.reshape(n, a_h * a_w * c).T.reshape(1, a_h, a_w * c, n)
+  out = lax.conv_general_dilated(rows, g.transpose(1, 2, 0, 3), (1, 1), "VALID",
+                                 rhs_dilation=(1, c), dimension_numbers=_NHWC)
+  return out.reshape(a_h - g_h + 1, a_w - g_w + 1, c, o)
+
+
 # ----------------------------------------------------------------------------
 # Transposed convolution as a phase decomposition.
 
@@ -176,12 +213,16 @@ def _transpose_phase_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...])
   # model's FLOPs (the phase form's extra border row and column do not occur).
   dy_pad_lo = (kh - 1 - _transpose_front_pad(kh), kw - 1 - _transpose_front_pad(kw))
 
+  space_to_depth, _, regroup, regroup_grad = _space_to_depth_parts(
+      (n, 2 * h, 2 * w, o), (kh, kw, o, c), dy_pad_lo, (h, w))
+
   def backward(residuals, dy):
     x, kernel = residuals
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
-    d_x, strided_vjp = jax.vjp(lambda v: _strided_conv(dy, v, dy_pad_lo, (h, w)), flipped)
-    (d_flipped,) = strided_vjp(x)
-    return d_x, d_flipped[::-1, ::-1].transpose(0, 1, 3, 2)
+    dy_s2d = space_to_depth(dy)
+    d_x = _conv_valid(dy_s2d, regroup(flipped))
+    d_flipped = regroup_grad(_valid_weight_grad(dy_s2d, x))
+    return d_x, _as_kernel_cotangent(d_flipped[::-1, ::-1].transpose(0, 1, 3, 2), kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv
@@ -260,14 +301,6 @@ def _space_to_depth_parts(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...
   return space_to_depth, space_to_depth_grad, regroup, regroup_grad
 
 
-def _strided_conv(x: jax.Array, kernel: jax.Array, pad_lo: Tuple[int, int],
-                  out: Tuple[int, int]) -> jax.Array:
-  """Stride-2 VALID conv of x padded by pad_lo in front, `out` outputs, as
-  space-to-depth and one stride-1 conv (plain autodiff)."""
-  space_to_depth, _, regroup, _ = _space_to_depth_parts(x.shape, kernel.shape, pad_lo, out)
-  return _conv_valid(space_to_depth(x), regroup(kernel))
-
-
 def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
   """conv_stride2_space_to_depth for fixed shapes, with its own backward pass."""
   out_h, lo_h = _stride2_same_plan(x_shape[1], kernel_shape[0])
@@ -277,16 +310,18 @@ def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
 
   def forward(x, kernel):
     s2d, k2 = space_to_depth(x), regroup(kernel)
-    return _conv_valid(s2d, k2), (s2d, k2)
+    return _conv_valid(s2d, k2), (s2d, k2, kernel)
 
   @jax.custom_vjp
   def conv(x, kernel):
     return forward(x, kernel)[0]
 
   def backward(residuals, dy):
-    _, conv_vjp = jax.vjp(_conv_valid, *residuals)
-    d_s2d, d_k2 = conv_vjp(dy)
-    return space_to_depth_grad(d_s2d), regroup_grad(d_k2)
+    s2d, k2, kernel = residuals
+    _, input_vjp = jax.vjp(lambda s: _conv_valid(s, k2), s2d)
+    (d_s2d,) = input_vjp(dy)
+    d_kernel = regroup_grad(_valid_weight_grad(s2d, dy))
+    return space_to_depth_grad(d_s2d), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv
@@ -317,16 +352,6 @@ def conv_stride2_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 # ----------------------------------------------------------------------------
 # Stride-1 'SAME' convolution to few channels, backward as matrix products.
-
-
-def _as_kernel_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
-  """d_kernel summed over the devices across which `kernel` is the same (what
-  JAX's own backward pass does for the implicit broadcast of a replicated
-  kernel under shard_map), so that a custom backward returns the kernel's
-  type; the identity outside shard_map and for per-device kernels."""
-  one = jnp.ones_like(dy, shape=())  # as device-varying as the batch
-  _, broadcast_vjp = jax.vjp(lambda k: k * one, kernel)
-  return broadcast_vjp(d_kernel)[0]
 
 
 def conv_same_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
