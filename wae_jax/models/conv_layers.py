@@ -92,21 +92,23 @@ def _as_kernel_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) 
   return broadcast_vjp(d_kernel)[0]
 
 
-def _valid_weight_grad(a: jax.Array, g: jax.Array) -> jax.Array:
-  """The gradient of <_conv_valid(a, K), g> with respect to K, as one
+def _weight_grad(a: jax.Array, g: jax.Array, stride: int = 1) -> jax.Array:
+  """The gradient of <conv(a, K, stride, VALID), g> with respect to K, as one
   convolution that needs no batch-minor copy of `a`.
 
   Autodiff's weight gradient is a convolution over the batch for which
   XLA:CPU first copies `a` to (C, H, W, N), reading it with no cache reuse
   (about 1 GB/s). Here `a` goes to (H, W C, N) instead, a plain 2-D
   transpose, and the convolution runs along the merged (W C) axis with the
-  kernel dilated by C: output x = j C + c meets a[:, q + j, c] at kernel tap
-  q. Same FLOPs and the same sums: 9.6 vs 14.7 ms for the 1/8-width WAE MNIST
-  decoder's last transposed conv, 308 vs 443 ms at full width.
+  kernel dilated by stride * C: output x = j C + c meets a[:, s q + j, c] at
+  kernel tap q. Same FLOPs and the same sums: 9.6 vs 14.7 ms for the
+  1/8-width WAE MNIST decoder's last transposed conv, 308 vs 443 ms at full
+  width.
 
   Args:
-    a: (N, H + J - 1, W + L - 1, C) input of the convolution.
+    a: (N, s (H - 1) + J, s (W - 1) + L, C) input of the convolution.
     g: (N, H, W, O) gradient of its output.
+    stride: s.
 
   Returns:
     (J, L, C, O), the kernel's gradient.
@@ -115,8 +117,8 @@ def _valid_weight_grad(a: jax.Array, g: jax.Array) -> jax.Array:
   _, g_h, g_w, o = g.shape
   rows = a.reshape(n, a_h * a_w * c).T.reshape(1, a_h, a_w * c, n)
   out = lax.conv_general_dilated(rows, g.transpose(1, 2, 0, 3), (1, 1), "VALID",
-                                 rhs_dilation=(1, c), dimension_numbers=_NHWC)
-  return out.reshape(a_h - g_h + 1, a_w - g_w + 1, c, o)
+                                 rhs_dilation=(stride, stride * c), dimension_numbers=_NHWC)
+  return out.reshape(a_h - stride * (g_h - 1), a_w - stride * (g_w - 1), c, o)
 
 
 # ----------------------------------------------------------------------------
@@ -207,21 +209,20 @@ def _transpose_phase_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...])
     return forward(x, kernel)[0]
 
   # <conv_transpose(x, W), dy> = <x, strided_conv(dy, V)> with V[s, t, o, c] =
-  # W[kh-1-s, kw-1-t, c, o] and dy padded by k-1-p in front: the input
-  # gradient is that strided conv, the weight gradient its weight gradient
-  # against x. Both run as space-to-depth and stride-1 convs over exactly the
-  # model's FLOPs (the phase form's extra border row and column do not occur).
-  dy_pad_lo = (kh - 1 - _transpose_front_pad(kh), kw - 1 - _transpose_front_pad(kw))
-
-  space_to_depth, _, regroup, regroup_grad = _space_to_depth_parts(
-      (n, 2 * h, 2 * w, o), (kh, kw, o, c), dy_pad_lo, (h, w))
+  # W[kh-1-s, kw-1-t, c, o] and dy padded by k-1-p in front and p-1 behind:
+  # the input gradient is that strided conv (XLA runs a strided conv at full
+  # speed, unlike a transposed one), the weight gradient its weight gradient
+  # against x. Both run over exactly the model's FLOPs (the phase form's extra
+  # border row and column do not occur).
+  p_h, p_w = _transpose_front_pad(kh), _transpose_front_pad(kw)
+  dy_padding = ((kh - 1 - p_h, p_h - 1), (kw - 1 - p_w, p_w - 1))
 
   def backward(residuals, dy):
     x, kernel = residuals
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
-    dy_s2d = space_to_depth(dy)
-    d_x = _conv_valid(dy_s2d, regroup(flipped))
-    d_flipped = regroup_grad(_valid_weight_grad(dy_s2d, x))
+    dy_padded = jnp.pad(dy, ((0, 0),) + dy_padding + ((0, 0),))
+    d_x = lax.conv_general_dilated(dy_padded, flipped, (2, 2), "VALID", dimension_numbers=_NHWC)
+    d_flipped = _weight_grad(dy_padded, x, stride=2)
     return d_x, _as_kernel_cotangent(d_flipped[::-1, ::-1].transpose(0, 1, 3, 2), kernel, dy)
 
   conv.defvjp(forward, backward)
@@ -320,7 +321,7 @@ def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
     s2d, k2, kernel = residuals
     _, input_vjp = jax.vjp(lambda s: _conv_valid(s, k2), s2d)
     (d_s2d,) = input_vjp(dy)
-    d_kernel = regroup_grad(_valid_weight_grad(s2d, dy))
+    d_kernel = regroup_grad(_weight_grad(s2d, dy))
     return space_to_depth_grad(d_s2d), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
