@@ -304,24 +304,33 @@ def _space_to_depth_parts(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...
 
 def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
   """conv_stride2_space_to_depth for fixed shapes, with its own backward pass."""
-  out_h, lo_h = _stride2_same_plan(x_shape[1], kernel_shape[0])
-  out_w, lo_w = _stride2_same_plan(x_shape[2], kernel_shape[1])
-  space_to_depth, space_to_depth_grad, regroup, regroup_grad = _space_to_depth_parts(
+  kh, kw = kernel_shape[:2]
+  out_h, lo_h = _stride2_same_plan(x_shape[1], kh)
+  out_w, lo_w = _stride2_same_plan(x_shape[2], kw)
+  _, space_to_depth_grad, regroup, _ = _space_to_depth_parts(
       x_shape, kernel_shape, (lo_h, lo_w), (out_h, out_w))
+  n, c = x_shape[0], x_shape[3]
+  jh, jw = -(-kh // 2), -(-kw // 2)
+  s2d_shape = jax.ShapeDtypeStruct((n, out_h + jh - 1, out_w + jw - 1, 4 * c), jnp.float32)
+  padding = ((0, 0), (lo_h, 2 * (out_h - 1) + kh - x_shape[1] - lo_h),
+             (lo_w, 2 * (out_w - 1) + kw - x_shape[2] - lo_w), (0, 0))
 
   def forward(x, kernel):
-    s2d, k2 = space_to_depth(x), regroup(kernel)
-    return _conv_valid(s2d, k2), (s2d, k2, kernel)
+    x_padded = jnp.pad(x, padding)
+    y = lax.conv_general_dilated(x_padded, kernel, (2, 2), "VALID", dimension_numbers=_NHWC)
+    return y, (x_padded, kernel)
 
   @jax.custom_vjp
   def conv(x, kernel):
     return forward(x, kernel)[0]
 
   def backward(residuals, dy):
-    s2d, k2, kernel = residuals
-    _, input_vjp = jax.vjp(lambda s: _conv_valid(s, k2), s2d)
+    x_padded, kernel = residuals
+    k2 = regroup(kernel)
+    # The conv is linear in s2d, so its vjp at any point (zeros as device-varying as dy) is its transpose.
+    _, input_vjp = jax.vjp(lambda s: _conv_valid(s, k2), jnp.zeros_like(dy, shape=s2d_shape.shape))
     (d_s2d,) = input_vjp(dy)
-    d_kernel = regroup_grad(_weight_grad(s2d, dy))
+    d_kernel = _weight_grad(x_padded, dy, stride=2)
     return space_to_depth_grad(d_s2d), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
