@@ -74,32 +74,38 @@ def test_space_to_depth_conv_equals_flax(kernel_size, x_shape):
 
 
 # (kernel, out features, x shape): even kernels pad less in front than behind;
-# every case has kh * kw * O <= C, where the decoders use the rewrite.
+# every case has kh * kw * O <= C, where the decoders use the rewrite, and the
+# last three 2 * kh * kw * O <= C, where its forward pass is a matrix product.
 SAME_CASES = [(4, 1, (2, 7, 5, 16)), (3, 2, (2, 6, 6, 18)), (5, 1, (1, 5, 8, 25)),
-              (2, 3, (2, 4, 3, 12))]
+              (2, 3, (2, 4, 3, 12)), (4, 1, (2, 7, 5, 32)), (3, 2, (1, 6, 7, 40)),
+              (2, 3, (2, 3, 4, 24))]
 
 
 @pytest.mark.parametrize("kernel_size,out_features,x_shape", SAME_CASES)
-def test_gemm_backward_conv_equals_flax(kernel_size, out_features, x_shape):
+def test_matmul_conv_equals_flax(kernel_size, out_features, x_shape):
   rng = np.random.default_rng(20 + kernel_size)
   kernel_shape = (kernel_size, kernel_size, x_shape[-1], out_features)
-  assert conv_layers.gemm_backward_pays(kernel_shape)
+  assert conv_layers.matmul_pays(kernel_shape)
   flax_layer = nn.Conv(out_features, (kernel_size, kernel_size), padding="SAME")
   out_shape_fn = lambda s: s[:3] + (out_features,)
-  ours = conv_layers.ConvSame(out_features, kernel_size, gemm_backward=True)
+  ours = conv_layers.ConvSame(out_features, kernel_size, by_matmul=True)
   for dtype in ("float64", "float32"):
     with jax.enable_x64(dtype == "float64"):
       _compare(ours, flax_layer, kernel_shape, x_shape, out_shape_fn, jnp.dtype(dtype), rng)
 
 
-def test_gemm_backward_only_where_it_pays():
-  assert conv_layers.gemm_backward_pays((4, 4, 32, 1))      # WAE MNIST decoder, 1/8 width
-  assert not conv_layers.gemm_backward_pays((5, 5, 16, 3))  # CelebA decoder, 1/8 width
-  for features, uses_rewrite in ((2, True), (3, False)):  # 4 * 4 * 3 > 32 channels
-    layer = conv_layers.ConvSame(features, 4, gemm_backward=True)
+def test_matmul_only_where_it_pays():
+  assert conv_layers.matmul_pays((4, 4, 32, 1))      # WAE MNIST decoder, 1/8 width
+  assert not conv_layers.matmul_pays((5, 5, 16, 3))  # CelebA decoder, 1/8 width
+  # 32 channels: 4 * 4 * 1 (rewrite, forward a matrix product), 4 * 4 * 2
+  # (rewrite, XLA's forward conv), 4 * 4 * 3 (XLA's conv and its autodiff).
+  for features, uses_rewrite, forward_matmul in ((1, True, True), (2, True, False),
+                                                 (3, False, False)):
+    layer = conv_layers.ConvSame(features, 4, by_matmul=True)
     x = jnp.zeros((1, 6, 6, 32))
     jaxpr = str(jax.make_jaxpr(layer.apply)(layer.init(jax.random.PRNGKey(0), x), x))
     assert ("custom_vjp_call" in jaxpr) == uses_rewrite
+    assert ("conv_general_dilated" not in jaxpr) == forward_matmul
 
 
 @pytest.mark.parametrize("replicated_params", [True, False])
@@ -113,11 +119,11 @@ def test_custom_backward_under_shard_map(replicated_params):
   mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
   ours = (conv_layers.Conv2x(5, 4, space_to_depth=True),
           conv_layers.ConvTranspose2x(4, 4, phase=True),
-          conv_layers.ConvSame(1, 2, gemm_backward=True))
+          conv_layers.ConvSame(1, 2, by_matmul=True))
   theirs = (nn.Conv(5, (4, 4), strides=(2, 2), padding="SAME"),
             nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME"),
             nn.Conv(1, (2, 2), padding="SAME"))
-  assert conv_layers.gemm_backward_pays((2, 2, 4, 1))
+  assert conv_layers.matmul_pays((2, 2, 4, 1))
   with jax.enable_x64(True):
     variables = [_random_variables(rng, (4, 4, 3, 5), jnp.float64),
                  _random_variables(rng, (4, 4, 5, 4), jnp.float64),
@@ -189,7 +195,7 @@ def test_params_have_flax_layout():
        nn.ConvTranspose(6, (4, 4), strides=(2, 2), padding="SAME")),
       (conv_layers.Conv2x(6, 5, space_to_depth=True),
        nn.Conv(6, (5, 5), strides=(2, 2), padding="SAME")),
-      (conv_layers.ConvSame(1, 3, gemm_backward=True), nn.Conv(1, (3, 3), padding="SAME"))]:
+      (conv_layers.ConvSame(1, 3, by_matmul=True), nn.Conv(1, (3, 3), padding="SAME"))]:
     key = jax.random.PRNGKey(0)
     p_ours, p_theirs = jax.jit(ours.init)(key, x), jax.jit(theirs.init)(key, x)
     assert jax.tree.structure(p_ours) == jax.tree.structure(p_theirs)

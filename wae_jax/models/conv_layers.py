@@ -1,38 +1,39 @@
-"""Stride-2 convolutions rewritten as exact stride-1 convolutions (for the CPU).
+"""Convolutions rewritten for XLA:CPU, exactly (flax's functions and gradients).
 
-On the CPU, XLA lowers a stride-2 transposed convolution (and the weight
-gradient of one) to a convolution with a dilated input that runs at a few
-GFLOP/s, against 150-350 GFLOP/s for a plain stride-1 convolution. The
-layers here compute exactly the same function with only stride-1
-convolutions, and each has its own backward pass (`jax.custom_vjp`) in which
-every gradient is again one stride-1 convolution plus exact re-indexing:
+On the CPU, XLA lowers a stride-2 transposed convolution (which is also the
+input gradient of a stride-2 convolution) to a convolution with a dilated
+input that runs at a few GFLOP/s, against 150-350 GFLOP/s for a plain one.
+And it computes every weight gradient as a convolution over the batch whose
+operand it first copies to batch-minor, reading it with no cache reuse (about
+1 GB/s). The layers here avoid both, each with its own backward pass
+(`jax.custom_vjp`):
 
 * `conv_transpose_phase`: a stride-2 'SAME' transposed convolution as its
   phase (sub-pixel) decomposition. Output pixel (2q + a, 2r + b) only sees
   kernel taps of parity matching (a, b), so one small VALID convolution to
   4 * O channels computes all four phases, which are then interleaved
-  (depth-to-space).
-* `conv_stride2_space_to_depth`: a stride-2 'SAME' convolution as a
-  space-to-depth of the padded input followed by a stride-1 VALID convolution
-  with the kernel regrouped by tap parity.
-* `conv_same_gemm_backward`: a stride-1 'SAME' convolution to few channels
-  (the decoders' last layer) whose backward pass is two matrix products
-  against the im2col of the small incoming gradient. XLA's weight gradient
-  would first transpose the wide input to batch-minor at about 1 GB/s (14 of
-  the 20 ms this layer took in a 1/8-width WAE MNIST step).
+  (depth-to-space). Its input gradient is a strided conv of the incoming
+  gradient (XLA's, at full speed), its weight gradient that conv's weight
+  gradient. (Autodiff through the phase form would run the gradients over its
+  extra border row and column and turn the kernel gather into a scatter-add:
+  XLA counts 10.2 GFLOP per 1/8-width WAE MNIST step, the model 8.56.)
+* `conv_stride2_space_to_depth`: a stride-2 'SAME' convolution (XLA's
+  strided conv) whose input gradient runs through its space-to-depth form: a
+  stride-1 VALID convolution of the padded input regrouped by pixel parity
+  with the kernel regrouped by tap parity, whose input gradient is put back
+  depth-to-space.
+* `conv_same_by_matmul`: a stride-1 'SAME' convolution to few channels
+  (the decoders' last layer) as matrix products: the backward pass as two
+  against the im2col of the small incoming gradient, the forward pass as one
+  and a shifted sum where that is faster.
+* The weight gradients of the first two (`_weight_grad`) are one convolution
+  along the merged (W C) axis of a plain 2-D transpose of the input, with the
+  kernel dilated by stride * C: the same sums, without the batch-minor copy.
 
-Autodiff through the phase form would run the transposed conv's gradients
-over its extra border row and column and turn the kernel gather into a
-scatter-add (XLA counts 10.2 GFLOP per 1/8-width WAE MNIST step, the model
-8.56). Its backward pass instead computes the input gradient as a strided conv
-of the incoming gradient and the weight gradient as that conv's weight
-gradient, both as space-to-depth and a stride-1 conv (9.0 GFLOP); the strided
-conv's backward pass inverts its re-indexing directly.
-
-Both take kernels stored exactly as flax stores them ((kh, kw, C, O), NHWC),
-and the modules `ConvTranspose2x` and `Conv2x` own parameters named 'kernel'
-and 'bias' with flax's shapes and initialisers, so the plain and the
-rewritten implementations are interchangeable with identical weights.
+All take kernels stored exactly as flax stores them ((kh, kw, C, O), NHWC),
+and the modules `ConvTranspose2x`, `Conv2x` and `ConvSame` own parameters
+named 'kernel' and 'bias' with flax's shapes and initialisers, so the plain
+and the rewritten implementations are interchangeable with identical weights.
 """
 
 import math
@@ -234,8 +235,8 @@ def conv_transpose_phase(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
   Forward: one stride-1 conv to 4 * O channels and a depth-to-space
   interleave. Backward: the input gradient is a strided conv of the incoming
-  gradient and the weight gradient that conv's weight gradient against x,
-  both as space-to-depth and a stride-1 conv.
+  gradient and the weight gradient that conv's weight gradient against x
+  (`_weight_grad`).
 
   Args:
     x: (N, H, W, C) input.
@@ -264,56 +265,37 @@ def _stride2_same_plan(size: int, k: int) -> Tuple[int, int]:
   return out, max((out - 1) * 2 + k - size, 0) // 2
 
 
-def _space_to_depth_parts(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...],
-                          pad_lo: Tuple[int, int], out: Tuple[int, int]):
-  """The re-indexings of a stride-2 VALID conv of x padded by pad_lo in front
-  (and at the end as far as `out` outputs need), and their transposes.
-
-  The end is padded so that the padded length is 2 * (out + J - 1) with
-  J = ceil(k / 2): the extra zeros only meet zero kernel taps.
-  """
+def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
+  """conv_stride2_space_to_depth for fixed shapes, with its own backward pass."""
   n, h, w, c = x_shape
   kh, kw, _, o = kernel_shape
-  (lo_h, lo_w), (out_h, out_w) = pad_lo, out
+  out_h, lo_h = _stride2_same_plan(h, kh)
+  out_w, lo_w = _stride2_same_plan(w, kw)
+  padding = ((0, 0), (lo_h, 2 * (out_h - 1) + kh - h - lo_h),
+             (lo_w, 2 * (out_w - 1) + kw - w - lo_w), (0, 0))
+  # The space-to-depth form: S[n, q, r, (2a + b) C + c] = x_padded[n, 2q + a,
+  # 2r + b, c] (padded at the end to 2 (out + J - 1), J = ceil(k / 2); the
+  # extra zeros only meet zero taps) and K2[i, j, (2a + b) C + c, o] =
+  # W[2i + a, 2j + b, c, o] (zero past the kernel) give the same outputs as a
+  # stride-1 VALID conv.
   jh, jw = -(-kh // 2), -(-kw // 2)
   rows, cols = out_h + jh - 1, out_w + jw - 1
-  hi_h, hi_w = 2 * rows - lo_h - h, 2 * cols - lo_w - w
-
-  def space_to_depth(x):
-    # S[n, q, r, (2a + b) * C + c] = x_padded[n, 2q + a, 2r + b, c]
-    x_padded = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-    s2d = x_padded.reshape(n, rows, 2, cols, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return s2d.reshape(n, rows, cols, 4 * c)
-
-  def space_to_depth_grad(d_s2d):
-    d = d_s2d.reshape(n, rows, cols, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return d.reshape(n, 2 * rows, 2 * cols, c)[:, lo_h:lo_h + h, lo_w:lo_w + w]
 
   def regroup(kernel):
-    # K2[i, j, (2a + b) * C + c, o] = W[2i + a, 2j + b, c, o] (zero past the kernel)
     k2 = jnp.pad(kernel, ((0, 2 * jh - kh), (0, 2 * jw - kw), (0, 0), (0, 0)))
     return k2.reshape(jh, 2, jw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(
         jh, jw, 4 * c, o)
 
-  def regroup_grad(d_k2):
-    d = d_k2.reshape(jh, jw, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5)
-    return d.reshape(2 * jh, 2 * jw, c, o)[:kh, :kw]
-
-  return space_to_depth, space_to_depth_grad, regroup, regroup_grad
-
-
-def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
-  """conv_stride2_space_to_depth for fixed shapes, with its own backward pass."""
-  kh, kw = kernel_shape[:2]
-  out_h, lo_h = _stride2_same_plan(x_shape[1], kh)
-  out_w, lo_w = _stride2_same_plan(x_shape[2], kw)
-  _, space_to_depth_grad, regroup, _ = _space_to_depth_parts(
-      x_shape, kernel_shape, (lo_h, lo_w), (out_h, out_w))
-  n, c = x_shape[0], x_shape[3]
-  jh, jw = -(-kh // 2), -(-kw // 2)
-  s2d_shape = jax.ShapeDtypeStruct((n, out_h + jh - 1, out_w + jw - 1, 4 * c), jnp.float32)
-  padding = ((0, 0), (lo_h, 2 * (out_h - 1) + kh - x_shape[1] - lo_h),
-             (lo_w, 2 * (out_w - 1) + kw - x_shape[2] - lo_w), (0, 0))
+  def input_grad(dy, kernel):
+    # The stride-1 conv is linear in S, so its vjp at any point (zeros, as
+    # device-varying as dy) is its transpose; then S's gradient goes back
+    # depth-to-space.
+    k2 = regroup(kernel)
+    _, s2d_vjp = jax.vjp(lambda s: _conv_valid(s, k2),
+                         jnp.zeros_like(dy, shape=(n, rows, cols, 4 * c)))
+    (d_s2d,) = s2d_vjp(dy)
+    d = d_s2d.reshape(n, rows, cols, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return d.reshape(n, 2 * rows, 2 * cols, c)[:, lo_h:lo_h + h, lo_w:lo_w + w]
 
   def forward(x, kernel):
     x_padded = jnp.pad(x, padding)
@@ -326,24 +308,21 @@ def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
 
   def backward(residuals, dy):
     x_padded, kernel = residuals
-    k2 = regroup(kernel)
-    # The conv is linear in s2d, so its vjp at any point (zeros as device-varying as dy) is its transpose.
-    _, input_vjp = jax.vjp(lambda s: _conv_valid(s, k2), jnp.zeros_like(dy, shape=s2d_shape.shape))
-    (d_s2d,) = input_vjp(dy)
     d_kernel = _weight_grad(x_padded, dy, stride=2)
-    return space_to_depth_grad(d_s2d), _as_kernel_cotangent(d_kernel, kernel, dy)
+    return input_grad(dy, kernel), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv
 
 
 def conv_stride2_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-2 'SAME' conv via a stride-1 conv (= conv_stride2_reference).
+  """Stride-2 'SAME' conv (= conv_stride2_reference) with a backward pass of
+  stride-1 convs.
 
-  Backward: the input gradient is the stride-1 conv's input gradient
-  (a stride-1 conv of the incoming gradient) put back depth-to-space, the
-  weight gradient the stride-1 conv's weight gradient regrouped into flax's
-  layout.
+  Forward: XLA's strided conv of the padded input. Backward: the input
+  gradient is the space-to-depth form's input gradient (a stride-1 conv of
+  the incoming gradient) put back depth-to-space, the weight gradient
+  `_weight_grad`.
 
   Args:
     x: (N, H, W, C) input.
@@ -361,7 +340,7 @@ def conv_stride2_space_to_depth(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------
-# Stride-1 'SAME' convolution to few channels, backward as matrix products.
+# Stride-1 'SAME' convolution to few channels as matrix products.
 
 
 def conv_same_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -369,20 +348,21 @@ def conv_same_reference(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
 
 
-def gemm_backward_pays(kernel_shape: Tuple[int, ...]) -> bool:
-  """Whether conv_same_gemm_backward is the faster backward on the CPU for a
-  (kh, kw, C, O) kernel: when the incoming gradient's im2col (kh * kw * O
-  columns) is no wider than the input (C channels). Measured (ms per forward
-  and backward, batch 100, ours vs XLA's): 9.2 vs 19.1 for (4, 4, 32, 1) on
-  28x28, 122 vs 220 for (4, 4, 256, 1), 64 vs 85 for (4, 4, 64, 3) on 32x32,
-  641 vs 1032 for (5, 5, 128, 3) on 64x64; 173 vs 140 for (5, 5, 16, 3), where
-  it does not hold."""
+def matmul_pays(kernel_shape: Tuple[int, ...]) -> bool:
+  """Whether conv_same_by_matmul is faster on the CPU than XLA's conv and its
+  autodiff for a (kh, kw, C, O) kernel: when the incoming gradient's im2col
+  (kh * kw * O columns) is no wider than the input (C channels). Measured
+  (ms per forward and backward, batch 100, with the backward alone as matrix
+  products, against XLA's): 9.2 vs 19.1 for (4, 4, 32, 1) on 28x28, 122 vs
+  220 for (4, 4, 256, 1), 64 vs 85 for (4, 4, 64, 3) on 32x32, 641 vs 1032
+  for (5, 5, 128, 3) on 64x64; 173 vs 140 for (5, 5, 16, 3), where it does
+  not hold."""
   kh, kw, c, o = kernel_shape
   return kh * kw * o <= c
 
 
-def _same_gemm_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
-  """conv_same_gemm_backward for fixed shapes, with its own backward pass."""
+def _same_by_matmul_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
+  """conv_same_by_matmul for fixed shapes, with its own backward pass."""
   n, h, w, c = x_shape
   kh, kw, _, o = kernel_shape
   # lax's stride-1 'SAME' pads k - 1 in all, half (rounded down) in front.
@@ -396,12 +376,26 @@ def _same_gemm_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
                for a in range(kh) for b in range(kw)]
     return jnp.concatenate(windows, axis=-1).reshape(n * h * w, kh * kw * o)
 
+  def by_matmul(x, kernel):
+    # z[n, p, (a, b, o)] = x[n, p] W[a, b] (one matrix product), and
+    # y[n, q] = sum_{a, b} z[n, q - lo + (a, b), (a, b)] (a shifted sum).
+    z = x.reshape(n * h * w, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o)
+    z = jnp.pad(z.reshape(n, h, w, kh, kw, o), ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0),
+                                                (0, 0), (0, 0)))
+    return sum(z[:, a:a + h, b:b + w, a, b] for a in range(kh) for b in range(kw))
+
+  # The forward pass is a matrix product where its (N, H, W, kh kw O) product
+  # is at most half the input's size, else XLA's conv: 8.8 vs 9.4 ms forward
+  # and backward for (4, 4, 32, 1) on 28x28, 95 vs 127 for (4, 4, 256, 1);
+  # 694 vs 655 for (5, 5, 128, 3), which keeps XLA's conv.
+  forward_conv = by_matmul if 2 * kh * kw * o <= c else conv_same_reference
+
   @jax.custom_vjp
   def conv(x, kernel):
-    return conv_same_reference(x, kernel)
+    return forward_conv(x, kernel)
 
   def forward(x, kernel):
-    return conv_same_reference(x, kernel), (x, kernel)
+    return forward_conv(x, kernel), (x, kernel)
 
   # y[n, q] = sum_{a, b} x[n, q - lo + (a, b)] W[a, b], so with the columns
   # above dx = cols @ W (as (kh kw O, C)) and dW = cols^T @ x (as (kh kw O, C);
@@ -418,9 +412,10 @@ def _same_gemm_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
   return conv
 
 
-def conv_same_gemm_backward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 'SAME' conv (= conv_same_reference) whose backward pass is two
-  matrix products against the im2col of the incoming gradient.
+def conv_same_by_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv (= conv_same_reference) as matrix products: the
+  backward pass as two against the im2col of the incoming gradient, the
+  forward pass as one and a shifted sum where that is faster.
 
   Args:
     x: (N, H, W, C) input.
@@ -432,7 +427,7 @@ def conv_same_gemm_backward(x: jax.Array, kernel: jax.Array) -> jax.Array:
   if kernel.shape[2] != x.shape[3]:
     raise ValueError(
         f"Kernel has {kernel.shape[2]} input channels but the input has {x.shape[3]}.")
-  return _same_gemm_fn(tuple(x.shape), tuple(kernel.shape))(x, kernel)
+  return _same_by_matmul_fn(tuple(x.shape), tuple(kernel.shape))(x, kernel)
 
 
 # ----------------------------------------------------------------------------
@@ -484,7 +479,7 @@ class Conv2x(nn.Module):
   """nn.Conv(features, kernel_size, strides=2, padding='SAME').
 
   Same parameters, initialisers and function as the flax layer;
-  `space_to_depth=True` computes it with a stride-1 conv.
+  `space_to_depth=True` computes its gradients with stride-1 convs.
   """
 
   features: int
@@ -506,13 +501,13 @@ class ConvSame(nn.Module):
   """nn.Conv(features, kernel_size, padding='SAME') (stride 1).
 
   Same parameters, initialisers and function as the flax layer;
-  `gemm_backward=True` runs the backward pass as matrix products where
-  `gemm_backward_pays` says that is faster.
+  `by_matmul=True` computes it with conv_same_by_matmul where `matmul_pays`
+  says that is faster.
   """
 
   features: int
   kernel_size: int | Tuple[int, int]
-  gemm_backward: bool = False
+  by_matmul: bool = False
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
@@ -522,6 +517,6 @@ class ConvSame(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, H, W, features)."""
     kernel_shape = _pair(self.kernel_size) + (x.shape[-1], self.features)
-    use_gemm = self.gemm_backward and gemm_backward_pays(kernel_shape)
-    conv = conv_same_gemm_backward if use_gemm else conv_same_reference
+    use_matmul = self.by_matmul and matmul_pays(kernel_shape)
+    conv = conv_same_by_matmul if use_matmul else conv_same_reference
     return _conv_with_flax_params(self, x, conv)

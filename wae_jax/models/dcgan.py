@@ -90,7 +90,7 @@ class DCGANDecoder(nn.Module):
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
       h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     # Named as the nn.Conv it replaces, so the param tree is flax's.
-    h = ConvSame(out_channels, self.kernel_size, gemm_backward=self.fast_conv, dtype=self.dtype,
+    h = ConvSame(out_channels, self.kernel_size, by_matmul=self.fast_conv, dtype=self.dtype,
                  name="Conv_0")(h)
     return decoder_output(h, self.output)
 
