@@ -1,4 +1,4 @@
-"""ms per WAE-MMD-like training step of the WAE MNIST dcgan on this machine.
+"""ms per trainer step (WAE-MMD) of the WAE MNIST dcgan on this machine.
 
 Compares the plain XLA stride-2 layers (upsample=transpose) with the exact
 stride-1 rewrites (upsample=phase), with and without the trainer's CPU
@@ -25,76 +25,42 @@ from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,w
 
 def time_step(width: float, upsample: str, steps: int, batch_size: int,
               max_seconds: float) -> dict:
-  """Median ms per jitted train step (encoder + decoder + Adam), batch of MNIST shape."""
+  """Median ms per trainer step (WAE-MMD with the WAE paper's MNIST config at
+  `width`, one device), batch of MNIST shape."""
   import jax
-  import jax.numpy as jnp
-  import ml_collections
   import numpy as np
-  import optax
 
-  from wae_jax import models
+  from benchmarks import step as step_benchmark
+  from wae_jax import methods, parallel
 
-  config = ml_collections.ConfigDict({
-      "method": "wae_mmd", "latent_dim": 8, "prior": "gaussian", "prior_var": 1.0,
-      "model": {"network": "dcgan", "hidden_sizes": (), "width_multiplier": width,
-                "encoder": "deterministic", "decoder_output": "sigmoid",
-                "logvar_clip": (-10.0, 5.0), "upsample": upsample},
-      "adversary": {"hidden_sizes": ()}, "adversary_log_prior": False})
-  image_shape = (28, 28, 1)
-  nets = models.build_networks(config, image_shape)
-  rng = jax.random.PRNGKey(0)
-  images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch_size,) + image_shape),
-                       jnp.float32)
-  enc_vars = nets.encoder.init(rng, images, train=False)
-  dec_vars = nets.decoder.init(rng, jnp.zeros((batch_size, config.latent_dim)), train=False)
-  params = {"encoder": enc_vars["params"], "decoder": dec_vars["params"]}
-  stats = {"encoder": enc_vars["batch_stats"], "decoder": dec_vars["batch_stats"]}
-  tx = optax.adam(1e-3, b1=0.5)
-  opt_state = tx.init(params)
-
-  def imq_mmd(z, prior_z):
-    n = z.shape[0]
-    def kernel_sum(a, b):
-      d2 = jnp.sum((a[:, None] - b[None]) ** 2, -1)
-      return sum(c / (c + d2) for c in (2.0 * z.shape[1] * s for s in (0.1, 1.0, 10.0)))
-    off = 1.0 - jnp.eye(n)
-    return (jnp.sum(kernel_sum(z, z) * off) + jnp.sum(kernel_sum(prior_z, prior_z) * off)
-            ) / (n * (n - 1)) - 2 * jnp.mean(kernel_sum(z, prior_z))
-
-  def loss_fn(params, stats, images, key):
-    (z, _), enc_upd = nets.encoder.apply(
-        {"params": params["encoder"], "batch_stats": stats["encoder"]}, images, train=True,
-        mutable=["batch_stats"])
-    recon, dec_upd = nets.decoder.apply(
-        {"params": params["decoder"], "batch_stats": stats["decoder"]}, z, train=True,
-        mutable=["batch_stats"])
-    rec = jnp.mean(jnp.sum((recon - images) ** 2, axis=(1, 2, 3)))
-    loss = rec + 10.0 * imq_mmd(z, jax.random.normal(key, z.shape))
-    return loss, {"encoder": enc_upd["batch_stats"], "decoder": dec_upd["batch_stats"]}
-
-  @jax.jit
-  def step(params, stats, opt_state, images, key):
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, images, key)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), stats, opt_state, loss
+  config = step_benchmark.make_config("wae_mmd", "dcgan", batch_size)
+  config.model.width_multiplier = width
+  config.model.upsample = upsample
+  method = methods.get(config.method)
+  host_batch = {"image": np.random.default_rng(0).uniform(
+      size=(batch_size,) + step_benchmark.image_shape("dcgan")).astype(np.float32)}
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = jax.jit(lambda rng: method.init(config, rng, host_batch))(jax.random.PRNGKey(0))
+  state = parallel.replicate(state, mesh)
+  batch = parallel.shard_batch(host_batch, mesh)
+  step = parallel.make_parallel_step(method.train_step, mesh)
 
   t0 = time.perf_counter()
-  params, stats, opt_state, loss = step(params, stats, opt_state, images, rng)
-  loss.block_until_ready()
+  state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
   times = []
   start = time.perf_counter()
-  for i in range(steps):
+  for _ in range(steps):
     t0 = time.perf_counter()
-    params, stats, opt_state, loss = step(params, stats, opt_state, images,
-                                          jax.random.fold_in(rng, i))
-    loss.block_until_ready()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
     if time.perf_counter() - start > max_seconds:
       break
   return {"width": width, "upsample": upsample, "flag": CPU_FLAGS in os.environ.get("XLA_FLAGS", ""),
           "ms_per_step": 1000 * float(np.median(times)), "steps": len(times),
-          "compile_s": compile_s, "loss": float(loss)}
+          "compile_s": compile_s}
 
 
 def main():
@@ -127,9 +93,9 @@ def main():
           raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr, flush=True)
-  print(f"\nWAE MNIST dcgan, batch {args.batch_size}, median ms/step (jit, Adam), "
+  print(f"\nWAE MNIST dcgan, WAE-MMD, batch {args.batch_size}, median ms per trainer step, "
         f"backend cpu\n")
-  print("| width | upsample | ynn reduce flag | ms/step | steps timed | compile s |")
+  print("| width | upsample | CPU XLA_FLAGS | ms/step | steps timed | compile s |")
   print("|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['width']:g} | {r['upsample']} | {'on' if r['flag'] else 'off'} | "
