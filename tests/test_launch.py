@@ -200,9 +200,12 @@ def session_processes(session_id):
   return found
 
 
-# The local engine running 3 runs, 2 at a time, whose trainers sleep.
+# The local engine running 3 runs, 2 at a time, whose trainers sleep. Ctrl-C
+# raises KeyboardInterrupt as in a terminal even when the suite runs as a
+# background job (whose children inherit SIGINT ignored).
 SLEEPING_SWEEP = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from launch import runs
 from launch.engines import local
 trainer = "import os, time; open('trainer.pid', 'w').write(str(os.getpid())); time.sleep(600)"
