@@ -452,20 +452,26 @@ def _conv_with_flax_params(module: nn.Module, x: jax.Array, conv) -> jax.Array:
   return y
 
 
-class ConvTranspose2x(nn.Module):
+class _FlaxConvFields(nn.Module):
+  """The fields of flax's conv layers, which the layers below take too (each
+  adds the switch to its rewrite)."""
+
+  features: int
+  kernel_size: int | Tuple[int, int]
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
+
+
+class ConvTranspose2x(_FlaxConvFields):
   """nn.ConvTranspose(features, kernel_size, strides=2, padding='SAME').
 
   Same parameters ('kernel' (kh, kw, C, O) and 'bias' (O,)), initialisers and
   function as the flax layer; `phase=True` computes it with stride-1 convs.
   """
 
-  features: int
-  kernel_size: int | Tuple[int, int]
   phase: bool = False
-  use_bias: bool = True
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -474,20 +480,14 @@ class ConvTranspose2x(nn.Module):
     return _conv_with_flax_params(self, x, conv)
 
 
-class Conv2x(nn.Module):
+class Conv2x(_FlaxConvFields):
   """nn.Conv(features, kernel_size, strides=2, padding='SAME').
 
   Same parameters, initialisers and function as the flax layer;
   `space_to_depth=True` computes its gradients with stride-1 convs.
   """
 
-  features: int
-  kernel_size: int | Tuple[int, int]
   space_to_depth: bool = False
-  use_bias: bool = True
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -496,7 +496,7 @@ class Conv2x(nn.Module):
     return _conv_with_flax_params(self, x, conv)
 
 
-class ConvSame(nn.Module):
+class ConvSame(_FlaxConvFields):
   """nn.Conv(features, kernel_size, padding='SAME') (stride 1).
 
   Same parameters, initialisers and function as the flax layer;
@@ -504,13 +504,7 @@ class ConvSame(nn.Module):
   says that is faster.
   """
 
-  features: int
-  kernel_size: int | Tuple[int, int]
   by_matmul: bool = False
-  use_bias: bool = True
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-  dtype: Any = None  # computation dtype (params stay float32); None: promote as flax does
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
