@@ -23,7 +23,7 @@ operand it first copies to batch-minor, reading it with no cache reuse (about
   with the kernel regrouped by tap parity, whose input gradient is put back
   depth-to-space.
 * `conv_same_by_matmul`: a stride-1 'SAME' convolution to few channels
-  (the decoders' last layer) as matrix products: the backward pass as two
+  (the dcgan decoders' last layer) as matrix products: the backward pass as two
   against the im2col of the small incoming gradient, the forward pass as one
   and a shifted sum where that is faster.
 * The weight gradients of the first two (`_weight_grad`) are one convolution
