@@ -12,8 +12,8 @@ Two variants, picked from the image size:
   stride-2 transposed convs to 512, 256 and 128, then a stride-1 conv to C.
 
 Channel counts are multiplied by `width_multiplier`. With `fast_conv` the
-stride-2 layers run as the exact stride-1 rewrites of conv_layers.py, and the
-last conv's backward pass as matrix products where that is faster.
+stride-2 layers run as the exact rewrites of conv_layers.py, and the last conv
+as matrix products where that is faster.
 """
 
 from typing import Any, Optional, Sequence, Tuple
