@@ -5,8 +5,12 @@ jit, state donated: what the trainer runs) on a mesh of 1, 2, 4 and 8 devices,
 for every method (wae_mmd, wae_gan, vae, moca) and two networks:
   mlp:   the default MLP (256, 256), latent 8, on digits-sized 8x8x1 images;
   dcgan: the WAE paper's MNIST conv nets at 1/8 width, latent 8, 28x28x1;
+  dcgan_full: the same at full width (22M params; default on GPU and TPU only);
   resnet18: MoCA's A2 ResNet-18 encoder and mirrored decoder, 32x32x3 (full
-    width; in the default table on GPU and TPU only).
+    width; default on GPU and TPU only).
+Each cell runs in every --dtypes value (config.model.dtype: float32, or
+bfloat16 compute with float32 params; default float32 on a CPU, both on GPU
+and TPU).
 The global batch is the same for every device count (default 64), so with N
 devices each device runs batch/N examples and the codes are all-gathered.
 Images are uniform noise in [0, 1] of that shape (the step's cost does not
@@ -25,6 +29,7 @@ or TPU also MFU, that rate as a share of the devices' dense bfloat16 peak.
 
   python benchmarks/step.py                                  # the table
   python benchmarks/step.py --devices=1,8 --nets=mlp --batch_size=64
+  python benchmarks/step.py --devices=1 --nets=resnet18 --dtypes=bfloat16
   python benchmarks/step.py --single --num_devices=2         # one subprocess, JSON
 """
 
@@ -36,7 +41,8 @@ import sys
 import time
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
-NETS = ("mlp", "dcgan", "resnet18")
+NETS = ("mlp", "dcgan", "dcgan_full", "resnet18")
+CPU_NETS = ("mlp", "dcgan")
 # Dense bfloat16 peak TFLOP/s per device, by a substring of jax's device_kind
 # (vendor data sheets; the first match wins).
 BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0),
@@ -46,10 +52,10 @@ BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0),
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
 
-from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
+from wae_jax.xla_flags import ACCELERATOR_PLUGINS, CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def make_config(method: str, net: str, batch_size: int):
+def make_config(method: str, net: str, batch_size: int, dtype: str):
   """The run's config: configs/default.py (mlp) or the WAE paper's MNIST (dcgan)."""
   from configs import _wae_paper  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
@@ -58,15 +64,16 @@ def make_config(method: str, net: str, batch_size: int):
   if net == "mlp":
     config = default.base_config()
     config.method = method
-  elif net == "dcgan":
+  elif net in ("dcgan", "dcgan_full"):
     config = _wae_paper.mnist(method)
-    config.model.width_multiplier = 1 / 8
+    config.model.width_multiplier = 1 / 8 if net == "dcgan" else 1.0
   elif net == "resnet18":
     config = _wae_paper.mnist(method)
     config.model.network = "resnet18"
   else:
     raise ValueError(f"Unknown net {net!r}; use one of {NETS}.")
   config.batch_size = batch_size
+  config.model.dtype = dtype
   config.steps_per_epoch = 100  # the schedules need it; the data is not read
   methods.apply_required(config)
   if method == "moca":
@@ -75,7 +82,8 @@ def make_config(method: str, net: str, batch_size: int):
 
 
 def image_shape(net: str):
-  return {"mlp": (8, 8, 1), "dcgan": (28, 28, 1), "resnet18": (32, 32, 3)}[net]
+  return {"mlp": (8, 8, 1), "dcgan": (28, 28, 1), "dcgan_full": (28, 28, 1),
+          "resnet18": (32, 32, 3)}[net]
 
 
 def bf16_peak_flops(device_kind: str):
@@ -86,16 +94,16 @@ def bf16_peak_flops(device_kind: str):
   return None
 
 
-def time_cell(method: str, net: str, num_devices: int, batch_size: int,
+def time_cell(method: str, net: str, dtype: str, num_devices: int, batch_size: int,
               min_steps: int, max_seconds: float) -> dict:
-  """Compile time and median seconds per step of one (method, net, devices)."""
+  """Compile time and median seconds per step of one (method, net, dtype, devices)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from wae_jax import methods  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
 
-  config = make_config(method, net, batch_size)
+  config = make_config(method, net, batch_size, dtype)
   module = methods.get(method)
   mesh = parallel.make_mesh(jax.devices()[:num_devices])
   parallel.check_batch_size(batch_size, mesh)
@@ -107,10 +115,9 @@ def time_cell(method: str, net: str, num_devices: int, batch_size: int,
   state = parallel.replicate(state, mesh)
   batch = parallel.shard_batch(host_batch, mesh)
   step = parallel.make_parallel_step(module.train_step, mesh)
+  start = time.perf_counter()
   cost = step.lower(state, batch).compile().cost_analysis()
   flops_per_step = float((cost[0] if isinstance(cost, list) else cost)["flops"]) * num_devices
-
-  start = time.perf_counter()
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
@@ -127,7 +134,8 @@ def time_cell(method: str, net: str, num_devices: int, batch_size: int,
   seconds = float(np.median(times))
   peak = bf16_peak_flops(jax.devices()[0].device_kind)
   return {"tflops": flops_per_step / seconds / 1e12,
-          "mfu": flops_per_step / seconds / (peak * num_devices) if peak else None,"method": method, "net": net, "devices": num_devices,
+          "mfu": flops_per_step / seconds / (peak * num_devices) if peak else None,
+          "method": method, "net": net, "dtype": dtype, "devices": num_devices,
           "batch_size": batch_size, "compile_s": compile_s,
           "ms_per_step": 1000 * seconds, "steps_per_s": 1.0 / seconds,
           "images_per_s": batch_size / seconds, "steps_timed": len(times),
@@ -144,17 +152,16 @@ def run_single(args) -> None:
                       "available": jax.device_count()}), flush=True)
     return
   for net in args.nets.split(","):
-    for method in args.methods.split(","):
-      cell = time_cell(method, net, args.num_devices, args.batch_size,
-                       args.min_steps, args.max_seconds)
-      print(json.dumps(cell), flush=True)
+    for dtype in args.dtypes.split(","):
+      for method in args.methods.split(","):
+        cell = time_cell(method, net, dtype, args.num_devices, args.batch_size,
+                         args.min_steps, args.max_seconds)
+        print(json.dumps(cell), flush=True)
 
 
 def has_accelerator() -> bool:
   import importlib.util  # pylint: disable=g-import-not-at-top
-  plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-             "jax_rocm7_plugin", "libtpu")
-  return any(importlib.util.find_spec(name) for name in plugins)
+  return any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
 
 
 def main():
@@ -163,7 +170,10 @@ def main():
   parser.add_argument("--devices", default="1,2,4,8", help="device counts")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--nets", default=None,
-                      help="default: mlp,dcgan on a CPU, and resnet18 too on GPU/TPU")
+                      help="default: mlp,dcgan on a CPU, and dcgan_full,resnet18 too on GPU/TPU")
+  parser.add_argument("--dtypes", default=None,
+                      help="config.model.dtype values; default: float32 on a CPU, "
+                      "float32,bfloat16 on GPU/TPU")
   parser.add_argument("--batch_size", type=int, default=64, help="global batch")
   parser.add_argument("--min_steps", type=int, default=3)
   parser.add_argument("--max_seconds", type=float, default=1.0,
@@ -172,13 +182,20 @@ def main():
                       help="time one device count in this process")
   parser.add_argument("--num_devices", type=int, default=1)
   args = parser.parse_args()
+  accelerator = has_accelerator()
   if args.nets is None:
-    args.nets = ",".join(NETS if has_accelerator() else NETS[:2])
+    args.nets = ",".join(NETS if accelerator else CPU_NETS)
+  if args.dtypes is None:
+    args.dtypes = "float32,bfloat16" if accelerator else "float32"
+  for name, values, allowed in (("--nets", args.nets, NETS), ("--methods", args.methods, METHODS),
+                                ("--dtypes", args.dtypes, ("float32", "bfloat16"))):
+    unknown = sorted(set(values.split(",")) - set(allowed))
+    if unknown:
+      parser.error(f"{name} has {', '.join(unknown)}, not among {', '.join(allowed)}.")
   if args.single:
     run_single(args)
     return
 
-  accelerator = has_accelerator()
   rows = []
   for num_devices in (int(n) for n in args.devices.split(",")):
     env = dict(os.environ)
@@ -188,7 +205,7 @@ def main():
       env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, os.path.abspath(__file__), "--single",
            f"--num_devices={num_devices}", f"--methods={args.methods}",
-           f"--nets={args.nets}", f"--batch_size={args.batch_size}",
+           f"--nets={args.nets}", f"--dtypes={args.dtypes}", f"--batch_size={args.batch_size}",
            f"--min_steps={args.min_steps}", f"--max_seconds={args.max_seconds}"]
     with subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                           text=True) as process:
@@ -199,8 +216,10 @@ def main():
                 "available", file=sys.stderr, flush=True)
           continue
         rows.append(row)
-        print(f"{row['net']} {row['method']} x{row['devices']}: "
-              f"{row['ms_per_step']:.1f} ms/step, compile {row['compile_s']:.1f} s",
+        mfu = f", MFU {100 * row['mfu']:.2f}%" if row["mfu"] is not None else ""
+        print(f"{row['net']} {row['dtype']} {row['method']} x{row['devices']}: "
+              f"{row['ms_per_step']:.2f} ms/step, {row['tflops']:.3f} TFLOP/s{mfu}, "
+              f"compile {row['compile_s']:.1f} s",
               file=sys.stderr, flush=True)
     if process.returncode:
       raise RuntimeError(f"{' '.join(cmd)} failed (exit {process.returncode}).")
@@ -210,12 +229,13 @@ def main():
   print(f"\nData-parallel train step (shard_map under jit), global batch "
         f"{args.batch_size}, {first['platform']} ({first['device_kind']}), "
         "median over timed steps\n")
-  print("| net | method | devices | ms/step | steps/s | images/s | TFLOP/s | MFU (bf16 peak) "
-        "| compile s |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("| net | dtype | method | devices | ms/step | steps/s | images/s | TFLOP/s "
+        "| MFU (bf16 peak) | compile s |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    print(f"| {r['net']} | {r['method']} | {r['devices']} | {r['ms_per_step']:.1f} | "
+    mfu = f"{100 * r['mfu']:.2f}%" if r["mfu"] is not None else "-"
+    print(f"| {r['net']} | {r['dtype']} | {r['method']} | {r['devices']} | "
+          f"{r['ms_per_step']:.2f} | "
           f"{r['steps_per_s']:.1f} | {r['images_per_s']:.0f} | {r['tflops']:.3f} | {mfu} | "
           f"{r['compile_s']:.1f} |")
 
