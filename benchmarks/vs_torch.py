@@ -22,8 +22,8 @@ JAX iterations, so both see the same machine load; the table gives medians
 over rounds of the times and of each round's ratio = torch time / JAX time
 (above 1: this library is faster). It also measures the machine's GEMM peak
 (the best of jnp.dot and torch.matmul on 2048^3 float32) and, for the conv
-steps, the model FLOPs per step (XLA's count for the plain, un-rewritten
-layers) as a share of it.
+steps, the model FLOPs per step (wae_jax/flops.py: the plain layers'
+dots and convolutions) as a share of it.
 
 torch is an optional, benchmark-only dependency (`pip install torch`, the CPU
 build); without it this prints a message and exits.
@@ -45,6 +45,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
 
+from wae_jax.flops import step_model_flops  # pylint: disable=g-import-not-at-top,wrong-import-position
 from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
@@ -122,7 +123,7 @@ class JaxWorkload:
       self.batch = parallel.shard_batch(host_batch, mesh)
       self.step = parallel.make_parallel_step(method.train_step, mesh)
       if spec["net"] == "dcgan":
-        self.flops = model_flops(config, method, state, host_batch)
+        self.flops = step_model_flops(config, method, host_batch)
 
       def run(n):
         for _ in range(n):
@@ -151,20 +152,6 @@ class JaxWorkload:
           out = fn(*args)
         jax.block_until_ready(out)
       self.run = run
-
-
-def model_flops(config, method, state, host_batch) -> float:
-  """XLA's FLOP count of the step built with the plain stride-2 layers (the
-  model's own FLOPs; the rewrites add a few percent of padding work)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  plain = config.copy_and_resolve_references()
-  plain.model.upsample = "transpose"
-  plain_state = jax.eval_shape(lambda r: method.init(plain, r, host_batch),
-                               jax.random.PRNGKey(0))
-  del state
-  cost = jax.jit(method.train_step).lower(plain_state, host_batch).cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost["flops"])
 
 
 def jax_gemm_seconds() -> float:

@@ -28,8 +28,9 @@ from wae_jax import methods
 
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
 
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
-                    "xla_cpu_use_fusion_emitters": False}
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+if jax.default_backend() == "cpu":  # an XLA:CPU option; other backends reject it
+  COMPILER_OPTIONS["xla_cpu_use_fusion_emitters"] = False
 
 
 def base_config():

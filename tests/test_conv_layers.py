@@ -31,7 +31,8 @@ def _compare(ours, flax_layer, kernel_shape, x_shape, out_shape_fn, dtype, rng):
   cotangent = jnp.asarray(rng.normal(size=y_shape), dtype)
   both = jax.jit(lambda v, x, c: (_outputs_and_grads(ours, v, x, c),
                                   _outputs_and_grads(flax_layer, v, x, c)))
-  got, expected = both(variables, x, cotangent)
+  with jax.default_matmul_precision("highest"):  # GPUs default to tf32 for float32 dots
+    got, expected = both(variables, x, cotangent)
   assert got[0].shape == y_shape == expected[0].shape
   for g, e in zip(got, expected):
     assert g.dtype == e.dtype == dtype
