@@ -1,5 +1,5 @@
 """wae_jax.flops counts the matrix FLOPs of a jaxpr: closed forms, a brute-force
-count of a convolution's taps, and XLA's own cost analysis on the CPU."""
+count of a convolution's taps, and XLA's own cost analysis (on the CPU)."""
 
 import itertools
 
@@ -18,6 +18,11 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 def _count(fn, *shapes):
   args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
   return flops.matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+# XLA's cost analysis of a lowered program is the reference where it exists:
+# the CPU backend has it, a GPU's gives none.
+ON_CPU = jax.default_backend() == "cpu"
 
 
 def _xla_flops(fn, *shapes):
@@ -68,9 +73,11 @@ def test_conv_counts_only_taps_on_real_input(in_hw, kernel_hw, strides, padding,
   expected = 2 * batch * in_features * out_features * _brute_force_macs(
       in_hw, kernel_hw, strides, padding, lhs_dilation)
   assert _count(conv, *shapes) == expected
-  assert _xla_flops(conv, *shapes) == expected  # XLA:CPU's cost analysis agrees
+  if ON_CPU:
+    assert _xla_flops(conv, *shapes) == expected  # XLA's cost analysis agrees
 
 
+@pytest.mark.skipif(not ON_CPU, reason="XLA's lowered cost analysis is the CPU backend's")
 def test_conv_gradients_match_xla_cost_analysis():
   """The transposed convolutions autodiff makes (batch-grouped, dilated kernels)."""
   def loss(x, k):
@@ -95,7 +102,8 @@ def test_train_step_is_the_plain_models_flops():
     method = methods.get("wae_mmd")
     batch = {"image": np.zeros((config.batch_size, 28, 28, 1), np.float32)}
     counts[upsample] = flops.step_model_flops(config, method, batch)
-  state = jax.eval_shape(lambda r: method.init(config, r, batch), jax.random.PRNGKey(0))
-  xla = jax.jit(method.train_step).lower(state, batch).cost_analysis()["flops"]
   assert counts["phase"] == counts["transpose"]
-  assert 0.98 * xla <= counts["transpose"] <= xla
+  if ON_CPU:
+    state = jax.eval_shape(lambda r: method.init(config, r, batch), jax.random.PRNGKey(0))
+    xla = jax.jit(method.train_step).lower(state, batch).cost_analysis()["flops"]
+    assert 0.98 * xla <= counts["transpose"] <= xla
