@@ -2,7 +2,7 @@
 
 Times `parallel.make_parallel_step(method.train_step, mesh)` (shard_map under
 jit, state donated: what the trainer runs) on a mesh of 1, 2, 4 and 8 devices,
-for every method (wae_mmd, wae_gan, vae, moca) and two networks:
+for every method (wae_mmd, wae_gan, vae, moca) and these networks:
   mlp:   the default MLP (256, 256), latent 8, on digits-sized 8x8x1 images;
   dcgan: the WAE paper's MNIST conv nets at 1/8 width, latent 8, 28x28x1;
   dcgan_full: the same at full width (22M params; default on GPU and TPU only);
@@ -57,7 +57,7 @@ from wae_jax.flops import step_model_flops  # pylint: disable=g-import-not-at-to
 from wae_jax.xla_flags import ACCELERATOR_PLUGINS, CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def make_config(method: str, net: str, batch_size: int, dtype: str):
+def make_config(method: str, net: str, batch_size: int, dtype: str = "float32"):
   """The run's config: configs/default.py (mlp) or the WAE paper's MNIST (dcgan)."""
   from configs import _wae_paper  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
