@@ -54,7 +54,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
 
 from wae_jax.flops import step_model_flops  # pylint: disable=g-import-not-at-top,wrong-import-position
-from wae_jax.xla_flags import ACCELERATOR_PLUGINS, CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
+from wae_jax.xla_flags import CPU_FLAGS, has_accelerator_plugin  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def make_config(method: str, net: str, batch_size: int, dtype: str = "float32"):
@@ -162,11 +162,6 @@ def run_single(args) -> None:
         print(json.dumps(cell), flush=True)
 
 
-def has_accelerator() -> bool:
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  return any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
-
-
 def main():
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,7 +180,7 @@ def main():
                       help="time one device count in this process")
   parser.add_argument("--num_devices", type=int, default=1)
   args = parser.parse_args()
-  accelerator = has_accelerator()
+  accelerator = has_accelerator_plugin()
   if args.nets is None:
     args.nets = ",".join(NETS if accelerator else CPU_NETS)
   if args.dtypes is None:

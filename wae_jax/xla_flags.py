@@ -17,12 +17,16 @@ ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plu
                        "jax_rocm7_plugin", "libtpu")
 
 
+def has_accelerator_plugin() -> bool:
+  """Whether a GPU or TPU plugin of jax is installed (found without importing jax)."""
+  return any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
+
+
 def set_cpu_flags() -> None:
   """Sets XLA_FLAGS to CPU_FLAGS on a CPU-only machine. Must run before jax is
   imported; never overrides XLA_FLAGS a user set."""
   if "XLA_FLAGS" in os.environ:
     return
   platforms = os.environ.get("JAX_PLATFORMS", "")
-  has_accelerator = any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
-  if platforms in ("", "cpu") and (platforms == "cpu" or not has_accelerator):
+  if platforms in ("", "cpu") and (platforms == "cpu" or not has_accelerator_plugin()):
     os.environ["XLA_FLAGS"] = CPU_FLAGS
