@@ -31,19 +31,12 @@ def time_step(width: float, upsample: str, steps: int, batch_size: int,
   import numpy as np
 
   from benchmarks import step as step_benchmark
-  from wae_jax import methods, parallel
 
   config = step_benchmark.make_config("wae_mmd", "dcgan", batch_size)
   config.model.width_multiplier = width
   config.model.upsample = upsample
-  method = methods.get(config.method)
-  host_batch = {"image": np.random.default_rng(0).uniform(
-      size=(batch_size,) + step_benchmark.image_shape("dcgan")).astype(np.float32)}
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  state = jax.jit(lambda rng: method.init(config, rng, host_batch))(jax.random.PRNGKey(0))
-  state = parallel.replicate(state, mesh)
-  batch = parallel.shard_batch(host_batch, mesh)
-  step = parallel.make_parallel_step(method.train_step, mesh)
+  step, state, batch = step_benchmark.build_step(
+      config, step_benchmark.random_batch(batch_size, "dcgan"))
 
   t0 = time.perf_counter()
   state, metrics = step(state, batch)

@@ -96,6 +96,29 @@ def bf16_peak_flops(device_kind: str):
   return None
 
 
+def build_step(config, host_batch: dict, num_devices: int = 1):
+  """The trainer's step (`parallel.make_parallel_step`, state donated) on the
+  first num_devices devices: (step, initial state replicated, batch sharded)."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from wae_jax import methods  # pylint: disable=g-import-not-at-top
+  from wae_jax import parallel  # pylint: disable=g-import-not-at-top
+
+  method = methods.get(config.method)
+  mesh = parallel.make_mesh(jax.devices()[:num_devices])
+  parallel.check_batch_size(config.batch_size, mesh)
+  state = jax.jit(lambda rng: method.init(config, rng, host_batch))(jax.random.PRNGKey(0))
+  return (parallel.make_parallel_step(method.train_step, mesh),
+          parallel.replicate(state, mesh), parallel.shard_batch(host_batch, mesh))
+
+
+def random_batch(batch_size: int, net: str) -> dict:
+  """{'image': uniform noise in [0, 1] of (batch_size,) + image_shape(net)}."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return {"image": np.random.default_rng(0).uniform(
+      size=(batch_size,) + image_shape(net)).astype(np.float32)}
+
+
 def time_cell(method: str, net: str, dtype: str, num_devices: int, batch_size: int,
               min_steps: int, max_seconds: float) -> dict:
   """Compile time and median seconds per step of one (method, net, dtype, devices)."""
@@ -103,22 +126,11 @@ def time_cell(method: str, net: str, dtype: str, num_devices: int, batch_size: i
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from wae_jax import methods  # pylint: disable=g-import-not-at-top
-  from wae_jax import parallel  # pylint: disable=g-import-not-at-top
 
   config = make_config(method, net, batch_size, dtype)
-  module = methods.get(method)
-  flops_per_step = step_model_flops(config, module, {"image": np.zeros(
-      (batch_size,) + image_shape(net), np.float32)})
-  mesh = parallel.make_mesh(jax.devices()[:num_devices])
-  parallel.check_batch_size(batch_size, mesh)
-  images = np.random.default_rng(0).uniform(
-      size=(batch_size,) + image_shape(net)).astype(np.float32)
-  host_batch = {"image": images}
-  state = jax.jit(lambda rng: module.init(config, rng, host_batch))(
-      jax.random.PRNGKey(0))
-  state = parallel.replicate(state, mesh)
-  batch = parallel.shard_batch(host_batch, mesh)
-  step = parallel.make_parallel_step(module.train_step, mesh)
+  host_batch = random_batch(batch_size, net)
+  flops_per_step = step_model_flops(config, methods.get(method), host_batch)
+  step, state, batch = build_step(config, host_batch, num_devices)
   start = time.perf_counter()
   step.lower(state, batch).compile()
   state, metrics = step(state, batch)

@@ -112,18 +112,13 @@ class JaxWorkload:
     self.flops = None
     rng = np.random.default_rng(0)
     if kind == "step":
-      from wae_jax import methods, parallel  # pylint: disable=g-import-not-at-top
+      from benchmarks import step as step_benchmark  # pylint: disable=g-import-not-at-top
+      from wae_jax import methods  # pylint: disable=g-import-not-at-top
       config = step_config(spec)
-      method = methods.get(spec["method"])
-      shape = (8, 8, 1) if spec["net"] == "mlp" else (28, 28, 1)
-      host_batch = {"image": rng.uniform(size=(100,) + shape).astype(np.float32)}
-      mesh = parallel.make_mesh(jax.devices()[:1])
-      state = jax.jit(lambda r: method.init(config, r, host_batch))(jax.random.PRNGKey(0))
-      self.state = parallel.replicate(state, mesh)
-      self.batch = parallel.shard_batch(host_batch, mesh)
-      self.step = parallel.make_parallel_step(method.train_step, mesh)
+      host_batch = step_benchmark.random_batch(100, spec["net"])
+      self.step, self.state, self.batch = step_benchmark.build_step(config, host_batch)
       if spec["net"] == "dcgan":
-        self.flops = step_model_flops(config, method, host_batch)
+        self.flops = step_model_flops(config, methods.get(spec["method"]), host_batch)
 
       def run(n):
         for _ in range(n):
