@@ -6,7 +6,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -19,4 +19,4 @@ def get_config(arg=None):
   # sigma^2 = 0.3 holds for pixels in [-1, 1]: their squared errors are 4x ours.
   config.reconstruction_scale = _wae_paper.CELEBA_PIXEL_RANGE ** 2
   config.optimizer.learning_rate = 1e-4
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

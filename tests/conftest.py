@@ -5,3 +5,10 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+  # `pytest -m "not slow"` is the quick subset named in the README.
+  config.addinivalue_line(
+      "markers", "slow: runs training in subprocesses (the CLI, killed and resumed runs); "
+      "deselect with -m 'not slow'")

@@ -55,9 +55,20 @@ CASES = [
      "is a file"),
     ("workdir_not_writable", "wae_jax.main", [DEFAULT, "--workdir=/proc/sys/wae_run"],
      "/proc/sys"),
+    ("config_argument_unknown", "wae_jax.main",
+     ["--config=configs/default.py:foo", f"--workdir={W}"],
+     "--config=configs/default.py:foo: unknown config argument 'foo'"),
     # Values of the config.
     ("unknown_method", "wae_jax.main", [DEFAULT, "--config.method=wae", f"--workdir={W}"],
      "config.method 'wae'"),
+    ("method_switch_contradicted", "wae_jax.main",
+     [DEFAULT, "--config.method=vae", "--config.model.encoder=deterministic", f"--workdir={W}"],
+     "--config.method=vae needs config.model.encoder='gaussian', but "
+     "--config.model.encoder='deterministic' was given"),
+    ("best_metric_the_data_cannot_yield", "wae_jax.main",
+     [DEFAULT, "--config.best_metric=swd_image_64", f"--workdir={W}"],
+     "config.best_metric='swd_image_64' is not computed for dataset 'digits' (8x8x1 "
+     "examples); its group 'swd_image' gives swd_image_8, swd_image_avg"),
     ("unknown_dataset", "wae_jax.main", [DEFAULT, "--config.dataset=imagenet",
                                           f"--workdir={W}"], "config.dataset 'imagenet'"),
     ("unknown_network", "wae_jax.main", [DEFAULT, "--config.model.network=vgg",

@@ -1,11 +1,5 @@
-"""Checkpoints of a run: its config (config.json) and its TrainState (orbax).
-
-Layout under a workdir:
-
-  config.json          the full config of the run (written once at start)
-  trainer.lock         flock-ed by the trainer running in the workdir
-  checkpoints/<step>/  one orbax checkpoint per saved step
-  checkpoints/<step>.corrupt/  a damaged checkpoint the trainer moved aside
+"""Checkpoints of a run: its config (config.json) and its TrainState (orbax),
+and the trainer's lock of the workdir (file names: wae_jax/run_files.py).
 
 A checkpoint holds the pytree leaves of the TrainState as a nested dict
 (`flax.serialization.to_state_dict`), so the queue, the key encoder, the
@@ -50,13 +44,10 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from wae_jax import cli
-from wae_jax.run_files import write_json_atomic
+from wae_jax.run_files import (CHECKPOINT_DIR, CONFIG_FILE, CORRUPT_SUFFIX, LOCK_FILE,
+                               write_json_atomic)
 from wae_jax.state import TrainState
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-LOCK_FILE = "trainer.lock"
-CORRUPT_SUFFIX = ".corrupt"
 # Keys of a checkpoint's custom metadata.
 DIGEST_KEY = "state_sha256"
 CONFIG_KEY = "config"

@@ -27,6 +27,7 @@ from absl import logging
 
 from wae_jax import cli
 from wae_jax import run_files
+from wae_jax.evaluation import metric_names
 
 FLAGS = flags.FLAGS
 
@@ -80,7 +81,7 @@ def parse_metrics(text: str, evaluator) -> tuple:
 
 
 def default_best_metric(metrics: Dict[str, float], config) -> str:
-  return run_files.preferred_metric(metrics, fallback=config.best_metric)
+  return metric_names.preferred_metric(metrics, fallback=config.best_metric)
 
 
 def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "full",
