@@ -176,10 +176,20 @@ def _flatten(tree: dict) -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """Dotted names of fields that differ between two config dicts."""
+  """Dotted names of fields that differ between two config dicts.
+
+  A field the saved config lacks and the current one holds at its schema
+  default is no difference: the schema grew since the run started (a new
+  method's fields, a newly declared evaluator field).
+  """
+  from wae_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   saved_flat, current_flat = _flatten(saved), _flatten(current)
+  defaults = _flatten(config_to_dict(config_lib.base_config()))
   names = sorted(set(saved_flat) | set(current_flat))
-  return [n for n in names if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")]
+  return [n for n in names
+          if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")
+          and not (n not in saved_flat and n in defaults
+                   and current_flat[n] == defaults[n])]
 
 
 def _resumable_changes(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> list[str]:
