@@ -8,6 +8,7 @@ while it runs, a second trainer on the same workdir must stop at once.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -91,3 +92,18 @@ def test_switching_method_on_the_default_config_runs_to_the_end(name, tmp_path):
   config = checkpoint.load_config(str(workdir))
   for field, value in methods.get(name).required.items():
     assert fields.get(config, field) == value
+
+
+def test_a_paper_config_loads_from_any_directory_with_the_installed_package(tmp_path):
+  """Only the package importable (as after pip install), run outside the checkout."""
+  site = tmp_path / "site-packages"
+  shutil.copytree(os.path.join(REPO_ROOT, "wae_jax"), site / "wae_jax",
+                  ignore=shutil.ignore_patterns("__pycache__", "results"))
+  config_file = os.path.join(REPO_ROOT, "configs", "swae_mnist.py")
+  result = subprocess.run(
+      [sys.executable, "-m", "wae_jax.main", f"--config={config_file}:runlocal",
+       "--show_config"], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(site)),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  shown = json.loads(result.stdout)
+  assert (shown["method"], shown["dataset"], shown["latent_dim"]) == ("swae", "mnist", 40)

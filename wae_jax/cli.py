@@ -193,6 +193,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   value all surface here.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  _make_config_packages_importable(argv)
   try:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
@@ -231,6 +232,25 @@ def parse_flags(argv: list[str]) -> list[str]:
     if message is None:
       raise
     raise UserError(message) from error
+
+
+def _make_config_packages_importable(argv: Sequence[str]) -> None:
+  """Puts the folder above a config file's package on sys.path.
+
+  The experiment files import their shared pieces as `configs.<x>`; with this,
+  `--config=/path/to/wae-jax/configs/x.py` works from any directory.
+  """
+  for arg in argv:
+    if not arg.startswith("--") or "=" not in arg:
+      continue
+    path = arg.split("=", 1)[1].split(":", 1)[0]
+    if not path.endswith(".py"):
+      continue
+    package = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(package, "__init__.py")):
+      root = os.path.dirname(package)
+      if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def _config_flags() -> list:
