@@ -218,6 +218,7 @@ def test_trainer_run_starts_from_training_images_and_probes(finished_run):
   assert {"x_loss", "z_loss", "reconstruction", "loss"} <= set(records[-1])
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "killed")
@@ -232,6 +233,7 @@ def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 def test_gmm2d_figure_cli(tmp_path):
   out = str(tmp_path / "figure" / "gmm2d.png")
   result = subprocess.run(

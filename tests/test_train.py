@@ -289,6 +289,7 @@ def kill_after_first_checkpoint(workdir: str, module: str, function: str) -> Non
     process.wait()
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path):
   """SIGKILL after the first checkpoint, restart: final state bitwise equal.
 
@@ -317,6 +318,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path)
   assert [r["step"] for r in records] == list(range(2, MOCA_STEPS + 1, 2))
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_pngs(finished_run, tmp_path):
   workdir = _copy_run(finished_run, tmp_path)
   for kind, num, size in (("samples", 16, images_lib.grid_size(4, 4, 8, 8)),
@@ -335,6 +337,7 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
   assert _png_size(out) == images_lib.grid_size(3, 3, 8, 8)
 
 
+@pytest.mark.slow
 def test_sample_cli_exports_arrays(finished_run, tmp_path):
   """.npz / .npy by --out's extension, checked against the restored state."""
   workdir = finished_run[0]

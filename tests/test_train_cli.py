@@ -24,6 +24,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 400
 
 
+@pytest.mark.slow
 def test_eight_device_command_runs_to_the_end_and_locks_its_workdir(tmp_path):
   workdir = str(tmp_path / "eight")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
