@@ -66,3 +66,13 @@ def test_readme_table_lists_every_registered_method():
   with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as f:
     rows = re.findall(r"^\| `(\w+)` \|", f.read(), re.MULTILINE)
   assert sorted(set(rows) & set(methods.names())) == sorted(methods.names()), rows
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+  with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as f:
+    commands = [line for line in f.read().splitlines()
+                if line.startswith("python3 -m venv") and "pytest" in line]
+  with open(os.path.join(REPO_ROOT, ".ci", "run"), encoding="utf-8") as f:
+    ci_lines = [line for line in f.read().splitlines() if line.startswith("python3 -m venv")]
+  assert len(commands) == 1 and ci_lines == commands
+  assert "-c constraints.txt" in commands[0]
