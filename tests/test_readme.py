@@ -11,12 +11,26 @@ import sys
 
 import numpy as np
 import pytest
+import setuptools
 
 from wae_jax import config as wae_config
 from wae_jax import methods
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Use it from your own code"
+
+
+def installed_copy(site) -> str:
+  """The Python files of the packages setup.py installs (wae_jax and its
+  subpackages, as setuptools finds them), copied to `site`, as pip would."""
+  for package in setuptools.find_packages(REPO_ROOT, include=["wae_jax", "wae_jax.*"]):
+    source = os.path.join(REPO_ROOT, *package.split("."))
+    target = os.path.join(site, *package.split("."))
+    os.makedirs(target)
+    for name in os.listdir(source):
+      if name.endswith(".py"):
+        shutil.copy(os.path.join(source, name), target)
+  return site
 
 
 def readme_snippet() -> str:
@@ -29,9 +43,7 @@ def readme_snippet() -> str:
 
 @pytest.mark.slow
 def test_readme_snippet_runs_outside_the_repository(tmp_path):
-  site = tmp_path / "site-packages"
-  shutil.copytree(os.path.join(REPO_ROOT, "wae_jax"), site / "wae_jax",
-                  ignore=shutil.ignore_patterns("__pycache__", "results"))
+  site = installed_copy(tmp_path / "site-packages")
   work = tmp_path / "elsewhere"
   work.mkdir()
   (work / "snippet.py").write_text(readme_snippet())

@@ -8,7 +8,6 @@ while it runs, a second trainer on the same workdir must stop at once.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from wae_jax import checkpoint
 from wae_jax import fields
 from wae_jax import methods
 from wae_jax import metrics_io
+
+import test_readme
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 400
@@ -97,9 +98,7 @@ def test_switching_method_on_the_default_config_runs_to_the_end(name, tmp_path):
 
 def test_a_paper_config_loads_from_any_directory_with_the_installed_package(tmp_path):
   """Only the package importable (as after pip install), run outside the checkout."""
-  site = tmp_path / "site-packages"
-  shutil.copytree(os.path.join(REPO_ROOT, "wae_jax"), site / "wae_jax",
-                  ignore=shutil.ignore_patterns("__pycache__", "results"))
+  site = test_readme.installed_copy(tmp_path / "site-packages")
   config_file = os.path.join(REPO_ROOT, "configs", "swae_mnist.py")
   result = subprocess.run(
       [sys.executable, "-m", "wae_jax.main", f"--config={config_file}:runlocal",

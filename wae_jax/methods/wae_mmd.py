@@ -7,7 +7,7 @@ config.encoder_logvar_l1 * sum |logvar|).
 Options of the WAE paper: config.encoder_input_noise > 0 adds truncated
 Gaussian noise (cut at 2 std, as tf.truncated_normal) with that std to the
 encoder's input during training (the decoder's target stays the clean image);
-config.pretrain runs wae_jax/methods/pretraining.py before the first step.
+config.pretrain runs wae_jax/methods/shared/pretraining.py before the first step.
 """
 
 import math
