@@ -136,19 +136,19 @@ CASES = [
      "config.mmd.scales must be a non-empty tuple of positive numbers"),
     ("mmd_scales_not_numbers", "wae_jax.main",
      [DEFAULT, "--config.mmd.scales=abc", f"--workdir={W}"], "config.mmd.scales"),
-    ("vae_on_the_default_config", "wae_jax.main", [DEFAULT, "--config.method=vae",
-                                                    f"--workdir={W}"],
-     "config.method='vae' needs config.model.encoder='gaussian', "
-     "config.model.decoder_output='logits'; add --config.model.encoder=gaussian "
-     "--config.model.decoder_output=logits"),
+    ("vae_with_a_contradicting_decoder", "wae_jax.main",
+     [DEFAULT, "--config.method=vae", "--config.model.decoder_output=sigmoid", f"--workdir={W}"],
+     "--config.method=vae needs config.model.decoder_output='logits', but "
+     "--config.model.decoder_output='sigmoid' was given"),
     ("vae_gaussian_variance_zero", "wae_jax.main",
      [DEFAULT, "--config.method=vae", "--config.model.encoder=gaussian",
       "--config.model.decoder_output=logits", "--config.vae.likelihood=gaussian",
       "--config.vae.gaussian_var=0", f"--workdir={W}"],
      "config.vae.gaussian_var must be a finite number > 0"),
-    ("moca_on_the_default_config", "wae_jax.main", [DEFAULT, "--config.method=moca",
-                                                     f"--workdir={W}"],
-     "config.method='moca' needs config.model.encoder='sphere', config.prior='sphere'"),
+    ("moca_with_a_contradicting_prior", "wae_jax.main",
+     [DEFAULT, "--config.method=moca", "--config.prior=gaussian", f"--workdir={W}"],
+     "--config.method=moca needs config.prior='sphere', but --config.prior='gaussian' was "
+     "given (MoCA's latent is the unit sphere; set config.prior='sphere'.)"),
     ("adversary_b1_negative", "wae_jax.main",
      [DEFAULT, "--config.method=wae_gan", "--config.adversary.b1=-0.1", f"--workdir={W}"],
      "config.adversary.b1 must be a finite number in [0, 1)"),

@@ -82,6 +82,12 @@ def test_use_method_switches_and_refuses_a_contradiction():
                      r"config\.model\.encoder='gaussian', but --config\.model\.encoder="
                      r"'deterministic' was given"):
     wae_config.use_method(config, "vae", user_fields=("model.encoder",))
+  # A value the user chose that differs from a required one but that the
+  # method accepts stays: a Gaussian-likelihood VAE with pixel means.
+  config = lib.base_config()
+  config.vae.likelihood = "gaussian"
+  wae_config.use_method(config, "vae", user_fields=("model.decoder_output", "vae.likelihood"))
+  assert (config.model.decoder_output, config.model.encoder) == ("sigmoid", "gaussian")
   # A sweep's run: flat dotted overrides.
   assert methods.apply_required({"method": "vae", "vae.beta": 2.0}) == {
       "method": "vae", "vae.beta": 2.0, "model.encoder": "gaussian",

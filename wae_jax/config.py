@@ -134,20 +134,31 @@ def use_method(config: ml_collections.ConfigDict, name: str,
   """Sets config.method = name and the values the method requires; returns config.
 
   user_fields: dotted fields the user set explicitly (e.g. on the command
-  line); a required value that contradicts one of them is a cli.UserError
-  rather than a silent change.
+  line). Such a field keeps the user's value even where it differs from a
+  required one, as long as the method accepts it (the VAE's Gaussian
+  likelihood takes pixel means as well as logits); when the method refuses it,
+  that is one cli.UserError naming the flag, not a silent change.
   """
   method = methods.get(name)
   user_fields = set(user_fields)
   with config.ignore_type():
     config.method = name
+  kept = {}
   for field, value in method.required.items():
     current = fields.get(config, field)
     if field in user_fields and current != value:
+      kept[field] = (current, value)
+    else:
+      fields.set_value(config, field, value)
+  if kept:
+    try:
+      method.check_config(config)
+    except ValueError as error:
+      field, (given, value) = next(iter(kept.items()))
       raise cli.UserError(
           f"--config.method={name} needs config.{field}={value!r}, but "
-          f"--config.{field}={current!r} was given; drop that flag or choose another method.")
-    fields.set_value(config, field, value)
+          f"--config.{field}={given!r} was given ({cli.one_line(error)}); drop that flag or "
+          "choose another method.") from error
   return config
 
 
