@@ -137,6 +137,7 @@ class _Member:
     self.start_step = 0
     self.saved: dict = {}
     self.failure: Optional[str] = None
+    self.is_chief = parallel.is_chief()
 
 
 def train_population(configs: Sequence[ml_collections.ConfigDict], workdir: str) -> list:
@@ -253,14 +254,19 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None
         continue
       host_metrics = jax.device_get(pending)
       pending = []
+      # Every member's log line first, then the evaluations and saves, so no
+      # member's steps/s counts another member's evaluation.
+      stopping = []
       for m in members:
-        if m.failure is not None:
-          continue
-        try:
-          _member_stop(m, states, host_metrics, step, is_last, log_now, eval_now, save_now)
-        except train.NonFiniteLossError as error:
-          _fail(m, step, str(error), is_chief)
-          summaries[m.index] = {"failed": m.failure}
+        if m.failure is None and _member_log(m, states, host_metrics, step, log_now, save_now):
+          stopping.append(m)
+      eval_seconds = 0.0
+      for m in stopping:
+        eval_seconds += _member_eval_and_save(m, step, is_last, eval_now, save_now)
+      for m in members:
+        m.log.progress.exclude(eval_seconds)
+      if all(m.failure is not None for m in members):
+        break
   finally:
     batches.close()
     for m in members:
@@ -268,35 +274,51 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None
       m.writer.close()
 
   for m in members:
-    if m.failure is None:
+    if m.failure is not None:
+      summaries[m.index] = {"failed": m.failure}
+    else:
       summaries[m.index] = (train._write_run_complete(m.workdir, num_train_steps, m.manager)  # pylint: disable=protected-access
                             if is_chief else {"step": num_train_steps})
 
 
-def _member_stop(m: _Member, states, host_metrics: list, step: int, is_last: bool,
-                 log_now: bool, eval_now: bool, save_now: bool) -> None:
-  """A solo run's stop for member m: finite check, log, evaluation, checkpoint."""
+def _member_log(m: _Member, states, host_metrics: list, step: int, log_now: bool,
+                save_now: bool) -> bool:
+  """The first half of a solo run's stop for member m: the finite check of its
+  metrics (and of its state when it is saved), its log line. Returns whether
+  it is still good; a member that went non-finite stops here (`_fail`)."""
   pending = [(first, {name: value[..., m.index] for name, value in metrics.items()})
              for first, metrics in host_metrics]
-  m.log.add(m.guard.checked_history(pending))
-  state = member(states, m.index, m.treedef) if (save_now or eval_now) else None
-  digest = m.guard.state_digest(state, step) if save_now else None
+  m.state = member(states, m.index, m.treedef) if save_now else None  # Evaluations save too.
+  try:
+    m.log.add(m.guard.checked_history(pending))
+    m.digest = m.guard.state_digest(m.state, step) if save_now else None
+  except train.NonFiniteLossError as error:
+    _fail(m, step, str(error))
+    return False
   if log_now:
     m.log.write(step)
-  eval_metrics = None
+  return True
+
+
+def _member_eval_and_save(m: _Member, step: int, is_last: bool, eval_now: bool,
+                          save_now: bool) -> float:
+  """The second half: evaluation and checkpoint; returns the evaluation's seconds."""
+  eval_metrics, seconds = None, 0.0
   if eval_now:
     eval_start = time.perf_counter()
-    eval_metrics = m.evaluate(state, step, is_last)
-    m.log.progress.exclude(time.perf_counter() - eval_start)
+    eval_metrics = m.evaluate(m.state, step, is_last)
+    seconds = time.perf_counter() - eval_start
   if save_now:
-    train.save_checkpoint(m.manager, state, step, m.config, m.source, digest, eval_metrics,
+    train.save_checkpoint(m.manager, m.state, step, m.config, m.source, m.digest, eval_metrics,
                           m.log)
     m.guard.last_good_step = step
+  m.state = None
+  return seconds
 
 
-def _fail(m: _Member, step: int, reason: str, is_chief: bool) -> None:
+def _fail(m: _Member, step: int, reason: str) -> None:
   """Stops member m alone: run_failed.json in its workdir says why."""
-  m.failure = reason
+  m.failure, m.state = reason, None
   logging.error("%s: %s", m.workdir, reason)
-  if is_chief:
+  if m.is_chief:
     run_files.write_run_failed(m.workdir, step, reason)
