@@ -13,6 +13,10 @@ fields its module declares (`Method.config`), so a method's defaults are
 written once, in its own file, and every run's config holds every field (a
 sweep or a resumed run can switch method without a schema change).
 
+Scalar hyper-parameters (λ, learning rates, β, τ, m0, kernel scales, noise)
+are plain numbers apart from the fields that fix shapes or programs (method,
+image and batch sizes, latent_dim, networks, queue and pseudo-input counts).
+
 Experiment files (configs/*.py) start from `base_config()` and set fields.
 """
 
@@ -24,6 +28,7 @@ from wae_jax import cli
 from wae_jax import fields
 from wae_jax import methods
 from wae_jax.evaluation import metric_names
+
 
 def shared_config() -> ml_collections.ConfigDict:
   """The fields every run reads whatever its method, with defaults."""
