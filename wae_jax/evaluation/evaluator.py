@@ -360,7 +360,9 @@ class Evaluator:
       extractor = _inception_features(self.fid_weights)
       real = self._real_features(extractor.name, extractor, self.num_samples)
       fake = extractor(generated)
-      description = f"{extractor.name} ({self.fid_weights})"
+      digest = getattr(extractor, "weights_sha256", None)
+      description = (f"{extractor.name} ({self.fid_weights}"
+                     + (f", sha256 {digest})" if digest else ")"))
       if "fid_inception" in metrics:
         results["fid_inception"] = fid_lib.frechet_distance_from_features(fake, real)
         self.feature_nets["fid_inception"] = description
