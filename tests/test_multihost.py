@@ -32,6 +32,7 @@ from wae_jax import checkpoint
 from wae_jax import data
 from wae_jax import metrics_io
 from wae_jax import multihost
+from wae_jax import preemption
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 40
@@ -243,6 +244,38 @@ def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path)
   assert stopped_after < 3 * PEER_TIMEOUT + 15
   killed_steps = checkpoint.all_steps(workdir)
   assert killed_steps and max(killed_steps) < NUM_STEPS
+
+  _run(LAUNCH + MAIN, workdir)
+  _assert_states_equal(_checkpoint_leaves(two_processes[0]), _checkpoint_leaves(workdir))
+  records = metrics_io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert [r["step"] for r in records] == [10, 20, 30, 40]
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_they_resume(two_processes, tmp_path):
+  """A preempted host: SIGTERM reaches process 1 only, before its first call.
+  JAX's preemption sync point stops both after the same call; both checkpoint
+  it, print one line, exit 143; started again they end bitwise equal to the
+  uninterrupted run."""
+  workdir = str(tmp_path / "preempted")
+  env = dict(os.environ, WAE_JAX_PEER_TIMEOUT=str(PEER_TIMEOUT), WAE_TEST_STEP_DELAY="0.5")
+  launch = Launch(RECORDING_MAIN + [f"--workdir={workdir}"] + CONFIG_ARGS,
+                  str(tmp_path / "launcher.log"), env)
+  launch.wait_for(lambda: "[process 1] " in launch.stderr()
+                  and "Training " in launch.stderr().split("[process 1] ", 1)[1],
+                  "process 1's training")
+  os.kill(launch.pid(1), signal.SIGTERM)
+  launch.process.wait(timeout=240)
+  stderr = launch.stderr()
+  assert launch.process.returncode == preemption.EXIT_PREEMPTED, stderr[-3000:]
+  assert "Traceback" not in stderr
+  steps = checkpoint.all_steps(workdir)
+  assert len(steps) == 1 and 0 < steps[0] < NUM_STEPS, steps
+  for process_id in (0, 1):
+    words = [line for line in stderr.splitlines() if line.startswith(f"[process {process_id}] ")]
+    assert words[-1] == (f"[process {process_id}] preempted at step {steps[0]}; run the same "
+                         "command to resume"), stderr[-3000:]
+    assert (f"[launcher] process {process_id} exited with status "
+            f"{preemption.EXIT_PREEMPTED}") in stderr
 
   _run(LAUNCH + MAIN, workdir)
   _assert_states_equal(_checkpoint_leaves(two_processes[0]), _checkpoint_leaves(workdir))

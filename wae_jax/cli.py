@@ -177,6 +177,9 @@ def run_absl(main: Callable[[list[str]], Any]) -> NoReturn:
 
   try:
     app.run(main_without_usage_text, argv=argv, flags_parser=parse_flags)
+  except KeyboardInterrupt:  # Ctrl-C before a program installed its own handling.
+    sys.stderr.write("interrupted; run the same command again to resume.\n")
+    sys.exit(INTERRUPTED_EXIT_STATUS)
   except Exception as error:  # pylint: disable=broad-except
     status = _report(error, debug)
     if status is None:

@@ -35,6 +35,7 @@ from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax.evaluation import evaluator as evaluator_lib
 from wae_jax.evaluation import probes as probes_lib
@@ -288,6 +289,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: an invalid config, or one that differs from the workdir's.
     checkpoint.WorkdirBusyError: another trainer runs in `workdir`.
     NonFiniteLossError: a loss term or the state became NaN or Inf.
+    preemption.Stopped: SIGTERM or SIGINT arrived; the step in flight was
+      finished and checkpointed (see wae_jax/preemption.py).
   """
   workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
@@ -298,12 +301,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_batch_size(config.batch_size, mesh)
   if is_chief:
     os.makedirs(workdir, exist_ok=True)
-  with checkpoint.workdir_lock(workdir, enabled=is_chief):
-    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief)
+  with checkpoint.workdir_lock(workdir, enabled=is_chief), preemption.StopSignals() as stop:
+    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief, stop)
 
 
 def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh,
-                             workdir: str, is_chief: bool) -> dict:
+                             workdir: str, is_chief: bool,
+                             stop: Optional[preemption.StopSignals] = None) -> dict:
   """train_and_evaluate once the config is checked and the workdir is locked."""
   method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
@@ -375,7 +379,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   # resumed run's next line averages the same steps as an uninterrupted run's.
   log_history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
   try:
-    for step in range(start_step + chunk, num_train_steps + 1, chunk):  # A call's last step.
+    calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.
+    for call_index, step in enumerate(calls):
       state, call_metrics = train_step(state, next(batches))
       pending.append((step - chunk + 1, call_metrics))
       if len(pending) > DISPATCH_WINDOW:  # Wait for the call DISPATCH_WINDOW calls back.
@@ -385,9 +390,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         progress.steps_per_second(step)
 
       is_last = step == num_train_steps
+      # A signal: checkpoint this call's step and stop (every process at the same call).
+      stop_now = stop is not None and stop.requested(call_index) and not is_last
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now or stop_now
       if not (log_now or eval_now or save_now):
         continue
       log_history.extend(check_finite(pending))
@@ -437,6 +444,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
                         image_shape=source.image_shape, config=config, digest=digest,
                         extra_metadata={LOG_HISTORY_KEY: log_history})
         last_good_step = step
+      if stop_now:
+        raise stop.stopped(step)  # After the finally below has waited for the checkpoint.
   finally:
     batches.close()
     manager.wait_until_finished()
