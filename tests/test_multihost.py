@@ -331,9 +331,9 @@ def test_launcher_and_peer_timeout_refuse_bad_input(monkeypatch):
   result = subprocess.run([sys.executable, "-m", "wae_jax.multiprocess", "--num_processes=2"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1].endswith(
-      "error: Give the command to run after --, e.g. -- python -m wae_jax.main "
-      "--config=configs/default.py --workdir=/tmp/w.")
+  assert result.stderr == (
+      "error: give the command to run after --, e.g. -- python -m wae_jax.main "
+      "--config=configs/default.py --workdir=/tmp/w.\n")
   monkeypatch.setenv(multihost.PEER_TIMEOUT_ENV, "soon")
   with pytest.raises(ValueError, match="WAE_JAX_PEER_TIMEOUT='soon' must be a positive number"):
     multihost.peer_timeout()

@@ -222,6 +222,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   except OSError as error:
     raise UserError(_config_file_message(argv, error)) from error
   except (AttributeError, KeyError, TypeError) as error:
+    if isinstance(error, AttributeError) and "get_config" in str(error):
+      path = next((_flag_argument(argv, flag.name) for flag in _config_flags()
+                   if _flag_argument(argv, flag.name)), "the --config file")
+      raise UserError(f"--config file {path.split(':', 1)[0]} defines no get_config(); a "
+                      "config file must define get_config(arg=None) returning a "
+                      "ConfigDict (see configs/default.py).") from error
     message = _unknown_field_message(argv)
     if message is None:
       raise

@@ -85,6 +85,8 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
       config.steps_per_epoch = int(source.steps_per_epoch)
   config_checks.check_networks(config, source.image_shape)
   config_checks.check_metrics_for_data(config, source.image_shape)
+  config_checks.check_data(config, source)
+  config_checks.check_memory(config, source.image_shape)
   return config, source
 
 

@@ -213,8 +213,9 @@ class Evaluator:
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     check_image_metrics(metrics, self.data_source.image_shape,
                         self.config.get("dataset", "this data"), asked_by)
-    if not getattr(self.data_source, "has_labels", False):
-      # The probes are part of 'cheap'; unlabelled data simply has none.
+    if not getattr(self.data_source, "has_labels", False) or getattr(
+        self.data_source, "num_classes", 2) < 2:
+      # The probes are part of 'cheap'; unlabelled data (or one class kept) simply has none.
       metrics = tuple(m for m in metrics if m != "latent_probes")
     if "fid_inception" in metrics or "kid_inception" in metrics:
       # Fail before any compute when the weights file is missing.
