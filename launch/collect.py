@@ -79,7 +79,7 @@ def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str
   gathered = []
   names = set()
   for entry in manifest:
-    complete = run_files.read_run_complete(entry["workdir"])
+    complete = run_files.read_run_complete(entry["workdir"], move_damaged=False)
     evals = _eval_lines(entry["workdir"])
     for line in evals:
       names.update(k for k, v in line["metrics"].items() if _numeric(v))

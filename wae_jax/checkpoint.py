@@ -59,6 +59,10 @@ LOCK_FILE = "trainer.lock"
 CORRUPT_SUFFIX = ".corrupt"
 # Keys of a checkpoint's custom metadata.
 DIGEST_KEY = "state_sha256"
+# The SHA-256 binding the state's digest to the step and the recorded config and
+# image shape, so that a checkpoint copied in under another step number, or one
+# whose recorded config was edited, fails verification. Older checkpoints lack it.
+BOUND_DIGEST_KEY = "checkpoint_sha256"
 CONFIG_KEY = "config"
 IMAGE_SHAPE_KEY = "image_shape"
 
@@ -166,11 +170,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f"{path} does not exist: {workdir!r} is not a wae_jax workdir "
         "(train into it first with python -m wae_jax.main).")
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
   try:
-    saved = json.loads(text)
-  except json.JSONDecodeError as e:
+    with open(path, encoding="utf-8") as f:
+      saved = json.loads(f.read())
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:  # Not UTF-8, or not JSON.
     saved = e
   if not isinstance(saved, dict):
     raise DamagedConfigError(
@@ -303,6 +306,13 @@ def non_finite_leaves(tree: dict) -> list[str]:
           and not np.all(np.isfinite(np.asarray(leaf)))]
 
 
+def bound_digest(state_sha256: str, step: int, custom: dict) -> str:
+  """The SHA-256 of (state digest, step, recorded config, recorded image shape)."""
+  record = {"state": state_sha256, "step": int(step), "config": custom.get(CONFIG_KEY),
+            "image_shape": custom.get(IMAGE_SHAPE_KEY)}
+  return hashlib.sha256(json.dumps(record, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def verified_digest(state: TrainState, step: int) -> str:
   """The digest `save` records for `state`.
 
@@ -338,6 +348,7 @@ def save(manager: ocp.CheckpointManager, state: TrainState, step: int,
   custom.update(extra_metadata or {})
   # A snapshot: orbax writes the metadata later, when the asynchronous save ends.
   custom = json.loads(json.dumps(custom))
+  custom[BOUND_DIGEST_KEY] = bound_digest(custom[DIGEST_KEY], step, custom)
   manager.save(
       step, args=ocp.args.StandardSave(tree),
       metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
@@ -469,6 +480,10 @@ def _restore_verified(manager, config, step, image_shape, sharding):
   host_tree = jax.device_get(tree)
   if state_digest(host_tree) != custom[DIGEST_KEY]:
     raise _damaged(manager, step, "its arrays differ from the digest recorded when it was saved")
+  if BOUND_DIGEST_KEY in custom and bound_digest(custom[DIGEST_KEY], step,
+                                                 custom) != custom[BOUND_DIGEST_KEY]:
+    raise _damaged(manager, step, "its step number or recorded config differ from those it was "
+                   "saved with (copied in from elsewhere, or edited)")
   bad = non_finite_leaves(host_tree)
   if bad:
     raise _damaged(manager, step, f"it holds NaN or Inf in {', '.join(bad[:5])}")

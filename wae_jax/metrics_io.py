@@ -15,25 +15,39 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
+from wae_jax import run_files
 from wae_jax.run_files import EVAL_FILE, METRICS_FILE
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:
-  """Keeps only the lines of a JSON-lines file whose "step" is <= max_step."""
+  """Keeps only the lines of a JSON-lines file whose "step" is <= max_step.
+
+  A last line cut short by a kill is dropped. Any other line that is not a
+  record {"step": int, ...} means damage: the file is moved aside to
+  <path>.corrupt with one warning and the intact lines are written anew.
+  """
   if not os.path.exists(path):
     return
-  kept = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut short by a kill.
-      if int(record.get("step", 0)) <= max_step:
-        kept.append(line)
+  with open(path, "rb") as f:
+    raw_lines = f.read().split(b"\n")
+  kept, damaged = [], None
+  for number, raw in enumerate(raw_lines):
+    cut_short = number == len(raw_lines) - 1  # No newline after it: the write was killed.
+    if not raw.strip():
+      continue
+    try:
+      record = json.loads(raw.decode("utf-8"))
+      step = record["step"]
+      if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+      if not cut_short and damaged is None:
+        damaged = f"line {number + 1} is not a record with an integer step"
+      continue
+    if step <= max_step:
+      kept.append(raw.decode("utf-8").strip())
+  if damaged is not None:
+    run_files.move_aside(path, damaged)
   tmp_path = f"{path}.tmp-{os.getpid()}"
   with open(tmp_path, "w", encoding="utf-8") as f:
     f.write("".join(line + "\n" for line in kept))

@@ -147,7 +147,7 @@ def finished_summary(workdir: str, manager, num_train_steps: int,
     raise cli.UserError(
         f"{workdir!r} already holds checkpoint {latest}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
-  done = run_files.read_run_complete(workdir)
+  done = run_files.read_run_complete(workdir, move_damaged=is_chief)
   if done is not None and latest == num_train_steps:
     return done
   if is_chief and done is not None:
@@ -349,6 +349,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   # PNG grids only of pictures: 'synthetic' and 'gmm2d' vectors have none.
   image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
   image_dir = os.path.join(workdir, IMAGE_DIR)
+  if is_chief:
+    images_lib.remove_partial_files(image_dir)  # Left by a kill during a write.
   progress = metrics_io.Progress(start_step, num_train_steps)
   last_good_step = start_step if start_step else None  # Verified: written finite, or restored.
 
