@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import logging as logging_lib
+import re
 import socket
 import sys
 from typing import Any, Iterator, Optional, Sequence
@@ -362,6 +363,37 @@ def _first_line(error: Exception, limit: int = 200) -> str:
 
 def _damaged(manager: ocp.CheckpointManager, step: int, reason: str) -> DamagedCheckpointError:
   return DamagedCheckpointError(f"Checkpoint {step} in {manager.directory} is damaged: {reason}")
+
+
+# How tensorstore / orbax report a full disk or quota (errno 28 / 122) inside their errors.
+_DISK_FULL_PATTERN = re.compile(r"No space left on device|Disk quota exceeded|"
+                                r"os_error_code='(28|122)'")
+_STEP_FOLDER_PATTERN = re.compile(r"(/[^\"']*?/(\d+))\.orbax-checkpoint-tmp")
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    return True
+  return bool(_DISK_FULL_PATTERN.search(str(error)))
+
+
+@contextlib.contextmanager
+def reporting_write_errors(manager: ocp.CheckpointManager) -> Iterator[None]:
+  """Around saving and waiting for checkpoints: a full disk becomes one
+  cli.UserError naming the checkpoint folder and step (cli's log filter drops
+  the tracebacks orbax's threads log). The previous complete checkpoint stays intact."""
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    if not _is_disk_full(error):
+      raise
+    match = _STEP_FOLDER_PATTERN.search(str(error))
+    where = (f"checkpoint {match.group(2)} to {match.group(1)}" if match
+             else f"a checkpoint to {manager.directory}")
+    raise cli.UserError(
+        f"writing {where} failed: the disk is full; free space or choose another --workdir, "
+        "then run the same command to resume from the last complete checkpoint, "
+        "which is kept.") from None
 
 
 class _OrbaxSilenced(logging_lib.Filter):

@@ -158,6 +158,10 @@ def save_png(path: str, grid: np.ndarray) -> None:
   try:
     Image.fromarray(grid).save(tmp_path, format="PNG")
     os.replace(tmp_path, path)
+  except OSError as error:
+    if error.filename is None:  # PIL's write errors name no file.
+      raise OSError(error.errno, error.strerror, path) from error
+    raise
   finally:
     if os.path.exists(tmp_path):  # A failed write (a full disk) leaves no half file.
       os.remove(tmp_path)

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
+from wae_jax import cli
 from wae_jax import run_files
 from wae_jax.run_files import EVAL_FILE, METRICS_FILE
 
@@ -91,6 +92,7 @@ class MetricWriter:
     self.workdir = workdir
     self.is_chief = is_chief
     self._tb = None
+    self._step = start_step
     if not is_chief:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -106,7 +108,9 @@ class MetricWriter:
       return
     record = {"step": int(step)}
     record.update({k: _to_float(v) for k, v in scalars.items()})
-    with open(self.metrics_path, "a", encoding="utf-8") as f:
+    self._step = int(step)
+    with cli.reporting_write_errors(self.metrics_path, step), open(
+        self.metrics_path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in record.items():
       if name != "step":
@@ -117,7 +121,9 @@ class MetricWriter:
     if not self.is_chief:
       return
     values = {k: _to_float(v) for k, v in metrics.items()}
-    with open(self.eval_path, "a", encoding="utf-8") as f:
+    self._step = int(step)
+    with cli.reporting_write_errors(self.eval_path, step), open(
+        self.eval_path, "a", encoding="utf-8") as f:
       f.write(json.dumps({"step": int(step), "metrics": values}) + "\n")
     for name, value in values.items():
       self._tb.add_scalar(f"eval/{name}", value, step)
@@ -128,14 +134,31 @@ class MetricWriter:
       return
     self._tb.add_image(tag, image, step, dataformats="HWC")
 
+  def _event_file(self) -> str:
+    return f"the TensorBoard event file in {self.workdir}"
+
   def flush(self) -> None:
     if self._tb is not None:
-      self._tb.flush()
+      with cli.reporting_write_errors(self._event_file(), self._step):
+        self._tb.flush()
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    """Flushes and closes TensorBoard. A failed flush (a full disk) is left to
+    the error that stopped the run: the writer's thread is stopped so neither it
+    nor tensorboardX's exit hook prints a traceback."""
+    if self._tb is None:
+      return
+    tb, self._tb = self._tb, None
+    try:
+      tb.close()
+    except OSError as error:
+      if cli.environment_reason(error) is None:
+        raise
+      events = tb.file_writer.event_writer
+      worker = getattr(events, "_worker", None)
+      if worker is not None:
+        worker.stop()
+      events._closed = True  # pylint: disable=protected-access  # Its exit hook would retry.
 
 
 def format_duration(seconds: float) -> str:

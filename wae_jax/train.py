@@ -434,7 +434,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         if image_grids is not None:  # On every process: the state may span hosts.
           grids = image_grids(state)
           if is_chief:
-            images_lib.write_grids(image_dir, step, grids, writer)
+            with cli.reporting_write_errors(image_dir, step):
+              images_lib.write_grids(image_dir, step, grids, writer)
         if is_chief:
           logging.info("eval step %d: %s", step, ", ".join(
               f"{k} {v:.4f}" for k, v in sorted(eval_metrics.items())))
@@ -442,18 +443,22 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         progress.exclude(time.perf_counter() - eval_start)
 
       if save_now:
-        checkpoint.save(manager, state, step,
-                        metrics={config.best_metric: eval_metrics[config.best_metric]}
-                        if eval_metrics else None,
-                        image_shape=source.image_shape, config=config, digest=digest,
-                        extra_metadata={LOG_HISTORY_KEY: log_history})
+        with checkpoint.reporting_write_errors(manager):
+          checkpoint.save(manager, state, step,
+                          metrics={config.best_metric: eval_metrics[config.best_metric]}
+                          if eval_metrics else None,
+                          image_shape=source.image_shape, config=config, digest=digest,
+                          extra_metadata={LOG_HISTORY_KEY: log_history})
         last_good_step = step
       if stop_now:
         raise stop.stopped(step)  # After the finally below has waited for the checkpoint.
   finally:
     batches.close()
-    manager.wait_until_finished()
-    writer.close()
+    try:
+      with checkpoint.reporting_write_errors(manager):
+        manager.wait_until_finished()
+    finally:
+      writer.close()
 
   # 6. The end. --------------------------------------------------------------
   summary = None
