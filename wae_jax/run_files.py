@@ -68,6 +68,8 @@ def _summary(path: str) -> Optional[dict]:
     return None
   except UnicodeDecodeError as error:
     raise ValueError("not UTF-8 text") from error
+  except json.JSONDecodeError as error:
+    raise ValueError(f"not a JSON object: {error.msg} at character {error.pos}") from error
   if not (isinstance(summary, dict) and isinstance(summary.get("step"), int)):
     raise ValueError('not a JSON object with an integer "step"')
   return summary

@@ -313,6 +313,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   """train_and_evaluate once the config is checked and the workdir is locked."""
   method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
+  if is_chief:  # PNGs a kill left half-written; no writer is alive while we hold the lock.
+    images_lib.remove_partial_files(os.path.join(workdir, IMAGE_DIR))
   num_train_steps = int(config.num_train_steps)
 
   # 2. State. ----------------------------------------------------------------
@@ -349,8 +351,6 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   # PNG grids only of pictures: 'synthetic' and 'gmm2d' vectors have none.
   image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
   image_dir = os.path.join(workdir, IMAGE_DIR)
-  if is_chief:
-    images_lib.remove_partial_files(image_dir)  # Left by a kill during a write.
   progress = metrics_io.Progress(start_step, num_train_steps)
   last_good_step = start_step if start_step else None  # Verified: written finite, or restored.
 
