@@ -539,3 +539,54 @@ def test_half_written_pngs_are_removed_at_start(trained, tmp_path):
   result = _run_module("wae_jax.main", TINY_RUN + [f"--workdir={workdir}"])
   assert result.returncode == 0, result.stderr[-3000:]
   assert sorted(os.listdir(images)) == sorted(set(kept) - {os.path.basename(partial)})
+
+
+# --- A full disk (a small tmpfs; needs the right to mount, else skipped) ----------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """Mounts a tmpfs of the requested size; yields a function size -> mount point."""
+  mounted = []
+
+  def mount(size):
+    point = tmp_path / f"disk{len(mounted)}"
+    point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+      pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+    mounted.append(point)
+    return point
+
+  yield mount
+  for point in mounted:
+    subprocess.run(["umount", str(point)], check=True)
+
+
+# The default MLP 256-256 on 8x8 digits: a checkpoint is about 1.9 MB, an
+# evaluation's writes (eval.jsonl, PNGs, TensorBoard) some 40 kB.
+DISK_RUN = [DEFAULT, "--config.num_train_steps=40", "--config.log_every_steps=10",
+            "--config.num_eval_images=8", "--config.keep_checkpoints=4"]
+
+
+@pytest.mark.parametrize("size,every,eval_every,expected", [
+    ("700k", 10, 40, "writing checkpoint 10 to {workdir}/checkpoints/10 failed: the disk is full"),
+    ("3000k", 10, 40, "writing checkpoint 20 to {workdir}/checkpoints/20 failed: the disk is full"),
+    ("40k", 40, 20, "at step 20 failed: the disk is full"),
+], ids=["first_checkpoint", "second_checkpoint", "evaluation"])
+def test_a_full_disk_is_one_line_naming_the_path_and_step(size, every, eval_every, expected,
+                                                          small_disk):
+  workdir = str(small_disk(size) / "run")
+  result = _run_module("wae_jax.main", DISK_RUN + [
+      f"--config.checkpoint_every_steps={every}", f"--config.eval_every_steps={eval_every}",
+      f"--workdir={workdir}"])
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if "rror" in line]
+  assert len(errors) == 1 and errors[0] == result.stderr.splitlines()[-1], result.stderr
+  assert errors[0].startswith("error: ") and expected.format(workdir=workdir) in errors[0]
+  assert workdir in errors[0]
+  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  for step in checkpoint.all_steps(workdir):  # What was complete before stays intact.
+    checkpoint.restore_state(workdir, step=step)
