@@ -283,6 +283,39 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_they_resume(two_proce
   assert [r["step"] for r in records] == [10, 20, 30, 40]
 
 
+def _alive(pid: int) -> bool:
+  """Whether `pid` runs (a zombie, ended but not yet reaped, does not)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux parent-death signal")
+def test_a_killed_launcher_ends_its_trainers_and_they_resume(two_processes, tmp_path):
+  """SIGKILL to `python -m wae_jax.multiprocess` itself: each trainer gets SIGTERM
+  from Linux (the parent-death signal), checkpoints the same step and ends; no
+  trainer goes on alone. Started again they end bitwise equal to the uninterrupted run."""
+  workdir = str(tmp_path / "orphaned")
+  env = dict(os.environ, WAE_JAX_PEER_TIMEOUT=str(PEER_TIMEOUT), WAE_TEST_STEP_DELAY="0.5")
+  launch = Launch(RECORDING_MAIN + [f"--workdir={workdir}"] + CONFIG_ARGS,
+                  str(tmp_path / "launcher.log"), env)
+  launch.wait_for(lambda: launch.stderr().count("Training ") == 2, "both trainers' training")
+  trainers = [launch.pid(0), launch.pid(1)]
+  launch.process.kill()
+  launch.process.wait(timeout=60)
+  deadline = time.time() + 120
+  while any(_alive(pid) for pid in trainers):
+    assert time.time() < deadline, "a trainer outlived its launcher"
+    time.sleep(0.2)
+  steps = checkpoint.all_steps(workdir)
+  assert steps and max(steps) < NUM_STEPS, steps  # The step in flight, checkpointed.
+
+  _run(LAUNCH + MAIN, workdir)
+  _assert_states_equal(_checkpoint_leaves(two_processes[0]), _checkpoint_leaves(workdir))
+
+
 # A job of 2 x 4 devices that sums over all of them, forever.
 COLLECTIVE_LOOP = [sys.executable, "-c", """
 import jax, jax.numpy as jnp, numpy as np
