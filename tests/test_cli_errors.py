@@ -227,6 +227,9 @@ CASES = [
     ("evaluate_best_metric_unknown", "wae_jax.evaluate",
      [f"--workdir={W}", "--best_metric=bogus"],
      "--best_metric='bogus' is not a lower-is-better metric"),
+    ("bigwae_unknown_config_argument", "wae_jax.main",
+     ["--config=configs/bigwae.py:bogus", f"--workdir={W}"],
+     "Unknown config argument 'bogus' for bigwae.py"),
     ("sweep_unknown_config_argument", "launch.sweep",
      ["--config=configs/bigwae.py:bogus", f"--root={W}", "--num_runs=1"],
      "Unknown config argument 'bogus' for bigwae.py"),
@@ -426,6 +429,9 @@ def _edit_config(workdir, **evaluation):
 
 # (id, module, arguments, text of the one line, how to prepare the copied workdir)
 AFTER_RUN_CASES = [
+    ("evaluate_best_metric_unknown", "wae_jax.evaluate",
+     ["--workdir={workdir}", "--metrics=cheap", "--best_metric=bogus"],
+     "--best_metric='bogus' is not a lower-is-better metric", None),
     ("evaluate_best_metric_not_evaluated", "wae_jax.evaluate",
      ["--workdir={workdir}", "--metrics=latent", "--best_metric=test_reconstruction"],
      "--best_metric=test_reconstruction is computed by the 'test_reconstruction' group", None),
