@@ -266,3 +266,41 @@ def test_moca_schedules_halve_as_the_appendix_says():
     schedule = optim.learning_rate_schedule(config)
     for epoch, lr in hand.items():
       assert float(schedule(10 * epoch)) == pytest.approx(lr, rel=1e-6), (name, epoch)
+
+
+def test_gated_layer_gradients_are_normalised_per_tensor_as_adamnormgrad():
+  """h and g are separate tensors, each divided by its own gradient norm.
+
+  The SWAE code's gated dense layer is two nn.Linear (utils/nn.py:55-71) and
+  AdamNormGrad replaces each parameter tensor's gradient by
+  grad / (||grad||_2 + 1e-7) (utils/optimizer.py:53). Hand case: loss
+  sum(c * h(x) * sigmoid(g(x))), whose gradients have a closed form.
+  """
+  from wae_jax.models import gated  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  x, c = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+  params = {name: {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=(3,))}
+            for name in ("h", "g")}
+  layer = gated.GatedDense(3)
+  loss = lambda p: jnp.sum(c * layer.apply({"params": p}, jnp.asarray(x, jnp.float32)))
+  grads = jax.grad(loss)(jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params))
+  transform = optim.normalize_gradients()
+  normalised, _ = transform.update(grads, transform.init(grads))
+
+  h = x @ params["h"]["kernel"] + params["h"]["bias"]
+  gate = 1 / (1 + np.exp(-(x @ params["g"]["kernel"] + params["g"]["bias"])))
+  d_h, d_g = c * gate, c * h * gate * (1 - gate)
+  hand = {"h": {"kernel": x.T @ d_h, "bias": d_h.sum(0)},
+          "g": {"kernel": x.T @ d_g, "bias": d_g.sum(0)}}
+  for name in ("h", "g"):
+    for leaf in ("kernel", "bias"):
+      grad = hand[name][leaf]
+      norm = np.linalg.norm(grad)
+      # float32 forward/backward of a 4x3 layer: a few ulps relative.
+      np.testing.assert_allclose(normalised[name][leaf], grad / (norm + 1e-7), rtol=1e-5,
+                                 atol=1e-6, err_msg=f"{name}.{leaf}")
+      assert float(jnp.linalg.norm(normalised[name][leaf])) == pytest.approx(
+          norm / (norm + 1e-7), rel=1e-5)
+  # A fused (h, g) tensor would share one norm: the pieces would not each be unit.
+  joint = np.hypot(np.linalg.norm(hand["h"]["kernel"]), np.linalg.norm(hand["g"]["kernel"]))
+  assert np.linalg.norm(hand["h"]["kernel"]) / joint < 0.99
