@@ -39,6 +39,9 @@ def moca(dataset: str, image_size: int, network: str, lambda_reg: float,
   config.latent_dim = 128
   methods.apply_required(config)  # the unit-sphere encoder and prior
   config.model.network = network
+  # A1 (dcgan): "batch norm in every layer" (moca.txt, appendix A), which the
+  # WAE net lacks after its decoder's dense layer.
+  config.model.dense_batch_norm = network == "dcgan"
   config.lambda_reg = lambda_reg
   config.moca.queue_size = common.round_queue_size(queue_size, BATCH_SIZE)
   config.moca.temperature = 0.05
