@@ -115,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.swae.prior_logvar_clip = (-6.0, 2.0)
   config.swae.clip_pseudo_inputs = True    # pseudo-inputs pass through a clip to [0, 1]
   config.swae.pseudo_input_init_std = 0.01  # noise added to the K training images they start from
+  # Binarise the test images once (fixed seed) as the SWAE code's MNIST and
+  # Fashion-MNIST evaluation does; the training images stay grey.
+  config.swae.binarize_test = False
 
   # Optimizer (encoder-decoder).
   config.optimizer = ml_collections.ConfigDict()
@@ -150,6 +153,10 @@ def base_config() -> ml_collections.ConfigDict:
   # regression fitted on the codes of this many training images.
   config.evaluation.probe_train_examples = 10_000
   config.evaluation.probe_knn_neighbors = 5
+  # Which state the final metrics are of: "last" (the end of training) or
+  # "best" (the checkpoint with the lowest best_metric, as the SWAE code tests
+  # its best-validation model); eval.jsonl's last line records its step.
+  config.evaluation.final_checkpoint = "last"
   return config
 
 
