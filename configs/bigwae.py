@@ -13,7 +13,14 @@ kept each run's best intermediate checkpoint by FID. This file gives
 
 The ranges and where each comes from are in SEARCH_SPACE's comment and in
 configs/paper_settings.md; edit `SEARCH_SPACE` (distribution and parameters)
-to change them. The drawing is launch/sampling.py's: run index i is
+to change them. Two readings of the study's appendix D, whose extracted text
+lost the formulas: the IMQ "base scale" multiplies the code's C = 2 d
+sigma_z^2 (so 1 is the code's kernel at every swept latent size d), and
+"Adam using the same default parameters as reported in the previous section"
+means Adam's beta1 0.5 with a constant rate (the rate itself is swept) and no
+encoder input noise; the other readings are --config.mmd.base_scale (an
+absolute C / (2 d sigma_z^2)), --config.optimizer.schedule=wae_piecewise and
+--config.encoder_input_noise=0.005. The drawing is launch/sampling.py's: run index i is
 configuration i // 3 with seed i % 3; each hyper-parameter of a configuration
 is drawn from its own random stream seeded by (sweep seed, configuration
 index, parameter name) only, so the same index always gives the same

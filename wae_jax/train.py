@@ -257,7 +257,7 @@ def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
   """The final metrics of the checkpoint with the lowest best_metric.
 
   The SWAE code tests the model of its best validation loss, not the last one
-  (experiment.py:139-140, utils/train_test.py:69-75, 119-124). Restores that
+  (experiment.py:139-140, utils/train_test.py:69-75, 116-124). Restores that
   checkpoint (the last state when it is the best), evaluates the final groups
   on it, and writes them as eval.jsonl's last line at the last step with
   `final_checkpoint_step`, the step they are of.

@@ -12,7 +12,7 @@ Two variants, picked from the image size:
   stride-2 transposed convs to 512, 256 and 128, then a stride-1 conv to C.
 
 The decoder's dense layer has no batch norm, as in the WAE code
-(models.py:218-224); `dense_batch_norm` adds one after it (MoCA's A1: "batch
+(models.py:220-224); `dense_batch_norm` adds one after it (MoCA's A1: "batch
 norm in every layer", moca.txt appendix A, as Ghosh et al. 2019's nets).
 
 Channel counts are multiplied by `width_multiplier`. With `fast_conv` the
