@@ -226,6 +226,7 @@ def test_bad_config_values_raise(field, value):
 def test_adversary_adds_log_prior():
   config = make_config(method="wae_gan", prior_var=2.0)
   config.adversary.hidden_sizes = (16, 16)
+  config.adversary_log_prior = True
   with_prior = models.build_adversary(config)
   config.adversary_log_prior = False
   without_prior = models.build_adversary(config)
