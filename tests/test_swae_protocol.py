@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from wae_jax import checkpoint
+from wae_jax import cli
 from wae_jax import data
 from wae_jax import methods
 from wae_jax import metrics_io
@@ -47,6 +48,9 @@ def test_binarize_test_draws_each_pixel_once_with_its_grey_level():
   as_bytes = data.binarize(np.array([[0, 255], [128, 64]], np.uint8))
   assert as_bytes.dtype == np.uint8 and set(np.unique(as_bytes)) <= {0, 255}
   assert as_bytes[0, 0] == 0 and as_bytes[0, 1] == 255
+  config.dataset = "gmm2d"
+  with pytest.raises(cli.UserError, match="binarize_test=False"):
+    data.build(config)
 
 
 def test_final_evaluation_restores_the_checkpoint_with_the_lowest_best_metric(tmp_path):

@@ -126,13 +126,18 @@ def build(config,
                      else process_count)
   # Fail on an impossible batch split before loading anything.
   check_batch_size(config.batch_size, process_count)
+  binarize_test = bool(config.get("swae", {}).get("binarize_test", False))
+  if binarize_test and config.dataset in ("synthetic", "gmm2d"):
+    raise cli.UserError(
+        f"config.swae.binarize_test draws pixels in [0, 1] as 0 or 1, but dataset "
+        f"{config.dataset!r} holds unbounded vectors; set --config.swae.binarize_test=False.")
   train_images, test_images, train_labels, test_labels = _load_arrays(
       config, download)
   keep = tuple(int(label) for label in config.get("keep_labels", ()) or ())
   if keep:
     train_images, train_labels = keep_labels(config.dataset, train_images, train_labels, keep)
     test_images, test_labels = keep_labels(config.dataset, test_images, test_labels, keep)
-  if config.get("swae", {}).get("binarize_test", False):
+  if binarize_test:
     test_images = binarize(test_images)
   return ArraySource(
       name=config.dataset,
