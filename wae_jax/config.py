@@ -69,6 +69,7 @@ def shared_config() -> ml_collections.ConfigDict:
   config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli) | linear (unbounded, e.g. gmm2d points)
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
   config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
+  config.model.dense_batch_norm = False   # dcgan: batch norm after the decoder's dense layer too (MoCA A1)
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
   config.model.dtype = "float32"           # float32 | bfloat16: compute dtype (params, optimizer, losses: float32)
 
