@@ -13,6 +13,10 @@ fields its module declares (`Method.config`), so a method's defaults are
 written once, in its own file, and every run's config holds every field (a
 sweep or a resumed run can switch method without a schema change).
 
+Scalar hyper-parameters (λ, learning rates, β, τ, m0, kernel scales, noise)
+are plain numbers apart from the fields that fix shapes or programs (method,
+image and batch sizes, latent_dim, networks, queue and pseudo-input counts).
+
 Experiment files (configs/*.py) start from `base_config()` and set fields.
 """
 
@@ -25,6 +29,7 @@ from wae_jax import fields
 from wae_jax import hparams
 from wae_jax import methods
 from wae_jax.evaluation import metric_names
+
 
 def shared_config() -> ml_collections.ConfigDict:
   """The fields every run reads whatever its method, with defaults."""
@@ -65,6 +70,7 @@ def shared_config() -> ml_collections.ConfigDict:
   config.model.decoder_output = "sigmoid"  # sigmoid (pixel means in [0, 1]) | logits (Bernoulli) | linear (unbounded, e.g. gmm2d points)
   config.model.logvar_clip = (-10.0, 5.0)  # gaussian encoder only
   config.model.batch_norm = True          # False: dcgan / resnet nets without batch norm
+  config.model.dense_batch_norm = False   # dcgan: batch norm after the decoder's dense layer too (MoCA A1)
   config.model.upsample = "auto"           # auto | phase | transpose: how decoders do stride-2 upsampling
   config.model.dtype = "float32"           # float32 | bfloat16: compute dtype (params, optimizer, losses: float32)
 

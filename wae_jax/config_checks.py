@@ -21,6 +21,7 @@ metrics the data cannot yield (image-only metrics of vectors, swd_image_64 of
 a step. The field helpers (check_number, check_choice) are in wae_jax/fields.py.
 """
 
+import numbers
 from typing import Optional, Sequence
 
 import jax
@@ -77,7 +78,24 @@ NUMBERS = (
     ("optimizer.decay_factor", dict(low=0, low_open=True)),
     ("optimizer.decay_every_epochs", dict(low=1, integer=True)),
     ("optimizer.decay_until_epoch", dict(low=0, integer=True)),
+    ("shuffle_buffer", dict(low=0, integer=True)),
+    ("synthetic_num_points", dict(low=1, integer=True)),
+    ("synthetic_dim", dict(low=1, integer=True)),
 )
+
+# Tuples of layer widths: each a non-empty tuple of integers >= 1.
+WIDTHS = ("model.hidden_sizes", "adversary.hidden_sizes")
+
+
+def check_keep_labels(config: ml_collections.ConfigDict) -> None:
+  """UserError unless config.keep_labels is a tuple of distinct integers >= 0."""
+  value = fields.get(config, "keep_labels", default=())
+  ok = isinstance(value, (tuple, list)) and all(
+      isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)
+  if not ok or len(set(value)) != len(value):
+    raise cli.UserError(
+        f"config.keep_labels must be a tuple of distinct class labels >= 0 (or () for all), "
+        f"got {value!r}; set e.g. --config.keep_labels='(2, 3, 8)'.")
 
 
 def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
@@ -89,6 +107,9 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
     fields.check_choice(config, field, allowed)
   for field, limits in NUMBERS:
     fields.check_number(config, field, **limits)
+  for field in WIDTHS:
+    fields.check_widths(config, field)
+  check_keep_labels(config)
   if config.prior == "gaussian":
     fields.check_number(config, "prior_var", low=0, low_open=True)
   if num_devices is not None and config.batch_size % num_devices:
@@ -175,3 +196,54 @@ def check_metrics_for_data(config: ml_collections.ConfigDict, image_shape: Seque
   'full' and 'cheap' are not errors: on such data they leave those metrics out.
   """
   metric_names.check_config(config, image_shape)
+
+def check_data(config: ml_collections.ConfigDict, source) -> None:
+  """UserError when the opened data cannot serve the config: more grid images
+  than the test split, more SWAE pseudo-inputs than the training split."""
+  if source.is_image and config.num_eval_images > source.num_test_examples:
+    raise cli.UserError(
+        f"config.num_eval_images={config.num_eval_images} is more than the "
+        f"{source.num_test_examples} test images of {config.dataset}; lower it.")
+  pseudo_inputs = fields.get(config, "swae.num_pseudo_inputs")
+  if config.method == "swae" and pseudo_inputs is not None and (
+      pseudo_inputs > source.num_train_examples):
+    raise cli.UserError(
+        f"config.swae.num_pseudo_inputs={pseudo_inputs} pseudo-inputs start from as many "
+        f"training images, but {config.dataset} has {source.num_train_examples}; lower "
+        "config.swae.num_pseudo_inputs.")
+
+
+def _memory_bytes() -> tuple[int, str]:
+  """(bytes one device can hold, what they are): the accelerator's limit, else host memory."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]), f"{device.platform.upper()} memory of one device"
+  import os  # pylint: disable=g-import-not-at-top
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  # The CPU's devices share the host's memory, each with its own copy of the state.
+  return total // max(jax.local_device_count(), 1), (
+      f"host memory per CPU device ({jax.local_device_count()} devices)")
+
+
+def check_memory(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
+  """UserError when the train state alone (parameters and optimizer moments,
+  traced without allocating) and its gradients cannot fit in one device's memory.
+
+  A lower bound on what training needs (activations come on top), so it
+  refuses only what must fail, before anything is written.
+  """
+  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  state = checkpoint.abstract_state(config, image_shape)
+  state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state)
+                    if hasattr(leaf, "dtype"))
+  param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state.params))
+  needed = state_bytes + param_bytes  # + the gradients
+  available, what = _memory_bytes()
+  if needed > available:
+    raise cli.UserError(
+        f"the networks of config.latent_dim={config.latent_dim}, config.model.hidden_sizes="
+        f"{tuple(config.model.hidden_sizes)} and {'x'.join(map(str, image_shape))} images "
+        f"need at least {needed / 2**30:.1f} GiB for the train state and its gradients, "
+        f"more than the {available / 2**30:.1f} GiB {what}; lower config.latent_dim or the "
+        "network's sizes.")

@@ -71,6 +71,20 @@ def check_number(config: ml_collections.ConfigDict, field: str, *, low=None, hig
         f"got {value!r}; set --config.{field}=<value>.")
 
 
+def check_widths(config: ml_collections.ConfigDict, field: str) -> None:
+  """cli.UserError unless config.<field> is a non-empty tuple of integers >= 1
+  (a field the config does not have is not checked)."""
+  value = get(config, field, default=_ABSENT)
+  if value is _ABSENT:
+    return
+  ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
+      isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
+  if not ok:
+    raise cli.UserError(
+        f"config.{field} must be a non-empty tuple of layer widths >= 1, got {value!r}; "
+        f"set e.g. --config.{field}='(256, 256)'.")
+
+
 def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequence[str]) -> None:
   """cli.UserError unless config.<field> is one of `allowed` (a field it lacks is not checked)."""
   value = get(config, field, default=_ABSENT)

@@ -10,6 +10,8 @@ the fields that may vary are wae_jax/hparams.py's PER_MEMBER).
 --show_config prints the resolved config (after overrides and the method's
 values) and exits without writing anything; --workdir is then not needed.
 Every field and its default: wae_jax/config.py and the method modules.
+SIGTERM (preemption) or SIGINT (Ctrl-C) checkpoints the step in flight, prints
+one line and exits with 143 or 130 (see wae_jax/preemption.py).
 """
 
 import os
@@ -91,14 +93,22 @@ def main(argv):
     config_checks.check_values(member)
   from wae_jax import multihost  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
+  from wae_jax import preemption  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   _enable_compilation_cache()
   distributed = parallel.initialize_distributed()
-  if members:
-    from wae_jax import population  # pylint: disable=g-import-not-at-top
-    population.train_population(members, workdir)
-  else:
-    train.train_and_evaluate(config, workdir)
+  try:
+    if members:
+      from wae_jax import population  # pylint: disable=g-import-not-at-top
+      population.train_population(members, workdir)
+    else:
+      train.train_and_evaluate(config, workdir)
+  except preemption.Stopped as stopped:  # SIGTERM / SIGINT: checkpointed, one line.
+    if distributed:
+      multihost.finish()
+    sys.stderr.write(f"{stopped}\n")
+    sys.stderr.flush()
+    sys.exit(stopped.exit_status)
   if distributed:
     multihost.finish()  # Before exit, so the peers never take this one for dead.
 

@@ -38,6 +38,9 @@ or saved; the others go on, and a resumed population leaves it out. The
 trainer then ends with the failure as its error (exit 1) after the others
 finish.
 
+SIGTERM or SIGINT (wae_jax/preemption.py): the call in flight finishes, every
+good member is checkpointed at its step, one line, exit 143 or 130.
+
 Resuming. Every member saves at the same steps; a resumed population starts
 from the newest step that all its members hold, so a killed population
 continues as if it had not stopped, bit for bit.
@@ -59,9 +62,11 @@ from wae_jax import checkpoint
 from wae_jax import cli
 from wae_jax import data
 from wae_jax import hparams
+from wae_jax import images as images_lib
 from wae_jax import metrics_io
 from wae_jax import methods
 from wae_jax import parallel
+from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax import train
 from wae_jax.state import TrainState
@@ -168,15 +173,18 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdir: str)
   with contextlib.ExitStack() as stack_of_locks:
     for m in members:
       stack_of_locks.enter_context(checkpoint.workdir_lock(m.workdir, enabled=is_chief))
-    return _train_locked(members, mesh, is_chief)
+    stop = stack_of_locks.enter_context(preemption.StopSignals())
+    return _train_locked(members, mesh, is_chief, stop)
 
 
-def _train_locked(members: list, mesh, is_chief: bool) -> list:
+def _train_locked(members: list, mesh, is_chief: bool, stop) -> list:
   """train_population once every member's workdir is locked."""
   summaries: dict = {}
   active = []
   for m in members:
     train._record_config(m.workdir, m.config, is_chief)  # pylint: disable=protected-access
+    if is_chief:  # PNGs a kill left half-written.
+      images_lib.remove_partial_files(os.path.join(m.workdir, run_files.IMAGE_DIR))
     failed = run_files.read_run_failed(m.workdir)
     if failed is not None:
       logging.warning("%s stopped at step %d (%s); leaving it out.", m.workdir,
@@ -192,7 +200,7 @@ def _train_locked(members: list, mesh, is_chief: bool) -> list:
     active.append(m)
   try:
     if active:
-      _train_members(active, mesh, is_chief, summaries)
+      _train_members(active, mesh, is_chief, summaries, stop)
   finally:
     for m in active:
       m.manager.close()
@@ -202,7 +210,7 @@ def _train_locked(members: list, mesh, is_chief: bool) -> list:
   return [summaries[m.index] for m in members]
 
 
-def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None:
+def _train_members(members: list, mesh, is_chief: bool, summaries: dict, stop) -> None:
   """The loop of train._train_in_locked_workdir, over the members' stacked state."""
   config = members[0].config
   num_train_steps = int(config.num_train_steps)
@@ -236,7 +244,8 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None
                           size=2, put=lambda b: parallel.shard_batch(b, mesh, batch_axis))
   pending: list = []
   try:
-    for step in range(start_step + chunk, num_train_steps + 1, chunk):
+    calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.
+    for call_index, step in enumerate(calls):
       states, call_metrics = step_fn(states, values, next(batches))
       pending.append((step - chunk + 1, call_metrics))
       if len(pending) > train.DISPATCH_WINDOW:
@@ -247,9 +256,11 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None
           m.log.progress.steps_per_second(step)
 
       is_last = step == num_train_steps
+      # A signal: checkpoint every member at this call's step and stop.
+      stop_now = stop.requested(call_index) and not is_last
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now or stop_now
       if not (log_now or eval_now or save_now):
         continue
       host_metrics = jax.device_get(pending)
@@ -265,13 +276,24 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict) -> None
         eval_seconds += _member_eval_and_save(m, step, is_last, eval_now, save_now)
       for m in members:
         m.log.progress.exclude(eval_seconds)
+      if stop_now:
+        raise stop.stopped(step)  # After the finally below has waited for the checkpoints.
       if all(m.failure is not None for m in members):
         break
+    for m in members:
+      if m.failure is None and train.final_from_best(m.config):
+        train.evaluate_best_checkpoint(m.manager, m.config, m.source, mesh,
+                                       member(states, m.index, m.treedef), m.evaluate.evaluator,
+                                       m.writer)
   finally:
     batches.close()
-    for m in members:
-      m.manager.wait_until_finished()
-      m.writer.close()
+    try:
+      for m in members:
+        with checkpoint.reporting_write_errors(m.manager):
+          m.manager.wait_until_finished()
+    finally:
+      for m in members:
+        m.writer.close()
 
   for m in members:
     if m.failure is not None:
@@ -306,7 +328,8 @@ def _member_eval_and_save(m: _Member, step: int, is_last: bool, eval_now: bool,
   eval_metrics, seconds = None, 0.0
   if eval_now:
     eval_start = time.perf_counter()
-    eval_metrics = m.evaluate(m.state, step, is_last)
+    # The final groups now, unless they are to be of the best checkpoint (after the loop).
+    eval_metrics = m.evaluate(m.state, step, final=is_last and not train.final_from_best(m.config))
     seconds = time.perf_counter() - eval_start
   if save_now:
     train.save_checkpoint(m.manager, m.state, step, m.config, m.source, m.digest, eval_metrics,

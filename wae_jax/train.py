@@ -34,11 +34,13 @@ from wae_jax import checkpoint
 from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
+from wae_jax import fields
 from wae_jax import hparams
 from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax import valued_step
 from wae_jax.evaluation import evaluator as evaluator_lib
@@ -89,6 +91,8 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
       config.steps_per_epoch = int(source.steps_per_epoch)
   config_checks.check_networks(config, source.image_shape)
   config_checks.check_metrics_for_data(config, source.image_shape)
+  config_checks.check_data(config, source)
+  config_checks.check_memory(config, source.image_shape)
   return config, source
 
 
@@ -149,7 +153,7 @@ def finished_summary(workdir: str, manager, num_train_steps: int,
     raise cli.UserError(
         f"{workdir!r} already holds checkpoint {latest}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
-  done = run_files.read_run_complete(workdir)
+  done = run_files.read_run_complete(workdir, move_damaged=is_chief)
   if done is not None and latest == num_train_steps:
     return done
   if is_chief and done is not None:
@@ -268,11 +272,12 @@ class Evaluation:
     self.image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
     self.image_dir = os.path.join(workdir, run_files.IMAGE_DIR)
 
-  def __call__(self, state: TrainState, step: int, is_last: bool) -> dict:
-    """Evaluates `state`, writes the metrics and grids; returns the metrics."""
+  def __call__(self, state: TrainState, step: int, final: bool) -> dict:
+    """Evaluates `state` (the final groups when `final`, else the period's),
+    writes the metrics and grids; returns the metrics."""
     best_metric = self.config.best_metric
     groups = (metric_names.final_groups(self.config, self.evaluator.full_metrics)
-              if is_last else self.period_groups)
+              if final else self.period_groups)
     metrics = self.evaluator(state, metrics=groups)
     self.best_value = min(self.best_value, metrics[best_metric])
     metrics[f"best_{best_metric}"] = self.best_value
@@ -280,12 +285,44 @@ class Evaluation:
     if self.image_grids is not None:  # On every process: the state may span hosts.
       grids = self.image_grids(state)
       if self.is_chief:
-        images_lib.write_grids(self.image_dir, step, grids, self.writer)
+        with cli.reporting_write_errors(self.image_dir, step):
+          images_lib.write_grids(self.image_dir, step, grids, self.writer)
     if self.is_chief:
       logging.info("eval step %d: %s", step, ", ".join(
           f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
     self.writer.flush()
     return metrics
+
+
+def final_from_best(config: ml_collections.ConfigDict) -> bool:
+  """Whether the final metrics are of the best checkpoint (evaluation.final_checkpoint='best')."""
+  return fields.get(config, "evaluation.final_checkpoint", "last") == "best"
+
+
+def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
+                             mesh: jax.sharding.Mesh, state: TrainState, evaluator,
+                             writer) -> dict:
+  """The final metrics of the checkpoint with the lowest best_metric.
+
+  The SWAE code tests the model of its best validation loss, not the last one
+  (experiment.py:139-140, utils/train_test.py:69-75, 116-124). Restores that
+  checkpoint (the last state when it is the best), evaluates the final groups
+  on it, and writes them as eval.jsonl's last line at the last step with
+  `final_checkpoint_step`, the step they are of.
+  """
+  manager.wait_until_finished()
+  best_step = manager.best_step()
+  if best_step is not None and best_step != int(state.step):
+    restored = checkpoint.restore_verified(
+        manager, config, best_step, source.image_shape,
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))[0]
+    state = parallel.replicate(restored, mesh)
+  metrics = evaluator(state, metrics=metric_names.final_groups(config, evaluator.full_metrics))
+  metrics["final_checkpoint_step"] = int(best_step if best_step is not None else state.step)
+  writer.write_eval(int(config.num_train_steps), metrics)
+  logging.info("final evaluation of checkpoint %d: %s", metrics["final_checkpoint_step"],
+               ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+  return metrics
 
 
 # ----------------------------------------------------------------------------
@@ -382,8 +419,9 @@ def save_checkpoint(manager, state: TrainState, step: int, config: ml_collection
   """Saves `state` at `step` with its best-metric value (when evaluated) and the log's state."""
   metrics = ({config.best_metric: eval_metrics[config.best_metric]}
              if eval_metrics else None)
-  checkpoint.save(manager, state, step, metrics=metrics, image_shape=source.image_shape,
-                  config=config, digest=digest, extra_metadata=log.metadata())
+  with checkpoint.reporting_write_errors(manager):
+    checkpoint.save(manager, state, step, metrics=metrics, image_shape=source.image_shape,
+                    config=config, digest=digest, extra_metadata=log.metadata())
 
 
 def _write_run_complete(workdir: str, step: int, manager) -> dict:
@@ -409,6 +447,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: an invalid config, or one that differs from the workdir's.
     checkpoint.WorkdirBusyError: another trainer runs in `workdir`.
     NonFiniteLossError: a loss term or the state became NaN or Inf.
+    preemption.Stopped: SIGTERM or SIGINT arrived; the step in flight was
+      finished and checkpointed (see wae_jax/preemption.py).
   """
   workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
@@ -419,15 +459,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_batch_size(config.batch_size, mesh)
   if is_chief:
     os.makedirs(workdir, exist_ok=True)
-  with checkpoint.workdir_lock(workdir, enabled=is_chief):
-    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief)
+  with checkpoint.workdir_lock(workdir, enabled=is_chief), preemption.StopSignals() as stop:
+    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief, stop)
 
 
 def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh,
-                             workdir: str, is_chief: bool) -> dict:
+                             workdir: str, is_chief: bool,
+                             stop: Optional[preemption.StopSignals] = None) -> dict:
   """train_and_evaluate once the config is checked and the workdir is locked."""
   method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
+  if is_chief:  # PNGs a kill left half-written; no writer is alive while we hold the lock.
+    images_lib.remove_partial_files(os.path.join(workdir, run_files.IMAGE_DIR))
   num_train_steps = int(config.num_train_steps)
 
   # 2. State. ----------------------------------------------------------------
@@ -465,7 +508,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   batches = data.prefetch(source.train_batches(start_step, chunk), size=2, put=put_batch)
   pending: list[tuple[int, Any]] = []  # (first step, device metrics) of calls since the last check
   try:
-    for step in range(start_step + chunk, num_train_steps + 1, chunk):  # A call's last step.
+    calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.
+    for call_index, step in enumerate(calls):
       state, call_metrics = train_step(state, next(batches))
       pending.append((step - chunk + 1, call_metrics))
       if len(pending) > DISPATCH_WINDOW:  # Wait for the call DISPATCH_WINDOW calls back.
@@ -475,9 +519,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         log.progress.steps_per_second(step)
 
       is_last = step == num_train_steps
+      # A signal: checkpoint this call's step and stop (every process at the same call).
+      stop_now = stop is not None and stop.requested(call_index) and not is_last
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now or stop_now
       if not (log_now or eval_now or save_now):
         continue
       log.add(guard.checked_history(pending))
@@ -488,15 +534,23 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
       eval_metrics = None
       if eval_now:
         eval_start = time.perf_counter()
-        eval_metrics = evaluate(state, step, is_last)
+        # The final groups now, unless they are to be of the best checkpoint (below).
+        eval_metrics = evaluate(state, step, final=is_last and not final_from_best(config))
         log.progress.exclude(time.perf_counter() - eval_start)
       if save_now:
         save_checkpoint(manager, state, step, config, source, digest, eval_metrics, log)
         guard.last_good_step = step
+      if stop_now:
+        raise stop.stopped(step)  # After the finally below has waited for the checkpoint.
+    if final_from_best(config):
+      evaluate_best_checkpoint(manager, config, source, mesh, state, evaluate.evaluator, writer)
   finally:
     batches.close()
-    manager.wait_until_finished()
-    writer.close()
+    try:
+      with checkpoint.reporting_write_errors(manager):
+        manager.wait_until_finished()
+    finally:
+      writer.close()
 
   # 6. The end. --------------------------------------------------------------
   summary = None

@@ -13,9 +13,13 @@
   vector back). Values are N(0, 1), NOT in [0, 1]: pair it with
   decoder_output='logits' and a squared-error reconstruction. No labels.
 - gmm2d: the 2-D Gaussian mixture of the Symmetric WAE paper's Figure 1, as
-  its released code draws it (github.com/sunsunyyl/SWAE utils/distributions.py
-  :62-104, sample_GMM_d2): five equally likely components with means (i, i),
-  i = 0..4, and standard deviation 0.2 in each coordinate.
+  its released code draws it (github.com/sunsunyyl/SWAE: every gmm dataset
+  loads through utils/load_data.py:764-779, load_gmm, which calls
+  utils/distributions.py:108-132, sample_GMM): five equally likely components
+  with means (i, i), i = 0..4, and covariance diag(0.2, 0.2), i.e. standard
+  deviation sqrt(0.2) ~ 0.447 per coordinate (sample_GMM hands 0.2 *
+  np.eye to np.random.multivariate_normal as the covariance). The code's
+  other sampler, sample_GMM_d2 (std 0.2), is never called.
   config.synthetic_num_points train and as many test points from numpy seeds
   0 and 1, each a (1, 1, 2) "image"; the label is the component. Not in
   [0, 1]: pair it with decoder_output='logits'.
@@ -209,6 +213,15 @@ def load_mnist_idx(data_dir: str, image_size: int):
           f"dataset 'mnist_idx': the {split} files hold images "
           f"{images.shape} and labels {labels.shape}, expected (N, H, W) and "
           f"(N,); check the files in {data_dir}.")
+    # Float idx files can hold anything; pixels must be finite values in [0, 255].
+    bad = ~np.isfinite(images) | (images < 0) | (images > 255)
+    if np.any(bad):
+      index = np.unravel_index(int(np.argmax(bad)), images.shape)
+      raise cli.UserError(
+          f"dataset 'mnist_idx': {paths[f'{split}_images']} holds {int(bad.sum())} pixel(s) "
+          f"that are not finite values in [0, 255] (the first, image {index[0]} at row "
+          f"{index[1]}, column {index[2]}, is {images[index]!r}); replace the file with the "
+          "standard MNIST idx file.")
   out = []
   for split in ("train", "test"):
     images = arrays[f"{split}_images"][..., None]
@@ -220,7 +233,9 @@ def load_mnist_idx(data_dir: str, image_size: int):
 
 
 GMM2D_MEANS = tuple((float(i), float(i)) for i in range(5))
-GMM2D_STD = 0.2
+# Each component's covariance is GMM2D_VARIANCE * I (sample_GMM's diag(0.2)).
+GMM2D_VARIANCE = 0.2
+GMM2D_STD = float(np.sqrt(GMM2D_VARIANCE))
 
 
 def sample_gmm2d(rng: np.random.Generator, num_points: int):
@@ -240,7 +255,7 @@ def load_gmm2d(num_points: int):
     numpy seed 0, test from seed 1.
   """
   if num_points <= 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.synthetic_num_points must be positive, got {num_points}.")
   splits = [sample_gmm2d(np.random.default_rng(seed), num_points) for seed in (0, 1)]
   (train, train_labels), (test, test_labels) = splits

@@ -47,8 +47,13 @@ CONFIG = {
         # regression fitted on the codes of this many training images.
         "probe_train_examples": 10_000,
         "probe_knn_neighbors": 5,
+        # Which state the final metrics are of: "last" (the end of training) or
+        # "best" (the checkpoint with the lowest best_metric, as the SWAE code
+        # tests its best-validation model); eval.jsonl's last line records its step.
+        "final_checkpoint": "last",
     },
 }
+FINAL_CHECKPOINTS = ("last", "best")  # evaluation.final_checkpoint
 
 NUMBERS = (
     ("evaluation.num_samples", dict(low=1, integer=True)),
@@ -139,6 +144,7 @@ def check_config(config, image_shape: Optional[Sequence[int]] = None) -> None:
   another dataset's classifier FD). Runs before the trainer writes anything."""
   for field, limits in NUMBERS:
     fields.check_number(config, field, **limits)
+  fields.check_choice(config, "evaluation.final_checkpoint", FINAL_CHECKPOINTS)
   best = config.best_metric
   group = metric_group(best)
   final = tuple(fields.get(config, "evaluation.final_metrics", ()))

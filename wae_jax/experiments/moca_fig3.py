@@ -3,16 +3,19 @@
     python -m wae_jax.experiments.moca_fig3 --out=DIR [--size=paper]
 
 The paper plots the singular values of the codes of 10,000 training images
-for λ in {0, 500, 1000, 3000} (CelebA 64x64, latent 128): the larger λ, the
+for λ in {0, 500, 1000, 3000} (MoCA on CIFAR-10, latent 128; moca.txt,
+section 4.2, "Isotropy", which names no architecture): the larger λ, the
 flatter the spectrum, and the better the samples.
 
 Small (CPU): MoCA on the digits, MLP (256, 256), latent 16, batch 100, 1500
 steps, K = 1000, τ = 0.05, codes of all 1400 training images of one epoch.
-λ is the paper's scaled by the ratio of pixel counts (64 / 12288, since the
-reconstruction cost is a sum over pixels): {0, 2.6, 5.2, 15.6}. Sample
+λ is the paper's scaled by the ratio of pixel counts (64 / 3072, since the
+reconstruction cost is a sum over pixels and the best λ grows with it,
+appendix D.2): {0, 10.4, 20.8, 62.5}. Sample
 quality: the Fréchet distance in the library's digits classifier features
 (`fd_digits_classifier`, 1000 samples against the 300 test images).
-Paper: configs/celeba_moca_a2.py with the paper's λ values, 10,000 codes,
+Paper: configs/cifar10_moca_a2.py (A2, as Fig. 2 and appendix D.1 use on
+CIFAR-10) with the paper's λ values, 10,000 codes,
 FID when the Inception weights are found (else the image SWD).
 
 Checks: sv_min / sv_max of the codes rises at every step up in λ; the sample
@@ -31,14 +34,14 @@ SOURCE = "MoCA (Arpit et al. 2021), Fig. 3"
 CLAIM = ("A larger λ makes MoCA's latent codes more isotropic (a flatter singular-value "
          "spectrum), and the samples better.")
 PAPER_LAMBDAS = (0.0, 500.0, 1000.0, 3000.0)
-PAPER_PIXELS = 64 * 64 * 3
+PAPER_PIXELS = 32 * 32 * 3  # CIFAR-10 (moca.txt, section 4.2)
 NUM_CODES = 10_000
 
 
 def lambdas(size: str) -> tuple:
   if size == "paper":
     return PAPER_LAMBDAS
-  scale = 8 * 8 / PAPER_PIXELS  # the digits' pixel count over CelebA's
+  scale = 8 * 8 / PAPER_PIXELS  # the digits' pixel count over CIFAR-10's
   chosen = PAPER_LAMBDAS if size == "small" else PAPER_LAMBDAS[::3]
   return tuple(round(l * scale, 1) for l in chosen)
 
@@ -47,7 +50,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   configs = {}
   for lambda_reg in lambdas(size):
     if size == "paper":
-      config = common.file_config("celeba_moca_a2", data_dir)
+      config = common.file_config("cifar10_moca_a2", data_dir)
       config.evaluation.final_metrics = ("full",)
     else:
       config = common.base_config()

@@ -12,9 +12,12 @@ Small (CPU): MoCA on the digits, MLP (256, 256), latent 8, batch 100, λ = 10,
 1400 images of an epoch), τ in {0.01, 0.05, 0.2, 1.0}. Distances at the end:
 `fd_digits_classifier` (1000 samples against the 300 test images) and the
 image SWD.
-Paper: configs/cifar10_moca_a1.py (λ 2000, batch 64): K in {4992, 9984,
-29952, 59968} (multiples of 64), τ in {0.01, 0.05, 0.2, 1.0}, classifier FD
-and FID when the Inception weights are found.
+Paper: the ablation base of moca.txt, appendix D: configs/celeba_moca_a2.py
+with τ = 1, m0 = 0.999, λ = 3000, K = 60000 (59968); K in Table 5's {100,
+5000, 10000, 30000, 60000, 120000} rounded down to multiples of 64 (64, 4992,
+9984, 29952, 59968, 119936) at τ = 1, τ in {0.01, 0.05, 0.2, 1.0} at K =
+59968 (Fig. 10's τ values are not in the text; it trains 50 epochs, we keep
+the 200), classifier FD and FID when the Inception weights are found.
 
 Checks: the largest K is better than the smallest; τ = 0.05 is better than
 τ = 1.0 (by the classifier FD, or FID at paper size).
@@ -31,30 +34,44 @@ CLAIM = ("A larger queue K and a small temperature τ (the paper's 0.05) give sa
 DEFAULT_TAU = 0.05
 TAUS = (0.01, 0.05, 0.2, 1.0)
 SMALL_QUEUES = (100, 300, 1000, 1400)
-PAPER_QUEUES = (4992, 9984, 29952, 59968)
+# moca.txt, appendix D: Table 5's K (multiples of 64, rounded down) around the
+# ablations' K = 60000, at their tau = 1, m0 = 0.999 and lambda = 3000.
+PAPER_QUEUES = (64, 4992, 9984, 29952, 59968, 119936)
+PAPER_DEFAULT_QUEUE = 59968
+PAPER_TAU, PAPER_MOMENTUM, PAPER_LAMBDA = 1.0, 0.999, 3000.0
 
 
 def queues(size: str) -> tuple:
   """(the K values, the default K at which τ varies)."""
   if size == "toy":
     return (8, 16), 16
-  values = PAPER_QUEUES if size == "paper" else SMALL_QUEUES
-  return values, values[2]
+  if size == "paper":
+    return PAPER_QUEUES, PAPER_DEFAULT_QUEUE
+  return SMALL_QUEUES, SMALL_QUEUES[2]
+
+
+def queue_tau(size: str) -> float:
+  """The τ at which K varies: appendix D's 1 at paper size, else 0.05."""
+  return PAPER_TAU if size == "paper" else DEFAULT_TAU
 
 
 def grid(size: str) -> list:
-  """(K, τ) pairs: K varied at τ = 0.05, then τ varied at the default K."""
+  """(K, τ) pairs: K varied at queue_tau(size), then τ varied at the default K."""
   values, default_queue = queues(size)
   taus = (DEFAULT_TAU, 1.0) if size == "toy" else TAUS
-  return ([(k, DEFAULT_TAU) for k in values]
-          + [(default_queue, tau) for tau in taus if tau != DEFAULT_TAU])
+  k_tau = queue_tau(size)
+  return ([(k, k_tau) for k in values]
+          + [(default_queue, tau) for tau in taus
+             if (default_queue, tau) != (default_queue, k_tau)])
 
 
 def make_configs(size: str, out: str, data_dir: str) -> dict:
   configs = {}
   for queue_size, temperature in grid(size):
     if size == "paper":
-      config = common.file_config("cifar10_moca_a1", data_dir)
+      config = common.file_config("celeba_moca_a2", data_dir)
+      config.moca.momentum_base = PAPER_MOMENTUM
+      config.lambda_reg = PAPER_LAMBDA
       config.evaluation.final_metrics = ("full",)
     else:
       config = common.base_config()
@@ -82,12 +99,13 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
                    "swd_image_avg": runs[name]["final"]["swd_image_avg"]} for name in runs}
   summary = {"distance": distance, "by_run": by_run}
   default_queue = queues(size)[1]
+  k_tau = queue_tau(size)
   at_default_tau = sorted((r["K"], r[distance]) for r in by_run.values()
-                          if r["tau"] == DEFAULT_TAU)
+                          if r["tau"] == k_tau)
   at_default_queue = sorted((r["tau"], r[distance]) for r in by_run.values()
                             if r["K"] == default_queue)
   checks = {
-      f"K={at_default_tau[-1][0]} beats K={at_default_tau[0][0]} (τ={DEFAULT_TAU})":
+      f"K={at_default_tau[-1][0]} beats K={at_default_tau[0][0]} (τ={k_tau:g})":
           at_default_tau[-1][1] < at_default_tau[0][1],
       f"τ={DEFAULT_TAU} beats τ={at_default_queue[-1][0]:g} (K={default_queue})":
           dict(at_default_queue)[DEFAULT_TAU] < at_default_queue[-1][1],
@@ -96,7 +114,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   figure, (k_axis, tau_axis) = common.plt.subplots(1, 2, figsize=(10, 4), sharey=True)
   k_axis.plot([k for k, _ in at_default_tau], [d for _, d in at_default_tau], marker="o")
   k_axis.set(xlabel="queue size K", ylabel=distance, xscale="log",
-             title=f"τ = {DEFAULT_TAU}")
+             title=f"τ = {k_tau:g}")
   tau_axis.plot([t for t, _ in at_default_queue], [d for _, d in at_default_queue], marker="o")
   tau_axis.set(xlabel="temperature τ", xscale="log", title=f"K = {default_queue}")
   for axis in (k_axis, tau_axis):

@@ -9,7 +9,8 @@ test images better.
 
 Small (CPU): the digits, MLP (256, 256) for all three, latent 8, batch 100,
 2000 steps (140 epochs), configs/default.py's Adam; WAE-MMD and WAE-GAN with λ = 10 (the
-WAE paper's MNIST value) and N(0, I); the VAE with a Gaussian encoder and a
+WAE paper's MNIST value) and N(0, I), WAE-GAN without the log-prior trick (as
+the WAE code's MNIST config, configs/default.py); the VAE with a Gaussian encoder and a
 Bernoulli decoder (as the paper's MNIST VAE). At the end: sharpness of 1000
 samples, `fd_digits_classifier` (1000 samples against the 300 test images),
 the image SWD, the test reconstruction error; sample and reconstruction
