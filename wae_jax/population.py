@@ -31,8 +31,10 @@ files a solo run writes (config.json with its own values and an empty
 population block, metrics.jsonl, eval.jsonl, images, checkpoints,
 run_complete.json), written by the same code (wae_jax/train.py's parts), so
 launch.status, launch.collect, wae_jax.sample and wae_jax.evaluate read it
-unchanged and `python -m wae_jax.main --config=W/<i>/config.json` continues it
-alone. A member whose loss or state goes NaN or Inf stops alone: it writes
+unchanged, and trained alone (train.train_and_evaluate of its config.json's
+config, num_train_steps raised) it continues from its checkpoints. When every
+member has finished, W gets a run_complete.json of its own ({"step",
+"members": [their summaries]}), which launch.sweep --pack reads. A member whose loss or state goes NaN or Inf stops alone: it writes
 run_failed.json (the step and the reason) and is no longer logged, evaluated
 or saved; the others go on, and a resumed population leaves it out. The
 trainer then ends with the failure as its error (exit 1) after the others
@@ -207,7 +209,12 @@ def _train_locked(members: list, mesh, is_chief: bool, stop) -> list:
   failures = [(i, s["failed"]) for i, s in sorted(summaries.items()) if "failed" in s]
   if failures:
     raise train.NonFiniteLossError("; ".join(f"member {i}: {reason}" for i, reason in failures))
-  return [summaries[m.index] for m in members]
+  ordered = [summaries[m.index] for m in members]
+  if is_chief:  # The population's own mark (launch.sweep --pack reads it), after every member's.
+    run_files.write_json_atomic(
+        os.path.join(os.path.dirname(members[0].workdir), run_files.RUN_COMPLETE_FILE),
+        {"step": int(members[0].config.num_train_steps), "members": ordered})
+  return ordered
 
 
 def _train_members(members: list, mesh, is_chief: bool, summaries: dict, stop) -> None:
