@@ -115,3 +115,36 @@ def test_member_equals_solo_run(method_name, num_devices, sgd_optimizers):
       scale = float(np.max(np.abs(want))) if want.size and want.dtype.kind == "f" else 0.0
       np.testing.assert_allclose(np.asarray(have), want, rtol=1e-5, atol=1e-5 * scale + 1e-7,
                                  err_msg=f"member {i} {jax.tree_util.keystr(path)}")
+
+
+def test_readme_lists_the_per_member_fields():
+  """The README's list of per-member fields is hparams.PER_MEMBER, in order."""
+  import os
+  import re
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "README.md"), encoding="utf-8") as f:
+    text = " ".join(f.read().split())
+  listed = re.search(r"Per member \(`hparams.PER_MEMBER`, the one list\): (.+?)\. Every other",
+                     text)
+  assert listed is not None
+  names = [name.strip() for name in listed.group(1).split(",")]
+  assert tuple(names) == hparams.PER_MEMBER
+
+
+def test_members_of_a_population_config():
+  """config.population tuples -> members with those values and an empty block;
+  fields outside PER_MEMBER that differ are refused by name."""
+  from wae_jax import config as wae_config
+  config = wae_config.base_config()
+  config.population.seed = (3, 4)
+  config.population.optimizer.learning_rate = (1e-3, 2e-3)
+  members = hparams.member_configs(config)
+  assert [(m.seed, m.optimizer.learning_rate) for m in members] == [(3, 1e-3), (4, 2e-3)]
+  assert all(hparams.member_configs(m) == [] for m in members)
+  hparams.check_same_program(members)
+  np.testing.assert_array_equal(hparams.values(members)["optimizer.learning_rate"],
+                                np.float32([1e-3, 2e-3]))
+  assert "encoder_input_noise" not in hparams.values(members)  # 0 everywhere: static
+  members[1].model.encoder = "gaussian"
+  with pytest.raises(ValueError, match="config.model.encoder differs"):
+    hparams.check_same_program(members)
