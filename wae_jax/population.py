@@ -107,26 +107,31 @@ def stacked_batches(sources: Sequence[Any], start_step: int, steps_per_call: int
 def _restore_members(members: list, mesh, is_chief: bool) -> int:
   """Restores (or initialises) each member's state; returns the common start step.
 
-  Every member starts at the newest step that all of them hold: a member
-  whose newest good checkpoint is later (the kill came between two members'
-  saves) restores that common step instead.
+  Every member starts at the newest step that all of them hold: where a kill
+  came between two members' saves, the later checkpoints are moved aside
+  (<step>.corrupt, as a damaged one would be) and that member restores the
+  common step, so the population goes on as one program.
   """
   for m in members:
     m.state, m.start_step, m.saved = train.resume_or_init(
         m.workdir, m.manager, m.method, m.config, m.source, mesh, is_chief)
   start = min(m.start_step for m in members)
   for m in members:
+    if m.start_step == start:
+      continue
+    if is_chief:
+      for step in sorted(m.manager.all_steps()):
+        if step > start:
+          moved = checkpoint.move_aside(m.manager.directory, step)
+          logging.warning("%s: checkpoint %d is newer than step %d, the newest every member "
+                          "of the population holds; moved it to %s.", m.workdir, step, start,
+                          moved)
+    m.manager.reload()
+    m.state, m.start_step, m.saved = train.resume_or_init(
+        m.workdir, m.manager, m.method, m.config, m.source, mesh, is_chief)
     if m.start_step != start:
-      if start == 0:
-        raise cli.UserError(
-            f"{m.workdir} holds checkpoint {m.start_step} but another member of the "
-            "population has none; resume the members alone or start a new --workdir.")
-      state, m.saved = checkpoint.restore_verified(
-          m.manager, m.config, start, m.source.image_shape,
-          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-      m.state, m.start_step = parallel.replicate(state, mesh), start
-      logging.info("Restored %s at step %d, the newest step every member holds.",
-                   m.workdir, start)
+      raise cli.UserError(f"{m.workdir} did not resume at step {start} with the rest of its "
+                          "population; train its members alone or use a new --workdir.")
   return start
 
 
@@ -151,13 +156,13 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdir: str)
   """Trains the members `configs` into workdir/<i>/ as one vmapped program.
 
   Returns:
-    Each member's summary (run_complete.json's), or {"failed": reason} for a
-    member that went non-finite (now or in an earlier start).
+    Each member's summary (its run_complete.json's).
 
   Raises:
     cli.UserError: the members differ in a field outside hparams.PER_MEMBER,
       or a config is invalid (before anything is written).
-    train.NonFiniteLossError: after the others finished, when a member failed.
+    train.NonFiniteLossError: after the others finished, when a member went
+      non-finite (now or in an earlier start); its run_failed.json says so.
   """
   if not configs:
     raise cli.UserError("a population needs at least one member.")
