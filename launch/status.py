@@ -3,7 +3,8 @@
   python -m launch.status --root=<dir> [--json]
 
 finished: the trainer wrote run_complete.json. running: some process holds
-the run's lock. failed: the launcher gave up on it (and it is not running).
+the run's lock. failed: the launcher gave up on it, or it is a population member that went
+non-finite (run_failed.json), and it is not running.
 pending: everything else, including runs interrupted by a killed launcher.
 The ETA assumes the runs still to do take the mean wall time of the finished
 ones and run as many at a time as are running now (at least one).
@@ -20,6 +21,7 @@ from typing import Optional, Sequence
 from launch import runs
 from launch import sweep
 from wae_jax import cli
+from wae_jax import run_files
 
 STATES = ("pending", "running", "finished", "failed")
 
@@ -40,7 +42,7 @@ def run_state(workdir: str) -> str:
   if runs.is_locked(workdir):
     return "running"
   status = runs.read_json(os.path.join(workdir, runs.STATUS_FILE)) or {}
-  if status.get("state") == "failed":
+  if status.get("state") == "failed" or run_files.read_run_failed(workdir) is not None:
     return "failed"
   return "pending"
 

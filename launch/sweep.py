@@ -2,7 +2,7 @@ r"""Expands a sweep and runs every index as the ordinary trainer.
 
   python -m launch.sweep --config=configs/bigwae.py --root=/sweeps/bigwae \
       [--num_runs=N] [--engine=local|ray] [--max_parallel=P] [--retries=R] \
-      [--address=...] [--config_arg=tiny]
+      [--address=...] [--config_arg=tiny] [--pack=P]
 
 writes <root>/manifest.jsonl ({index, overrides, workdir, command} per line)
 and runs each command, whose workdir is <root>/runs/<index>. A command is
@@ -10,6 +10,16 @@ exactly what a user could run by hand:
 
   python -m wae_jax.main --config=configs/bigwae.py --workdir=<root>/runs/7 \
       --config.method=wae_gan --config.optimizer.learning_rate=0.0003 ...
+
+With --pack=P the runs whose configs differ only in scalar hyper-parameters
+(wae_jax/hparams.py's PER_MEMBER: seed, λ, learning rates, ...; so method,
+network, latent dim, batch size, image size, encoder type and every other
+field match) are grouped, in index order, into populations of at most P, and
+each population is one trainer (wae_jax/population.py) with workdir
+<root>/packs/<k>, training its runs as members <root>/packs/<k>/<j>. The
+manifest still has one line per run index, whose workdir is its member's and
+whose command is its population's. A sweep keeps the --pack it was first
+launched with.
 
 Launching again skips finished runs and resumes unfinished ones (the trainer
 resumes from its checkpoints); see launch/runs.py for the locking and retry
@@ -28,9 +38,12 @@ from typing import Any, Optional, Sequence
 from launch import engines
 from launch import runs
 from wae_jax import cli
+from wae_jax import fields
+from wae_jax import hparams
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST_FILE = "manifest.jsonl"
+PACK_DIR = "packs"
 SWEEP_FILE = "sweep.json"
 
 
@@ -110,6 +123,53 @@ def expand(root: str, config_file: str, config_arg: Optional[str], num_runs: int
   return entries
 
 
+def _program_key(overrides: dict[str, Any]) -> str:
+  """What a population's members must share: the overrides outside PER_MEMBER."""
+  return json.dumps({k: v for k, v in overrides.items() if k not in hparams.PER_MEMBER},
+                    sort_keys=True)
+
+
+def pack(entries: Sequence[dict[str, Any]], pack_size: int, root: str, config_file: str,
+         config_arg: Optional[str], python: str = sys.executable,
+         trainer: str = "wae_jax.main") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+  """Groups a sweep's entries into populations of at most `pack_size`.
+
+  Runs whose overrides agree outside hparams.PER_MEMBER share every field that
+  changes shapes or the program (same base config), so they may share one
+  vmapped trainer; they are packed in index order.
+
+  Returns:
+    (the entries with each run's member workdir, its population's command
+     and "pack": k; the populations [{"pack": k, "workdir", "command",
+     "indices"}]).
+  """
+  root = os.path.abspath(root)
+  base = load_config_module(config_file).get_config(config_arg)
+  groups: dict[str, list] = {}
+  for entry in entries:
+    groups.setdefault(_program_key(entry["overrides"]), []).append(entry)
+  chunks = [group[i:i + pack_size] for group in groups.values()
+            for i in range(0, len(group), pack_size)]
+  chunks.sort(key=lambda chunk: chunk[0]["index"])
+  packed, populations = [], []
+  for k, chunk in enumerate(chunks):
+    workdir = os.path.join(root, PACK_DIR, str(k))
+    shared = {key: value for key, value in chunk[0]["overrides"].items()
+              if key not in hparams.PER_MEMBER}
+    varied = sorted({key for e in chunk for key in e["overrides"] if key in hparams.PER_MEMBER})
+    command = run_command(python, trainer, config_file, config_arg, workdir, shared)
+    for key in varied:
+      values = tuple(e["overrides"].get(key, fields.get(base, key)) for e in chunk)
+      command.append(f"--config.{hparams.POPULATION}.{key}={format_override(values)}")
+    command = shlex.join(command)
+    populations.append({"pack": k, "workdir": workdir, "command": command,
+                        "indices": [e["index"] for e in chunk]})
+    for j, entry in enumerate(chunk):
+      packed.append(dict(entry, workdir=os.path.join(workdir, str(j)), command=command, pack=k))
+  packed.sort(key=lambda entry: entry["index"])
+  return packed, populations
+
+
 def with_overrides(config, overrides: dict[str, Any]):
   """config with the dotted overrides set (a sequence becomes a tuple)."""
   for key, value in overrides.items():
@@ -169,6 +229,12 @@ def write_manifest(root: str, entries: Sequence[dict[str, Any]], description: di
       raise cli.UserError(
           f"{root} already holds a different sweep (run {index} was {old['overrides']}, "
           f"now {_jsonable(entries[index]['overrides'])}); use a new --root for a new sweep.")
+    if index < len(entries) and entries[index]["workdir"] != old["workdir"]:
+      before = (runs.read_json(os.path.join(root, SWEEP_FILE)) or {}).get("pack", 1)
+      raise cli.UserError(
+          f"{root} was launched with --pack={before} (run {index} trains in "
+          f"{old['workdir']}, now in {entries[index]['workdir']}); launch it with "
+          f"--pack={before} again.")
   path = os.path.join(root, MANIFEST_FILE)
   tmp = f"{path}.tmp.{os.getpid()}"
   with open(tmp, "w", encoding="utf-8") as f:
@@ -185,13 +251,18 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
            max_parallel: int = 1, retries: int = 2, address: Optional[str] = None,
            config_arg: Optional[str] = None, seed: int = 0, python: str = sys.executable,
            trainer: str = "wae_jax.main", engine_options: Optional[dict[str, Any]] = None,
-           compilation_cache_dir: Optional[str] = None, log=print) -> list[runs.RunResult]:
+           compilation_cache_dir: Optional[str] = None, log=print,
+           pack_size: int = 1) -> list[runs.RunResult]:
   """Expands the sweep, writes the manifest and runs every unfinished index.
 
   Runs share a JAX persistent compilation cache (compilation_cache_dir,
   default <root>/jax_cache; "" for none; an existing JAX_COMPILATION_CACHE_DIR
   in the environment wins): the runs of one configuration compile the same
   programs, so all but the first skip most of their compile time.
+
+  pack_size > 1 trains runs that differ only in scalar hyper-parameters as
+  populations of at most that many members (`pack`); each population is one
+  trainer, and the RunResults are then per population (index = its pack k).
 
   Returns:
     The RunResults of the runs started now (already finished runs are not
@@ -204,6 +275,8 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
   config_arg = config_arg or arg_in_path
   if retries < 0:
     raise cli.UserError(f"retries is {retries}; use 0 or more.")
+  if pack_size < 1:
+    raise cli.UserError(f"--pack is {pack_size}; use 1 (one trainer per run) or more.")
   module = load_config_module(config_file)
   num_runs = resolve_num_runs(module, config_file, num_runs)
   options = dict(engine_options or {})
@@ -217,13 +290,23 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
   root = cli.check_workdir_writable(root, "--root")
   entries = expand(root, config_file, config_arg, num_runs, seed, python, trainer)
   check_runs(config_file, config_arg, entries)
-  write_manifest(root, entries, {
+  description = {
       "config": os.path.abspath(config_file), "config_arg": config_arg, "seed": seed,
-      "num_runs": num_runs, "trainer": trainer, "engine": engine, "launched": time.time()})
+      "num_runs": num_runs, "trainer": trainer, "engine": engine, "launched": time.time()}
+  if pack_size > 1:
+    entries, populations = pack(entries, pack_size, root, config_file, config_arg, python,
+                                trainer)
+    description["pack"] = pack_size
+  write_manifest(root, entries, description)
 
-  todo = [e for e in entries if not runs.is_finished(e["workdir"])]
-  log(f"sweep {root}: {num_runs} runs, {num_runs - len(todo)} finished, "
-      f"{len(todo)} to run on the {engine} engine")
+  unfinished = [e for e in entries if not runs.is_finished(e["workdir"])]
+  log(f"sweep {root}: {num_runs} runs, {num_runs - len(unfinished)} finished, "
+      f"{len(unfinished)} to run on the {engine} engine"
+      + (f" in populations of at most {pack_size}" if pack_size > 1 else ""))
+  # What a launcher runs: a run, or with --pack a population ("index" = its pack).
+  todo = ([{"index": p["pack"], "workdir": p["workdir"], "command": p["command"]}
+           for p in populations if not runs.is_finished(p["workdir"])]
+          if pack_size > 1 else unfinished)
   if not todo:
     return []
   if compilation_cache_dir is None:
@@ -234,8 +317,10 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
   specs = [runs.RunSpec(e["index"], e["workdir"], tuple(shlex.split(e["command"])), PROJECT_ROOT,
                         extra_env) for e in todo]
 
+  what = "population" if pack_size > 1 else "run"
+
   def progress(result, done, total):
-    log(f"[{done}/{total}] run {result.index}: {result.state}"
+    log(f"[{done}/{total}] {what} {result.index}: {result.state}"
         + (f" after {result.attempts} attempt(s)" if result.attempts else ""))
 
   results = runner.run(specs, retries, progress)
@@ -244,7 +329,7 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
              for r in results]
   for result in sorted(results, key=lambda r: r.index):
     if result.state == runs.FAILED:
-      log(f"run {result.index} failed after {result.attempts} attempt(s); "
+      log(f"{what} {result.index} failed after {result.attempts} attempt(s); "
           f"log tail:\n{result.log_tail}")
     elif result.state == runs.BUSY:
       log(f"run {result.index} ended unfinished under another launcher; run the sweep again.")
@@ -300,6 +385,9 @@ def _main(argv: Sequence[str]) -> int:
   parser.add_argument("--compilation_cache_dir", default=None,
                       help="JAX compilation cache shared by the runs (default <root>/jax_cache; "
                       "'' for none)")
+  parser.add_argument("--pack", type=int, default=1,
+                      help="train runs that differ only in scalar hyper-parameters as "
+                      "populations of at most this many members, one trainer each")
   parser.add_argument("--dry_run", action="store_true",
                       help="print the commands; write and run nothing")
   args = parser.parse_args(argv)
@@ -318,12 +406,16 @@ def _main(argv: Sequence[str]) -> int:
     entries = expand(args.root, config_file, config_arg, num_runs, args.seed, args.python,
                      args.trainer)
     check_runs(config_file, config_arg, entries)
+    if args.pack > 1:
+      entries = pack(entries, args.pack, args.root, config_file, config_arg, args.python,
+                     args.trainer)[1]
     for entry in entries:
       print(entry["command"])
     return 0
   results = launch(args.config, args.root, args.num_runs, args.engine, max_parallel,
                    args.retries, args.address, args.config_arg, args.seed, args.python,
-                   args.trainer, engine_options, args.compilation_cache_dir)
+                   args.trainer, engine_options, args.compilation_cache_dir,
+                   pack_size=args.pack)
   ok = all(r.state in (runs.FINISHED, runs.ALREADY_FINISHED) for r in results)
   return 0 if ok else 1
 

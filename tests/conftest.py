@@ -8,7 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # Modules whose every test trains in subprocesses or several processes.
-SLOW_MODULES = ("test_multihost.py", "test_launch_sweep.py", "test_experiments.py")
+SLOW_MODULES = ("test_multihost.py", "test_launch_sweep.py", "test_experiments.py",
+                "test_population_cli.py")
 
 
 def pytest_configure(config):

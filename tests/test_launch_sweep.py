@@ -212,3 +212,56 @@ def test_two_launchers_on_one_root_both_exit_0_and_run_each_run_once(tmp_path):
     with open(root / "runs" / str(index) / "starts.txt") as f:
       assert len(f.read().split()) == 1, index
   assert any("running under another launcher; waiting" in out for out in outputs), outputs
+
+
+def test_packed_sweep_killed_relaunched_trains_each_run_once(tmp_path):
+  """--pack=3: the tiny sweep's runs 3k..3k+2 (one configuration, seeds 0-2)
+  train as one population each; SIGKILL the launcher after the first
+  population finished, relaunch: every run finished, none trained twice, the
+  manifest lists every index with its member's workdir, status and collect
+  read the members."""
+  root = str(tmp_path / "sweep")
+  num_runs = NUM_GOOD_RUNS
+  args = [f"--config={BIGWAE}:tiny", f"--root={root}", f"--num_runs={num_runs}",
+          "--max_parallel=1", "--retries=1", "--pack=3"]
+  with open(tmp_path / "first_launch.txt", "w") as out:
+    launcher = subprocess.Popen([sys.executable, "-m", "launch.sweep", *args], cwd=PROJECT_ROOT,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    packs = [os.path.join(root, sweep.PACK_DIR, str(k)) for k in range(2)]
+    try:
+      _wait_for(lambda: runs.is_finished(packs[0]) or launcher.poll() is not None, 300,
+                "a first finished population")
+      os.kill(launcher.pid, signal.SIGKILL)
+      launcher.wait()
+      _wait_for(lambda: not session_processes(launcher.pid), 30,
+                "the killed launcher's workers and trainers to end")
+    finally:
+      if session_processes(launcher.pid):
+        os.killpg(launcher.pid, signal.SIGKILL)
+      launcher.wait()
+  manifest = sweep.read_manifest(root)
+  assert [e["index"] for e in manifest] == list(range(num_runs))
+  assert [e["workdir"] for e in manifest] == [os.path.join(packs[i // 3], str(i % 3))
+                                              for i in range(num_runs)]
+  assert all(e["command"] == manifest[3 * (e["index"] // 3)]["command"] for e in manifest)
+  assert "--config.population.seed=(0,1,2)" in manifest[0]["command"]
+
+  results = sweep.launch(f"{BIGWAE}:tiny", root, num_runs, "local", max_parallel=1, retries=1,
+                         log=lambda _: None, pack_size=3)
+  assert all(r.state in (runs.FINISHED, runs.ALREADY_FINISHED) for r in results), results
+  for entry in manifest:
+    member = entry["workdir"]
+    assert runs.is_finished(member)
+    with open(os.path.join(member, run_files.CONFIG_FILE), encoding="utf-8") as f:
+      assert json.load(f)["seed"] == entry["overrides"]["seed"]
+    steps = [r["step"] for r in runs.read_jsonl(os.path.join(member, "metrics.jsonl"))]
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # no step logged twice
+  # The first population finished before the kill and was never started again.
+  assert len(_attempts(packs[0])) == 1
+  assert status.sweep_status(root).counts["finished"] == num_runs
+  rows = collect.collect(root)["rows"]
+  assert sorted(r["index"] for r in rows) == list(range(num_runs))
+  assert all(r["value"] is not None for r in rows)
+  # A relaunch with another --pack is refused: its runs live in these members.
+  with pytest.raises(Exception, match="--pack=3"):
+    sweep.launch(f"{BIGWAE}:tiny", root, num_runs, "local", log=lambda _: None)

@@ -26,6 +26,7 @@ import ml_collections
 
 from wae_jax import cli
 from wae_jax import fields
+from wae_jax import hparams
 from wae_jax import methods
 from wae_jax.evaluation import metric_names
 
@@ -132,6 +133,8 @@ def base_config() -> ml_collections.ConfigDict:
   _add_fields(config, metric_names.CONFIG, "the evaluator", owners)
   for name in methods.names():
     _add_fields(config, methods.get(name).config, f"wae_jax/methods/{name}.py", owners)
+  # Members of a population: --config.population.<field>='(v1, v2, ...)'.
+  config[hparams.POPULATION] = hparams.population_block()
   return config
 
 

@@ -4,6 +4,9 @@ Running the same command again resumes from the latest complete checkpoint.
 Override any field with --config.<field>=<value> (e.g. --config.num_train_steps=500);
 --config.method=<name> also sets the values that method requires, unless
 another flag sets them differently (then it is an error).
+--config.population.<field>='(v1, v2, ...)' trains a population: member i
+with value v_i in <workdir>/<i>/, all in one vmapped program (wae_jax/population.py;
+the fields that may vary are wae_jax/hparams.py's PER_MEMBER).
 --show_config prints the resolved config (after overrides and the method's
 values) and exits without writing anything; --workdir is then not needed.
 Every field and its default: wae_jax/config.py and the method modules.
@@ -84,7 +87,10 @@ def main(argv):
   # the trainer's imports, so a mistake costs a fraction of the start-up.
   workdir = cli.check_workdir_writable(FLAGS.workdir)
   from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
-  config_checks.check_values(config)
+  from wae_jax import hparams  # pylint: disable=g-import-not-at-top
+  members = hparams.member_configs(config)  # [] unless --config.population.<field> is set.
+  for member in members or [config]:
+    config_checks.check_values(member)
   from wae_jax import multihost  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import preemption  # pylint: disable=g-import-not-at-top
@@ -92,7 +98,11 @@ def main(argv):
   _enable_compilation_cache()
   distributed = parallel.initialize_distributed()
   try:
-    train.train_and_evaluate(config, workdir)
+    if members:
+      from wae_jax import population  # pylint: disable=g-import-not-at-top
+      population.train_population(members, workdir)
+    else:
+      train.train_and_evaluate(config, workdir)
   except preemption.Stopped as stopped:  # SIGTERM / SIGINT: checkpointed, one line.
     if distributed:
       multihost.finish()

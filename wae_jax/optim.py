@@ -49,7 +49,9 @@ def learning_rate_schedule(
     CelebA-HQ halves every 40 epochs until epoch 400).
   """
   opt = config.optimizer
-  base_lr = float(opt.learning_rate if base_learning_rate is None else base_learning_rate)
+  base_lr = opt.learning_rate if base_learning_rate is None else base_learning_rate
+  # A Python number, or a traced float32 value (a population member's, hparams.bind).
+  base_lr = float(base_lr) if isinstance(base_lr, (int, float)) else base_lr
   schedule = opt.schedule
   if schedule == "constant":
     return lambda step: jnp.asarray(base_lr, jnp.float32)
@@ -121,7 +123,7 @@ def make_adversary_optimizer(
   """The WAE-GAN adversary's own Adam: config.adversary.learning_rate under the
   encoder-decoder's schedule (wae.py:398 decays both by the same factor)."""
   return optax.adam(
-      learning_rate=learning_rate_schedule(config, float(config.adversary.learning_rate)),
+      learning_rate=learning_rate_schedule(config, config.adversary.learning_rate),
       b1=float(config.adversary.b1),
       b2=float(config.optimizer.b2))
 

@@ -121,8 +121,9 @@ def shard_batch(host_local_batch: Dict[str, np.ndarray],
 
 
 def make_parallel_step(train_step: Callable, mesh: Mesh,
-                       donate_state: bool = True, steps_per_call: int = 1
-                       ) -> Callable[[Any, Dict[str, jax.Array]], Tuple[Any, Dict]]:
+                       donate_state: bool = True, steps_per_call: int = 1,
+                       with_hparams: bool = False, population: bool = False
+                       ) -> Callable[..., Tuple[Any, Dict]]:
   """Jitted fn(state, sharded_batch) -> (state, metrics) over the mesh.
 
   `train_step(state, batch, axis_name)` runs per device under shard_map with
@@ -135,34 +136,53 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   One dispatch then serves k steps: for the default MLP on a CPU the
   dispatch and host work per call were a quarter of a step's time.
 
+  with_hparams: fn(state, hparams, batch), train_step(state, hparams, batch,
+    axis_name); `hparams` (wae_jax/hparams.py's values) is replicated and
+    not donated.
+  population: the state, the hparams and the batch carry a leading member
+    axis P (after the steps axis of a multi-step call: batches (k, P, B, ...)),
+    and train_step is vmapped over it inside each device's program, so each
+    member runs data parallel over the whole mesh, as it would alone
+    (wae_jax/population.py says why the members are not split over devices).
+    Metrics come back (P,) or (k, P).
+
   On a one-device mesh the step runs with axis_name=None, without shard_map.
   """
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}.")
-  axis = batch_axis(steps_per_call)
+  axis = batch_axis(steps_per_call) + int(population)
   # One device: the step without an axis (no shard_map, no collectives), the
   # same numbers (every collective is the identity then) and 5-15% faster for
   # the default MLP on a CPU.
   axis_name = DATA_AXIS if mesh.devices.size > 1 else None
 
-  def per_device(state, batch):
+  def one_step(state, hparams, batch):
+    args = (state, hparams, batch) if with_hparams else (state, batch)
+    if population:
+      return jax.vmap(lambda *a: train_step(*a, axis_name=axis_name))(*args)
+    return train_step(*args, axis_name=axis_name)
+
+  def per_device(state, hparams, batch):
     if steps_per_call == 1:
-      return train_step(state, batch, axis_name=axis_name)
-    return lax.scan(lambda s, b: train_step(s, b, axis_name=axis_name), state, batch)
+      return one_step(state, hparams, batch)
+    return lax.scan(lambda s, b: one_step(s, hparams, b), state, batch)
 
   sharded_step = per_device if axis_name is None else jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * axis, DATA_AXIS)),
+      per_device, mesh=mesh, in_specs=(P(), P(), P(*(None,) * axis, DATA_AXIS)),
       out_specs=(P(), P()))
 
-  def step(state, batch):
+  def step(state, hparams, batch):
     for value in jax.tree.leaves(batch):
-      if axis and value.shape[0] != steps_per_call:
+      if steps_per_call > 1 and value.shape[0] != steps_per_call:
         raise ValueError(f"A call of {steps_per_call} steps needs their batches stacked "
                          f"on a leading axis of that size, got shape {value.shape}.")
       check_batch_size(value.shape[axis], mesh)
-    return sharded_step(state, batch)
+    return sharded_step(state, hparams, batch)
 
-  return jax.jit(step, donate_argnums=(0,) if donate_state else ())
+  donate = (0,) if donate_state else ()
+  if with_hparams:
+    return jax.jit(step, donate_argnums=donate)
+  return jax.jit(lambda state, batch: step(state, {}, batch), donate_argnums=donate)
 
 
 # ----------------------------------------------------------------------------

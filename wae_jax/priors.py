@@ -6,7 +6,6 @@
 """
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +31,13 @@ class GaussianPrior:
   var: float = 1.0
 
   def __post_init__(self):
-    if not self.var > 0:
+    if isinstance(self.var, (int, float)) and not self.var > 0:  # Traced values pass.
       raise ValueError(f"The Gaussian prior's variance must be positive, got {self.var}; "
                        "set config.prior_var > 0.")
 
   def sample(self, key: jax.Array, n: int, d: int) -> jax.Array:
     """(n, d) draws from N(0, var * I)."""
-    return math.sqrt(self.var) * jax.random.normal(key, (n, d))
+    return jnp.sqrt(jnp.float32(self.var)) * jax.random.normal(key, (n, d))
 
   def log_density(self, z: jax.Array) -> jax.Array:
     """(n, d) -> (n,) log N(z; 0, var * I)."""
@@ -87,7 +86,8 @@ def gaussian_mixture_log_density(z: jax.Array, means: jax.Array,
 def get_prior(config: ml_collections.ConfigDict):
   """The prior named by config.prior ('gaussian' uses config.prior_var)."""
   if config.prior == "gaussian":
-    return GaussianPrior(float(config.prior_var))
+    var = config.prior_var  # A number, or a population member's traced value.
+    return GaussianPrior(float(var) if isinstance(var, (int, float)) else var)
   if config.prior == "sphere":
     return SpherePrior()
   raise ValueError(f"config.prior={config.prior!r} is not one of {PRIORS}; pick one of them.")

@@ -13,6 +13,8 @@ trainer and the evaluator write.
   eval.jsonl            one line {"step", "metrics": {...}} per evaluation
   events.out.tfevents.* the same scalars and the grids for TensorBoard
   run_complete.json     {"step", "best_step", "best_metrics"}: the trainer's last act
+  run_failed.json       {"step", "reason"}: a population member that went NaN/Inf
+                        and stopped while the others went on (wae_jax/population.py)
   (any JSON file)       written whole or not at all (`write_json_atomic`)
 """
 
@@ -29,6 +31,7 @@ IMAGE_DIR = "images"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
 RUN_COMPLETE_FILE = "run_complete.json"
+RUN_FAILED_FILE = "run_failed.json"
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -97,3 +100,18 @@ def read_run_complete(workdir: str, move_damaged: bool = True) -> Optional[dict]
 def is_complete(workdir: str) -> bool:
   """Whether the run finished (an intact run_complete.json; nothing is moved)."""
   return read_run_complete(workdir, move_damaged=False) is not None
+
+
+def write_run_failed(workdir: str, step: int, reason: str) -> None:
+  """Marks a population member stopped at `step` for `reason` (one sentence)."""
+  write_json_atomic(os.path.join(workdir, RUN_FAILED_FILE),
+                    {"step": int(step), "reason": str(reason)})
+
+
+def read_run_failed(workdir: str) -> Optional[dict]:
+  """<workdir>/run_failed.json ({"step", "reason"}), or None."""
+  try:
+    with open(os.path.join(workdir, RUN_FAILED_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None

@@ -35,12 +35,14 @@ from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
 from wae_jax import fields
+from wae_jax import hparams
 from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
 from wae_jax import preemption
 from wae_jax import run_files
+from wae_jax import valued_step
 from wae_jax.evaluation import evaluator as evaluator_lib
 from wae_jax.evaluation import metric_names
 from wae_jax.evaluation import probes as probes_lib
@@ -191,17 +193,29 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
 
 
 @functools.lru_cache(maxsize=8)
-def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh,
-                   steps_per_call: int) -> Callable:
-  """One jitted step per (method, mesh, steps per call) in a process, so a
-  second run of an identical config (a resume in the same process, a test)
-  reuses its executable."""
-  return parallel.make_parallel_step(train_step, mesh, steps_per_call=steps_per_call)
+def _parallel_step(method, mesh: jax.sharding.Mesh, steps_per_call: int,
+                   population: bool = False) -> Callable:
+  """One jitted valued step (wae_jax/valued_step.py) per (method, mesh, steps per
+  call, population or not) in a process, so a second run of a config that
+  differs at most in its values (a resume in the same process, a test, another
+  λ) reuses its executable."""
+  return parallel.make_parallel_step(valued_step.valued_step(method), mesh,
+                                     steps_per_call=steps_per_call, with_hparams=True,
+                                     population=population)
+
+
+@functools.lru_cache(maxsize=8)
+def _replicated_values(config: ml_collections.FrozenConfigDict,
+                       mesh: jax.sharding.Mesh) -> dict:
+  return parallel.replicate(hparams.solo_values(config), mesh)
 
 
 def make_train_step(method, mesh: jax.sharding.Mesh,
                     steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
   """The compiled data-parallel step and how batches and states reach the mesh.
+
+  The step reads the run's scalar hyper-parameters (hparams.PER_MEMBER) as
+  values, as a member of a population does (wae_jax/population.py).
 
   Returns:
     (step(state, sharded batch) -> (state, metrics), state donated; with
@@ -210,7 +224,11 @@ def make_train_step(method, mesh: jax.sharding.Mesh,
      put_batch(host-local numpy batch) -> global batch sharded over 'data',
      put_state(state) -> state replicated on every device).
   """
-  step = _parallel_step(method.train_step, mesh, steps_per_call)
+  compiled = _parallel_step(method, mesh, steps_per_call)
+
+  def step(state, batch):
+    return compiled(state, _replicated_values(state.config, mesh), batch)
+
   axis = parallel.batch_axis(steps_per_call)
   return (step, lambda batch: parallel.shard_batch(batch, mesh, axis),
           lambda state: parallel.replicate(state, mesh))

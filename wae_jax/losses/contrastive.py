@@ -44,13 +44,21 @@ def moca_loss(q: jax.Array,
   queue = _util.as_float(queue).astype(q.dtype)
   # Scale the (B, d) queries, not the (K, B) logits: XLA:CPU fuses a constant
   # scale into the queue matmul and runs it 2x slower (the loss 1.6x at K = 65536).
-  q = q / temperature
+  q = q * _inverse(temperature)
   positive = jnp.sum(q * k, axis=-1)                                  # (B,)
   negatives = _queue_logits(queue, q)                                 # (K, B)
   # logsumexp over [positive, negatives] of each column, without a concat.
   shift = lax.stop_gradient(jnp.maximum(jnp.max(negatives, axis=0), positive))
   total = jnp.sum(jnp.exp(negatives - shift), axis=0) + jnp.exp(positive - shift)
   return jnp.mean(jnp.log(total) + shift - positive)
+
+
+def _inverse(temperature: Union[float, jax.Array]) -> jax.Array:
+  """1 / tau as a float32 scalar. Multiplying by it gives the same bits inside
+  and outside a `lax.scan` when tau is a traced value (a population member's,
+  wae_jax/hparams.py); x / tau compiled in a scan differed from x / tau
+  outside one by an ulp on XLA:CPU."""
+  return 1.0 / jnp.asarray(temperature, jnp.float32)
 
 
 def _queue_logits(keys: jax.Array, z: jax.Array) -> jax.Array:
@@ -83,7 +91,7 @@ def contrastive_entropy(z: jax.Array,
   _util.check_same_dim("z", z, "keys", keys)
   z = _util.as_float(z)
   keys = _util.as_float(keys).astype(z.dtype)
-  logits = _queue_logits(keys, z / temperature)                        # (K, B)
+  logits = _queue_logits(keys, z * _inverse(temperature))  # (K, B)
   return jnp.mean(jax.nn.logsumexp(logits, axis=0)) - jnp.log(keys.shape[0])
 
 
@@ -113,4 +121,4 @@ def moca_alignment_entropy_loss(q: jax.Array,
         f"q and k must have the same shape (B, d), got {q.shape} and {k.shape}.")
   entropy = contrastive_entropy(q, queue, temperature)
   alignment = jnp.mean(jnp.sum(_util.as_float(q) * _util.as_float(k), axis=-1))
-  return entropy - alignment / temperature
+  return entropy - alignment * _inverse(temperature)

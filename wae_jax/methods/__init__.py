@@ -96,6 +96,9 @@ class Method:
       `init` on a fresh run. None: nothing to do.
     mmd_settings: config -> losses.mmd_penalty's kernel, scales and prior_var
       for this method's codes; the evaluator's latent_mmd uses it.
+    with_config: (state, config) -> the state reading `config`, with every
+      static part built from the config (optimizers, modules) rebuilt from it;
+      the valued step (wae_jax/hparams.py) calls it with traced scalars.
     description: one line for the docs' table of methods.
   """
 
@@ -116,6 +119,7 @@ class Method:
   sample_prior: Callable = autoencoder.sample_prior
   init_from_data: Optional[Callable] = None
   mmd_settings: Callable = autoencoder.mmd_settings
+  with_config: Callable = autoencoder.with_config
   description: str = ""
 
   def __post_init__(self):

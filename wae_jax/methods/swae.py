@@ -260,8 +260,8 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       images, autoencoder.to_pixel_means(config, decoded),
       autoencoder.to_pixel_means(config, prior_decoded), codes, prior_codes)
   loss = losses.swae_objective(terms["x_loss"], terms["z_loss"], terms["reconstruction"],
-                               config.swae.objective, float(config.swae.beta),
-                               float(config.swae.z_loss_weight))
+                               config.swae.objective, config.swae.beta,
+                               config.swae.z_loss_weight)
   metrics = dict(terms, regularizer=terms["z_loss"], loss=loss,
                  prior_logvar=jnp.mean(prior_logvar))
   new_stats = dict(new_stats, decoder=decoder_stats, prior=prior_stats)

@@ -81,7 +81,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       state, params, images, axis_name=axis_name,
       to_latent=autoencoder.gaussian_latent(key, axis_name))
   nll = negative_log_likelihood(config, decoded, images)
-  kl = losses.gaussian_kl(mean, logvar, float(config.prior_var))
+  kl = losses.gaussian_kl(mean, logvar, config.prior_var)
   loss = nll + config.vae.beta * kl
   metrics = {"reconstruction": nll, "kl": kl, "regularizer": kl, "loss": loss}
   return loss, (metrics, new_batch_stats, (mean, logvar))

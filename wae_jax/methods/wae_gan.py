@@ -101,6 +101,15 @@ def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
       adversary=adversary, adversary_tx=adversary_tx)
 
 
+def with_config(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+  """autoencoder.with_config, plus the adversary (its log prior reads
+  config.prior_var) and its optimizer rebuilt from `config`."""
+  state = autoencoder.with_config(state, config)
+  return state.replace(extras=state.extras.replace(
+      adversary=models.build_adversary(config),
+      adversary_tx=optim.make_adversary_optimizer(config)))
+
+
 def adversary_logits(state: TrainState, adversary_params, z: jax.Array):
   """D(z): (n, d) -> (n,) logits (log p_Z(z) added when configured)."""
   return state.extras.adversary.apply({"params": adversary_params}, z)
@@ -203,6 +212,6 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
 
 METHOD = methods.Method(
     name="wae_gan", train_step=train_step, init_extras=init_extras, check_config=check_config,
-    config=CONFIG, pretrains=True,
+    config=CONFIG, pretrains=True, with_config=with_config,
     tiny_overrides=lambda batch_size: {"adversary.hidden_sizes": (16, 16)},
     description="WAE with a latent adversary (Tolstikhin et al. 2018)")

@@ -82,7 +82,7 @@ def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
         num_iters=int(config.sinkhorn.num_iters))
   if name == "cramer_wold":
     # Distance to N(0, I): standardise the codes by the prior's std.
-    standardised = codes / jnp.sqrt(jnp.float32(config.prior_var))
+    standardised = codes / jnp.sqrt(jnp.asarray(config.prior_var, jnp.float32))
     return losses.cramer_wold_normality(standardised,
                                         gamma=float(config.cramer_wold.gamma))
   raise ValueError(f"Unknown config.regularizer {name!r}.")

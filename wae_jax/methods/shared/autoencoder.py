@@ -100,8 +100,8 @@ def noisy_encoder_input(config: ml_collections.ConfigDict, images: jax.Array,
   The WAE code's 'add_noise' encoder (tf.truncated_normal: cut at 2 std), per
   example; the images themselves when the std is 0.
   """
-  std = float(config.encoder_input_noise)
-  if std <= 0:
+  std = config.encoder_input_noise
+  if isinstance(std, (int, float)) and std <= 0:  # A value (hparams.bind) always draws.
     return images
   sampler = lambda k, shape: std * jax.random.truncated_normal(
       k, -2.0, 2.0, shape, jnp.float32)
@@ -228,6 +228,12 @@ def gradient_step(loss_fn: Callable, state: TrainState, batch: dict,
   return new_state, parallel.mean_metrics(metrics, axis_name)
 
 
+def with_config(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+  """`state` reading `config` (e.g. one whose scalars are traced values,
+  hparams.bind), with its optimizer rebuilt from it (the learning rate)."""
+  return state.replace(config=config, tx=optim.make_optimizer(config))
+
+
 def learning_rate(state: TrainState) -> jax.Array:
   return optim.learning_rate_schedule(state.config)(state.step)
 
@@ -274,14 +280,21 @@ def sample_prior(state: TrainState, key: jax.Array, n: int) -> jax.Array:
   return priors.get_prior(state.config).sample(key, n, int(state.config.latent_dim))
 
 
+def _number(value):
+  """A config number as a Python float, or the traced value of a population
+  member (wae_jax/hparams.py) as it is."""
+  return float(value) if isinstance(value, (int, float)) else value
+
+
 def mmd_settings(config) -> dict:
   """`losses.mmd_penalty`'s kernel, scales and prior_var for a run: the scales
   are config.mmd.scales times base_scale, prior_var the prior's per-coordinate
   variance (1/d on the unit sphere), which sets the IMQ base scale."""
   prior_var = (1.0 / int(config.latent_dim) if config.prior == "sphere"
-               else float(config.prior_var))
+               else _number(config.prior_var))
+  base_scale = _number(config.mmd.base_scale)
   return {"kernel": config.mmd.kernel,
-          "scales": tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales),
+          "scales": tuple(float(s) * base_scale for s in config.mmd.scales),
           "prior_var": prior_var}
 
 
