@@ -33,6 +33,7 @@ from wae_jax import methods
 from wae_jax import models
 from wae_jax import optim
 from wae_jax import priors
+from wae_jax.data import on_device
 from wae_jax.methods import common as methods_common
 from wae_jax.models import conv_layers
 
@@ -49,6 +50,7 @@ CHOICES = (
     ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),
     ("evaluation.final_checkpoint", ("last", "best")),
+    ("data_on_device", on_device.CHOICES),
 )
 
 SEED_LIMIT = 2**63  # seeds reach numpy and jax.random as int64
@@ -62,6 +64,7 @@ NUMBERS = (
     ("num_train_steps", dict(low=1, integer=True)),
     ("log_every_steps", dict(low=1, integer=True)),
     ("steps_per_call", dict(low=1, integer=True)),
+    ("data_on_device_share", dict(low=0, high=1, low_open=True)),
     ("checkpoint_every_steps", dict(low=1, integer=True)),
     ("eval_every_steps", dict(low=1, integer=True)),
     ("keep_checkpoints", dict(low=1, integer=True)),

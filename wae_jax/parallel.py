@@ -121,8 +121,9 @@ def shard_batch(host_local_batch: Dict[str, np.ndarray],
 
 
 def make_parallel_step(train_step: Callable, mesh: Mesh,
-                       donate_state: bool = True, steps_per_call: int = 1
-                       ) -> Callable[[Any, Dict[str, jax.Array]], Tuple[Any, Dict]]:
+                       donate_state: bool = True, steps_per_call: int = 1,
+                       gather_batch: Optional[Callable[[Any, Any], Any]] = None
+                       ) -> Callable[..., Tuple[Any, Dict]]:
   """Jitted fn(state, sharded_batch) -> (state, metrics) over the mesh.
 
   `train_step(state, batch, axis_name)` runs per device under shard_map with
@@ -135,6 +136,11 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   One dispatch then serves k steps: for the default MLP on a CPU the
   dispatch and host work per call were a quarter of a step's time.
 
+  With `gather_batch(resident, inputs) -> batch` the function is
+  fn(state, inputs, resident): `inputs` are sharded like a batch (e.g. the
+  examples' indices) and `resident` is replicated (e.g. the training split,
+  data/on_device.py); each device builds each step's batch from them.
+
   On a one-device mesh the step runs with axis_name=None, without shard_map.
   """
   if steps_per_call < 1:
@@ -145,22 +151,27 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   # the default MLP on a CPU.
   axis_name = DATA_AXIS if mesh.devices.size > 1 else None
 
-  def per_device(state, batch):
+  def one_step(state, batch, resident):
+    if gather_batch is not None:
+      batch = gather_batch(resident, batch)
+    return train_step(state, batch, axis_name=axis_name)
+
+  def per_device(state, batch, resident):
     if steps_per_call == 1:
-      return train_step(state, batch, axis_name=axis_name)
-    return lax.scan(lambda s, b: train_step(s, b, axis_name=axis_name), state, batch)
+      return one_step(state, batch, resident)
+    return lax.scan(lambda s, b: one_step(s, b, resident), state, batch)
 
   sharded_step = per_device if axis_name is None else jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * axis, DATA_AXIS)),
+      per_device, mesh=mesh, in_specs=(P(), P(*(None,) * axis, DATA_AXIS), P()),
       out_specs=(P(), P()))
 
-  def step(state, batch):
+  def step(state, batch, resident=None):
     for value in jax.tree.leaves(batch):
       if axis and value.shape[0] != steps_per_call:
         raise ValueError(f"A call of {steps_per_call} steps needs their batches stacked "
                          f"on a leading axis of that size, got shape {value.shape}.")
       check_batch_size(value.shape[axis], mesh)
-    return sharded_step(state, batch)
+    return sharded_step(state, batch, resident)
 
   return jax.jit(step, donate_argnums=(0,) if donate_state else ())
 

@@ -36,6 +36,7 @@ from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
 from wae_jax import run_files
+from wae_jax.data import on_device
 from wae_jax.evaluation import evaluator as evaluator_lib
 from wae_jax.evaluation import probes as probes_lib
 from wae_jax.methods import pretraining
@@ -185,16 +186,24 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
 
 @functools.lru_cache(maxsize=8)
 def _parallel_step(train_step: Callable, mesh: jax.sharding.Mesh,
-                   steps_per_call: int) -> Callable:
-  """One jitted step per (method, mesh, steps per call) in a process, so a
-  second run of an identical config (a resume in the same process, a test)
-  reuses its executable."""
-  return parallel.make_parallel_step(train_step, mesh, steps_per_call=steps_per_call)
+                   steps_per_call: int, data_on_device: bool = False) -> Callable:
+  """One jitted step per (method, mesh, steps per call, data placement) in a
+  process, so a second run of an identical config (a resume in the same
+  process, a test) reuses its executable."""
+  return parallel.make_parallel_step(
+      train_step, mesh, steps_per_call=steps_per_call,
+      gather_batch=on_device.gather if data_on_device else None)
 
 
-def make_train_step(method, mesh: jax.sharding.Mesh,
-                    steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
+def make_train_step(method, mesh: jax.sharding.Mesh, steps_per_call: int = 1,
+                    device_data: Optional[on_device.DeviceData] = None
+                    ) -> tuple[Callable, Callable, Callable]:
   """The compiled data-parallel step and how batches and states reach the mesh.
+
+  Args:
+    device_data: the training split placed on the mesh (data/on_device.py);
+      the step's batches are then index batches (`ArraySource.
+      train_index_batches`) that it gathers from it.
 
   Returns:
     (step(state, sharded batch) -> (state, metrics), state donated; with
@@ -203,10 +212,16 @@ def make_train_step(method, mesh: jax.sharding.Mesh,
      put_batch(host-local numpy batch) -> global batch sharded over 'data',
      put_state(state) -> state replicated on every device).
   """
-  step = _parallel_step(method.train_step, mesh, steps_per_call)
+  step = _parallel_step(method.train_step, mesh, steps_per_call, device_data is not None)
+  if device_data is not None:
+    step = functools.partial(_step_on_resident, step, device_data.arrays)
   axis = parallel.batch_axis(steps_per_call)
   return (step, lambda batch: parallel.shard_batch(batch, mesh, axis),
           lambda state: parallel.replicate(state, mesh))
+
+
+def _step_on_resident(step: Callable, resident: dict, state, inputs):
+  return step(state, inputs, resident)
 
 
 def steps_per_call(config: ml_collections.ConfigDict, start_step: int,
@@ -359,11 +374,14 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
                 if best_step is not None and manager.metrics(best_step) else math.inf)
 
   # 3. Devices and the step (a resumed run's calls start at its step). ------
-  chunk = steps_per_call(config, start_step, batch_bytes=4 * source.local_batch_size
-                         * math.prod(source.image_shape))
-  train_step, put_batch, _ = make_train_step(method, mesh, chunk)
-  logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
-               start_step, num_train_steps, mesh.devices.size, chunk)
+  device_data = on_device.place_if_wanted(config, source, mesh)
+  example_bytes = 4 * (1 if device_data else math.prod(source.image_shape))  # index or image
+  chunk = steps_per_call(config, start_step, batch_bytes=example_bytes * source.local_batch_size)
+  train_step, put_batch, _ = make_train_step(method, mesh, chunk, device_data=device_data)
+  logging.info("Training %s from step %d to %d on %d devices, %d steps per call, the "
+               "training split %s.", workdir, start_step, num_train_steps, mesh.devices.size,
+               chunk, f"on the devices ({device_data.nbytes / 2**20:.1f} MiB each)"
+               if device_data else "read on the host")
 
   # 4. Evaluation. -----------------------------------------------------------
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
@@ -400,7 +418,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
     return history
 
   # 5. The loop. -------------------------------------------------------------
-  batches = data.prefetch(source.train_batches(start_step, chunk), size=2, put=put_batch)
+  batches = data.prefetch(on_device.train_inputs(source, device_data, start_step, chunk),
+                          size=2, put=put_batch)
   pending: list[tuple[int, Any]] = []  # (first step, device metrics) of calls since the last check
   # (step, metrics) since the last log line; a checkpoint records it, so that a
   # resumed run's next line averages the same steps as an uninterrupted run's.
