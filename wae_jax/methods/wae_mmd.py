@@ -101,7 +101,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       to_latent=common.gaussian_latent(latent_key, axis_name))
   reconstruction = common.reconstruction_cost(
       config, common.to_pixel_means(config, decoded), images)
-  all_codes = parallel.gather(codes, axis_name)
+  all_codes = parallel.gather_for_shared_loss(codes, axis_name)
   prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
   logvar_l1 = common.logvar_penalty(config, logvar)
