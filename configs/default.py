@@ -167,7 +167,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-  del arg
+  if arg:  # An argument would be silently ignored otherwise.
+    raise ValueError(f"configs/default.py takes no ':{arg}' argument; use "
+                     "--config=configs/default.py (paper configs take ':runlocal').")
   config = base_config()
   config.lock()
   return config

@@ -79,7 +79,7 @@ def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str
   gathered = []
   names = set()
   for entry in manifest:
-    complete = run_files.read_run_complete(entry["workdir"])
+    complete = run_files.read_run_complete(entry["workdir"], move_damaged=False)
     evals = _eval_lines(entry["workdir"])
     for line in evals:
       names.update(k for k, v in line["metrics"].items() if _numeric(v))
@@ -322,6 +322,11 @@ def _main(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
   if args.top < 1:
     raise cli.UserError(f"--top is {args.top}; use 1 or more.")
+  root = os.path.abspath(args.root)
+  if not os.path.isdir(root):
+    what = "is a file" if os.path.exists(root) else "does not exist"
+    raise cli.UserError(f"--root={root} {what}; pass the directory of a sweep "
+                        "(python -m launch.sweep --root=...).")
   result = collect(args.root, args.metric, args.out, args.top)
   scored = sum(r["value"] is not None for r in result["rows"])
   print(f"{len(result['rows'])} runs, {scored} with {result['metric']}; wrote:")

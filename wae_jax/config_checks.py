@@ -82,7 +82,13 @@ NUMBERS = (
     ("optimizer.decay_until_epoch", dict(low=0, integer=True)),
     ("evaluation.num_samples", dict(low=1, integer=True)),
     ("evaluation.swd_images", dict(low=1, integer=True)),
+    ("shuffle_buffer", dict(low=0, integer=True)),
+    ("synthetic_num_points", dict(low=1, integer=True)),
+    ("synthetic_dim", dict(low=1, integer=True)),
 )
+
+# Tuples of layer widths: each a non-empty tuple of integers >= 1.
+WIDTHS = ("model.hidden_sizes", "adversary.hidden_sizes")
 
 
 _ABSENT = object()
@@ -129,6 +135,30 @@ def check_number(config: ml_collections.ConfigDict, field: str, *, low=None, hig
     raise cli.UserError(
         f"config.{field} must be {_range_text(low, high, low_open, high_open, integer)}, "
         f"got {value!r}; set --config.{field}=<value>.")
+
+
+def check_widths(config: ml_collections.ConfigDict, field: str) -> None:
+  """UserError unless config.<field> is a non-empty tuple of integers >= 1."""
+  value = field_value(config, field, default=_ABSENT)
+  if value is _ABSENT:
+    return
+  ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
+      isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
+  if not ok:
+    raise cli.UserError(
+        f"config.{field} must be a non-empty tuple of layer widths >= 1, got {value!r}; "
+        f"set e.g. --config.{field}='(256, 256)'.")
+
+
+def check_keep_labels(config: ml_collections.ConfigDict) -> None:
+  """UserError unless config.keep_labels is a tuple of distinct integers >= 0."""
+  value = field_value(config, "keep_labels", default=())
+  ok = isinstance(value, (tuple, list)) and all(
+      isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)
+  if not ok or len(set(value)) != len(value):
+    raise cli.UserError(
+        f"config.keep_labels must be a tuple of distinct class labels >= 0 (or () for all), "
+        f"got {value!r}; set e.g. --config.keep_labels='(2, 3, 8)'.")
 
 
 def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequence[str]) -> None:
@@ -182,6 +212,9 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
     check_choice(config, field, allowed)
   for field, limits in NUMBERS:
     check_number(config, field, **limits)
+  for field in WIDTHS:
+    check_widths(config, field)
+  check_keep_labels(config)
   if config.prior == "gaussian":
     check_number(config, "prior_var", low=0, low_open=True)
   if num_devices is not None and config.batch_size % num_devices:
@@ -287,3 +320,55 @@ def check_metrics_for_data(config: ml_collections.ConfigDict, image_shape: Seque
   final = tuple(config.evaluation.final_metrics) if "evaluation" in config else ()
   evaluator.check_image_metrics(final, image_shape, config.dataset,
                                 f"config.evaluation.final_metrics={final!r}")
+
+
+def check_data(config: ml_collections.ConfigDict, source) -> None:
+  """UserError when the opened data cannot serve the config: more grid images
+  than the test split, more SWAE pseudo-inputs than the training split."""
+  if source.is_image and config.num_eval_images > source.num_test_examples:
+    raise cli.UserError(
+        f"config.num_eval_images={config.num_eval_images} is more than the "
+        f"{source.num_test_examples} test images of {config.dataset}; lower it.")
+  pseudo_inputs = field_value(config, "swae.num_pseudo_inputs")
+  if config.method == "swae" and pseudo_inputs is not None and (
+      pseudo_inputs > source.num_train_examples):
+    raise cli.UserError(
+        f"config.swae.num_pseudo_inputs={pseudo_inputs} pseudo-inputs start from as many "
+        f"training images, but {config.dataset} has {source.num_train_examples}; lower "
+        "config.swae.num_pseudo_inputs.")
+
+
+def _memory_bytes() -> tuple[int, str]:
+  """(bytes one device can hold, what they are): the accelerator's limit, else host memory."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]), f"{device.platform.upper()} memory of one device"
+  import os  # pylint: disable=g-import-not-at-top
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  # The CPU's devices share the host's memory, each with its own copy of the state.
+  return total // max(jax.local_device_count(), 1), (
+      f"host memory per CPU device ({jax.local_device_count()} devices)")
+
+
+def check_memory(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
+  """UserError when the train state alone (parameters and optimizer moments,
+  traced without allocating) and its gradients cannot fit in one device's memory.
+
+  A lower bound on what training needs (activations come on top), so it
+  refuses only what must fail, before anything is written.
+  """
+  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  state = checkpoint.abstract_state(config, image_shape)
+  state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state)
+                    if hasattr(leaf, "dtype"))
+  param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state.params))
+  needed = state_bytes + param_bytes  # + the gradients
+  available, what = _memory_bytes()
+  if needed > available:
+    raise cli.UserError(
+        f"the networks of config.latent_dim={config.latent_dim}, config.model.hidden_sizes="
+        f"{tuple(config.model.hidden_sizes)} and {'x'.join(map(str, image_shape))} images "
+        f"need at least {needed / 2**30:.1f} GiB for the train state and its gradients, "
+        f"more than the {available / 2**30:.1f} GiB {what}; lower config.latent_dim or the "
+        "network's sizes.")

@@ -1,10 +1,13 @@
 """Trains one experiment: python -m wae_jax.main --config=configs/x.py --workdir=DIR.
 
 Running the same command again resumes from the latest complete checkpoint.
+SIGTERM (preemption) or SIGINT (Ctrl-C) checkpoints the step in flight, prints
+one line and exits with 143 or 130 (see wae_jax/preemption.py).
 Override any field with --config.<field>=<value> (e.g. --config.num_train_steps=500).
 """
 
 import os
+import sys
 
 from wae_jax import xla_flags
 
@@ -50,10 +53,18 @@ def main(argv):
   config_checks.check_values(FLAGS.config)
   from wae_jax import multihost  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
+  from wae_jax import preemption  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
   _enable_compilation_cache()
   distributed = parallel.initialize_distributed()
-  train.train_and_evaluate(FLAGS.config, workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, workdir)
+  except preemption.Stopped as stopped:  # SIGTERM / SIGINT: checkpointed, one line.
+    if distributed:
+      multihost.finish()
+    sys.stderr.write(f"{stopped}\n")
+    sys.stderr.flush()
+    sys.exit(stopped.exit_status)
   if distributed:
     multihost.finish()  # Before exit, so the peers never take this one for dead.
 

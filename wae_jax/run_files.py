@@ -14,12 +14,14 @@ sweep's plotted metric (launch.collect); lower is better.
 """
 
 import json
+import logging
 import os
 from typing import Any, Iterable, Optional
 
 RUN_COMPLETE_FILE = "run_complete.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
+CORRUPT_SUFFIX = ".corrupt"  # A damaged file moved aside (as checkpoint.CORRUPT_SUFFIX).
 
 # Inception FID, then the offline classifier's feature distance
 # fd_<dataset>_classifier, then the image SWD.
@@ -30,11 +32,15 @@ def write_json_atomic(path: str, obj: Any) -> None:
   """Writes JSON to `path` through a temporary file and `os.replace`, so a
   reader never sees half a file."""
   tmp_path = f"{path}.tmp-{os.getpid()}"
-  with open(tmp_path, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp_path, path)
+  try:
+    with open(tmp_path, "w", encoding="utf-8") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+  finally:
+    if os.path.exists(tmp_path):  # A failed write (a full disk) leaves no half file.
+      os.remove(tmp_path)
 
 
 def write_run_complete(workdir: str, step: int, best_step: int, best_metrics: dict) -> dict:
@@ -45,17 +51,49 @@ def write_run_complete(workdir: str, step: int, best_step: int, best_metrics: di
   return summary
 
 
-def read_run_complete(workdir: str) -> Optional[dict]:
-  """<workdir>/run_complete.json, or None for a run that has not finished."""
+def move_aside(path: str, what: str) -> str:
+  """Renames a damaged file to <path>.corrupt with one warning; returns the new path."""
+  aside = path + CORRUPT_SUFFIX
+  os.replace(path, aside)
+  logging.getLogger("wae_jax").warning("%s is damaged (%s); moved it to %s.", path, what, aside)
+  return aside
+
+
+def _summary(path: str) -> Optional[dict]:
+  """run_complete.json's summary, None when absent; ValueError when damaged."""
   try:
-    with open(os.path.join(workdir, RUN_COMPLETE_FILE), encoding="utf-8") as f:
-      return json.load(f)
+    with open(path, encoding="utf-8") as f:
+      summary = json.load(f)
   except FileNotFoundError:
+    return None
+  except UnicodeDecodeError as error:
+    raise ValueError("not UTF-8 text") from error
+  except json.JSONDecodeError as error:
+    raise ValueError(f"not a JSON object: {error.msg} at character {error.pos}") from error
+  if not (isinstance(summary, dict) and isinstance(summary.get("step"), int)):
+    raise ValueError('not a JSON object with an integer "step"')
+  return summary
+
+
+def read_run_complete(workdir: str, move_damaged: bool = True) -> Optional[dict]:
+  """<workdir>/run_complete.json, or None for a run that has not finished.
+
+  A damaged file (not JSON, not a summary) counts as not finished; with
+  move_damaged (the trainer's chief) it is moved aside to .corrupt, so the
+  run finishes again and writes it anew.
+  """
+  path = os.path.join(workdir, RUN_COMPLETE_FILE)
+  try:
+    return _summary(path)
+  except ValueError as error:
+    if move_damaged:
+      move_aside(path, str(error).splitlines()[0])
     return None
 
 
 def is_complete(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, RUN_COMPLETE_FILE))
+  """Whether the run finished (an intact run_complete.json; nothing is moved)."""
+  return read_run_complete(workdir, move_damaged=False) is not None
 
 
 def _matches(name: str, pattern: str) -> bool:

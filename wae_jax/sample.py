@@ -53,6 +53,12 @@ def output_format(out: str) -> str:
   if os.path.isdir(out):
     raise cli.UserError(f"--out={out} is a directory; pass a file name such as "
                         f"{os.path.join(out, 'samples.npz')}.")
+  parent = os.path.dirname(os.path.abspath(out))
+  while not os.path.lexists(parent):  # The folder it would create: its first existing ancestor.
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise cli.UserError(f"--out={out} lies under {parent}, which is a file; choose a path "
+                        "in a directory.")
   extension = os.path.splitext(out)[1].lower()
   if extension not in FORMATS:
     raise cli.UserError(

@@ -35,6 +35,7 @@ from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax.data import on_device
 from wae_jax.evaluation import evaluator as evaluator_lib
@@ -85,6 +86,8 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
       config.steps_per_epoch = int(source.steps_per_epoch)
   config_checks.check_networks(config, source.image_shape)
   config_checks.check_metrics_for_data(config, source.image_shape)
+  config_checks.check_data(config, source)
+  config_checks.check_memory(config, source.image_shape)
   return config, source
 
 
@@ -145,7 +148,7 @@ def finished_summary(workdir: str, manager, num_train_steps: int,
     raise cli.UserError(
         f"{workdir!r} already holds checkpoint {latest}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
-  done = run_files.read_run_complete(workdir)
+  done = run_files.read_run_complete(workdir, move_damaged=is_chief)
   if done is not None and latest == num_train_steps:
     return done
   if is_chief and done is not None:
@@ -334,6 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: an invalid config, or one that differs from the workdir's.
     checkpoint.WorkdirBusyError: another trainer runs in `workdir`.
     NonFiniteLossError: a loss term or the state became NaN or Inf.
+    preemption.Stopped: SIGTERM or SIGINT arrived; the step in flight was
+      finished and checkpointed (see wae_jax/preemption.py).
   """
   workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
@@ -344,15 +349,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_batch_size(config.batch_size, mesh)
   if is_chief:
     os.makedirs(workdir, exist_ok=True)
-  with checkpoint.workdir_lock(workdir, enabled=is_chief):
-    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief)
+  with checkpoint.workdir_lock(workdir, enabled=is_chief), preemption.StopSignals() as stop:
+    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief, stop)
 
 
 def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh,
-                             workdir: str, is_chief: bool) -> dict:
+                             workdir: str, is_chief: bool,
+                             stop: Optional[preemption.StopSignals] = None) -> dict:
   """train_and_evaluate once the config is checked and the workdir is locked."""
   method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
+  if is_chief:  # PNGs a kill left half-written; no writer is alive while we hold the lock.
+    images_lib.remove_partial_files(os.path.join(workdir, IMAGE_DIR))
   num_train_steps = int(config.num_train_steps)
 
   # 2. State. ----------------------------------------------------------------
@@ -425,7 +433,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   # resumed run's next line averages the same steps as an uninterrupted run's.
   log_history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
   try:
-    for step in range(start_step + chunk, num_train_steps + 1, chunk):  # A call's last step.
+    calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.
+    for call_index, step in enumerate(calls):
       state, call_metrics = train_step(state, next(batches))
       pending.append((step - chunk + 1, call_metrics))
       if len(pending) > DISPATCH_WINDOW:  # Wait for the call DISPATCH_WINDOW calls back.
@@ -435,9 +444,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         progress.steps_per_second(step)
 
       is_last = step == num_train_steps
+      # A signal: checkpoint this call's step and stop (every process at the same call).
+      stop_now = stop is not None and stop.requested(call_index) and not is_last
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now or stop_now
       if not (log_now or eval_now or save_now):
         continue
       log_history.extend(check_finite(pending))
@@ -474,7 +485,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         if image_grids is not None:  # On every process: the state may span hosts.
           grids = image_grids(state)
           if is_chief:
-            images_lib.write_grids(image_dir, step, grids, writer)
+            with cli.reporting_write_errors(image_dir, step):
+              images_lib.write_grids(image_dir, step, grids, writer)
         if is_chief:
           logging.info("eval step %d: %s", step, ", ".join(
               f"{k} {v:.4f}" for k, v in sorted(eval_metrics.items())))
@@ -482,18 +494,24 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
         progress.exclude(time.perf_counter() - eval_start)
 
       if save_now:
-        checkpoint.save(manager, state, step,
-                        metrics={config.best_metric: eval_metrics[config.best_metric]}
-                        if eval_metrics else None,
-                        image_shape=source.image_shape, config=config, digest=digest,
-                        extra_metadata={LOG_HISTORY_KEY: log_history})
+        with checkpoint.reporting_write_errors(manager):
+          checkpoint.save(manager, state, step,
+                          metrics={config.best_metric: eval_metrics[config.best_metric]}
+                          if eval_metrics else None,
+                          image_shape=source.image_shape, config=config, digest=digest,
+                          extra_metadata={LOG_HISTORY_KEY: log_history})
         last_good_step = step
+      if stop_now:
+        raise stop.stopped(step)  # After the finally below has waited for the checkpoint.
     if final_from_best(config):
       evaluate_best_checkpoint(manager, config, source, mesh, state, evaluator, writer)
   finally:
     batches.close()
-    manager.wait_until_finished()
-    writer.close()
+    try:
+      with checkpoint.reporting_write_errors(manager):
+        manager.wait_until_finished()
+    finally:
+      writer.close()
 
   # 6. The end. --------------------------------------------------------------
   summary = None

@@ -213,8 +213,9 @@ class Evaluator:
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     check_image_metrics(metrics, self.data_source.image_shape,
                         self.config.get("dataset", "this data"), asked_by)
-    if not getattr(self.data_source, "has_labels", False):
-      # The probes are part of 'cheap'; unlabelled data simply has none.
+    if not getattr(self.data_source, "has_labels", False) or getattr(
+        self.data_source, "num_classes", 2) < 2:
+      # The probes are part of 'cheap'; unlabelled data (or one class kept) simply has none.
       metrics = tuple(m for m in metrics if m != "latent_probes")
     if "fid_inception" in metrics or "kid_inception" in metrics:
       # Fail before any compute when the weights file is missing.
@@ -360,7 +361,9 @@ class Evaluator:
       extractor = _inception_features(self.fid_weights)
       real = self._real_features(extractor.name, extractor, self.num_samples)
       fake = extractor(generated)
-      description = f"{extractor.name} ({self.fid_weights})"
+      digest = getattr(extractor, "weights_sha256", None)
+      description = (f"{extractor.name} ({self.fid_weights}"
+                     + (f", sha256 {digest})" if digest else ")"))
       if "fid_inception" in metrics:
         results["fid_inception"] = fid_lib.frechet_distance_from_features(fake, real)
         self.feature_nets["fid_inception"] = description
