@@ -31,7 +31,8 @@ torch is an optional, benchmark-only dependency (`pip install torch`, the CPU
 build); without it this prints a message and exits.
 
   python benchmarks/vs_torch.py                    # every workload (a few minutes)
-  python benchmarks/vs_torch.py --only=mlp,losses  # a subset: mlp, dcgan, losses
+  python benchmarks/vs_torch.py --only=mlp,losses  # a subset: mlp, dcgan (or dcgan_eighth,
+                                                   # dcgan_full), losses
   python benchmarks/vs_torch.py --rounds=7
 """
 
@@ -62,10 +63,10 @@ def workloads(only):
   if "mlp" in only:
     rows += [(f"{m} step, MLP 256-256, batch 100", "step",
               {"method": m, "net": "mlp", "width": 1.0}) for m in METHODS]
-  if "dcgan" in only:
-    rows += [(f"WAE MNIST DCGAN step, {label} width, batch 100", "step",
-              {"method": "wae_mmd", "net": "dcgan", "width": width})
-             for label, width in (("1/8", 0.125), ("full", 1.0))]
+  for label, width, token in (("1/8", 0.125, "dcgan_eighth"), ("full", 1.0, "dcgan_full")):
+    if "dcgan" in only or token in only:
+      rows.append((f"WAE MNIST DCGAN step, {label} width, batch 100", "step",
+                   {"method": "wae_mmd", "net": "dcgan", "width": width}))
   if "losses" in only:
     rows += [(f"mmd_penalty fwd+bwd ({b}, {d})", "mmd", {"batch": b, "dim": d})
              for b, d in MMD_SHAPES]
