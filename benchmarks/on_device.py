@@ -45,40 +45,59 @@ def make_source(name: str, config):
                           seed=0, process_index=0, process_count=1)
 
 
-def steps_per_second(config, source, mesh, on_device_data: bool, steps_per_call: int,
-                     seconds: float, rounds: int) -> float:
-  """Median over rounds of steps/s of the trainer's calls (after a compiled first call)."""
-  import jax  # pylint: disable=g-import-not-at-top
+class TrainerLoop:
+  """The trainer's calls on one data path; round(seconds) -> steps/s."""
 
-  from wae_jax import data  # pylint: disable=g-import-not-at-top
-  from wae_jax import methods  # pylint: disable=g-import-not-at-top
-  from wae_jax import train  # pylint: disable=g-import-not-at-top
-  from wae_jax.data import on_device  # pylint: disable=g-import-not-at-top
+  def __init__(self, config, source, mesh, on_device_data: bool, steps_per_call: int):
+    import jax  # pylint: disable=g-import-not-at-top
 
-  method = methods.get(config.method)
-  device_data = on_device.place(source, mesh) if on_device_data else None
-  state = train.initial_state(method, config, source)
-  step, put_batch, put_state = train.make_train_step(method, mesh, steps_per_call,
-                                                     device_data=device_data)
-  state = put_state(state)
-  batches = data.prefetch(on_device.train_inputs(source, device_data, 0, steps_per_call),
-                          size=2, put=put_batch)
-  try:
-    state, metrics = step(state, next(batches))  # compile
+    from wae_jax import data  # pylint: disable=g-import-not-at-top
+    from wae_jax import methods  # pylint: disable=g-import-not-at-top
+    from wae_jax import train  # pylint: disable=g-import-not-at-top
+    from wae_jax.data import on_device  # pylint: disable=g-import-not-at-top
+
+    method = methods.get(config.method)
+    device_data = on_device.place(source, mesh) if on_device_data else None
+    self.steps_per_call = steps_per_call
+    self.step, put_batch, put_state = train.make_train_step(method, mesh, steps_per_call,
+                                                            device_data=device_data)
+    self.state = put_state(train.initial_state(method, config, source))
+    self.batches = data.prefetch(on_device.train_inputs(source, device_data, 0, steps_per_call),
+                                 size=2, put=put_batch)
+    self.window = train.DISPATCH_WINDOW
+    self.state, metrics = self.step(self.state, next(self.batches))  # compile
     jax.block_until_ready(metrics)
-    rates = []
+
+  def round(self, seconds: float) -> float:
+    import jax  # pylint: disable=g-import-not-at-top
+    pending, calls, start = [], 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+      self.state, metrics = self.step(self.state, next(self.batches))
+      pending.append(metrics)
+      if len(pending) > self.window:  # the trainer's dispatch window
+        jax.block_until_ready(pending.pop(0))
+      calls += 1
+    jax.block_until_ready(pending)
+    return calls * self.steps_per_call / (time.perf_counter() - start)
+
+  def close(self):
+    self.batches.close()
+
+
+def compare(config, source, mesh, host_k: int, device_k: int, seconds: float,
+            rounds: int) -> tuple[float, float]:
+  """Median steps/s of the host and the on-device loop, their rounds alternating."""
+  loops = [TrainerLoop(config, source, mesh, False, host_k),
+           TrainerLoop(config, source, mesh, True, device_k)]
+  try:
+    rates = [[], []]
     for _ in range(rounds):
-      calls, start = 0, time.perf_counter()
-      while time.perf_counter() - start < seconds:
-        state, metrics = step(state, next(batches))
-        calls += 1
-        if calls > train.DISPATCH_WINDOW:  # the trainer's dispatch window, roughly
-          jax.block_until_ready(metrics)
-      jax.block_until_ready(metrics)
-      rates.append(calls * steps_per_call / (time.perf_counter() - start))
-    return statistics.median(rates)
+      for loop, out in zip(loops, rates):
+        out.append(loop.round(seconds))
+    return statistics.median(rates[0]), statistics.median(rates[1])
   finally:
-    batches.close()
+    for loop in loops:
+      loop.close()
 
 
 def main():
@@ -110,13 +129,13 @@ def main():
     host_chunk = train.steps_per_call(config, 0, batch_bytes=image_bytes)
     device_chunk = train.steps_per_call(config, 0, batch_bytes=4 * config.batch_size)
     for host_k, device_k in ((host_chunk, device_chunk), (1, 1)):
-      host = steps_per_second(config, source, mesh, False, host_k, args.seconds, args.rounds)
-      device = steps_per_second(config, source, mesh, True, device_k, args.seconds, args.rounds)
+      host, device = compare(config, source, mesh, host_k, device_k, args.seconds, args.rounds)
       rows.append((name, source.image_shape, host_k, host, device_k, device))
       print(rows[-1], file=sys.stderr, flush=True)
   print(f"\nJAX {jax.__version__} on {args.devices} {jax.devices()[0].platform} device(s), "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; configs/default.py's "
-        f"WAE-MMD MLP, batch 100; median of {args.rounds} rounds of {args.seconds:g} s\n")
+        f"WAE-MMD MLP, batch 100; median of {args.rounds} alternating rounds of "
+        f"{args.seconds:g} s\n")
   print("| data | image | host: steps per call | host steps/s | on device: steps per call "
         "| on device steps/s | speed-up |")
   print("|---|---|---|---|---|---|---|")
