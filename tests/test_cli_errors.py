@@ -57,9 +57,20 @@ CASES = [
      "is a file"),
     ("workdir_not_writable", "wae_jax.main", [DEFAULT, "--workdir=/proc/sys/wae_run"],
      "/proc/sys"),
+    ("config_argument_unknown", "wae_jax.main",
+     ["--config=configs/default.py:foo", f"--workdir={W}"],
+     "--config=configs/default.py:foo: unknown config argument 'foo'"),
     # Values of the config.
     ("unknown_method", "wae_jax.main", [DEFAULT, "--config.method=wae", f"--workdir={W}"],
      "config.method 'wae'"),
+    ("method_switch_contradicted", "wae_jax.main",
+     [DEFAULT, "--config.method=vae", "--config.model.encoder=deterministic", f"--workdir={W}"],
+     "--config.method=vae needs config.model.encoder='gaussian', but "
+     "--config.model.encoder='deterministic' was given"),
+    ("best_metric_the_data_cannot_yield", "wae_jax.main",
+     [DEFAULT, "--config.best_metric=swd_image_64", f"--workdir={W}"],
+     "config.best_metric='swd_image_64' is not computed for dataset 'digits' (8x8x1 "
+     "examples); its group 'swd_image' gives swd_image_8, swd_image_avg"),
     ("unknown_dataset", "wae_jax.main", [DEFAULT, "--config.dataset=imagenet",
                                           f"--workdir={W}"], "config.dataset 'imagenet'"),
     ("unknown_network", "wae_jax.main", [DEFAULT, "--config.model.network=vgg",
@@ -133,19 +144,19 @@ CASES = [
      "config.mmd.scales must be a non-empty tuple of positive numbers"),
     ("mmd_scales_not_numbers", "wae_jax.main",
      [DEFAULT, "--config.mmd.scales=abc", f"--workdir={W}"], "config.mmd.scales"),
-    ("vae_on_the_default_config", "wae_jax.main", [DEFAULT, "--config.method=vae",
-                                                    f"--workdir={W}"],
-     "config.method='vae' needs config.model.encoder='gaussian', "
-     "config.model.decoder_output='logits'; add --config.model.encoder=gaussian "
-     "--config.model.decoder_output=logits"),
+    ("vae_with_a_contradicting_decoder", "wae_jax.main",
+     [DEFAULT, "--config.method=vae", "--config.model.decoder_output=sigmoid", f"--workdir={W}"],
+     "--config.method=vae needs config.model.decoder_output='logits', but "
+     "--config.model.decoder_output='sigmoid' was given"),
     ("vae_gaussian_variance_zero", "wae_jax.main",
      [DEFAULT, "--config.method=vae", "--config.model.encoder=gaussian",
       "--config.model.decoder_output=logits", "--config.vae.likelihood=gaussian",
       "--config.vae.gaussian_var=0", f"--workdir={W}"],
      "config.vae.gaussian_var must be a finite number > 0"),
-    ("moca_on_the_default_config", "wae_jax.main", [DEFAULT, "--config.method=moca",
-                                                     f"--workdir={W}"],
-     "config.method='moca' needs config.model.encoder='sphere', config.prior='sphere'"),
+    ("moca_with_a_contradicting_prior", "wae_jax.main",
+     [DEFAULT, "--config.method=moca", "--config.prior=gaussian", f"--workdir={W}"],
+     "--config.method=moca needs config.prior='sphere', but --config.prior='gaussian' was "
+     "given (MoCA's latent is the unit sphere; set config.prior='sphere'.)"),
     ("adversary_b1_negative", "wae_jax.main",
      [DEFAULT, "--config.method=wae_gan", "--config.adversary.b1=-0.1", f"--workdir={W}"],
      "config.adversary.b1 must be a finite number in [0, 1)"),
@@ -188,9 +199,6 @@ CASES = [
     # Issue 25: inputs that traced back, printed several lines or were accepted.
     ("config_without_get_config", "wae_jax.main", ["--config={no_get_config}", f"--workdir={W}"],
      "defines no get_config()"),
-    ("default_config_with_an_argument", "wae_jax.main",
-     ["--config=configs/default.py:runlocal", f"--workdir={W}"],
-     "configs/default.py takes no ':runlocal' argument"),
     ("keep_labels_absent_class", "wae_jax.main", [DEFAULT, "--config.keep_labels=(11,)",
                                                    f"--workdir={W}"],
      "config.keep_labels=(11,) keeps no example of 'digits'"),

@@ -170,6 +170,7 @@ def test_evaluate_workdir_writes_eval_lines_and_best(trained_workdir):
   assert json.load(open(os.path.join(trained_workdir, "best_checkpoint.json"))) == summary
 
 
+@pytest.mark.slow
 def test_evaluate_cli(trained_workdir):
   env = dict(os.environ, PYTHONPATH=REPO)
   result = subprocess.run(

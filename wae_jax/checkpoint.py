@@ -1,11 +1,5 @@
-"""Checkpoints of a run: its config (config.json) and its TrainState (orbax).
-
-Layout under a workdir:
-
-  config.json          the full config of the run (written once at start)
-  trainer.lock         flock-ed by the trainer running in the workdir
-  checkpoints/<step>/  one orbax checkpoint per saved step
-  checkpoints/<step>.corrupt/  a damaged checkpoint the trainer moved aside
+"""Checkpoints of a run: its config (config.json) and its TrainState (orbax),
+and the trainer's lock of the workdir (file names: wae_jax/run_files.py).
 
 A checkpoint holds the pytree leaves of the TrainState as a nested dict
 (`flax.serialization.to_state_dict`), so the queue, the key encoder, the
@@ -51,13 +45,10 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from wae_jax import cli
-from wae_jax.run_files import write_json_atomic
+from wae_jax.run_files import (CHECKPOINT_DIR, CONFIG_FILE, CORRUPT_SUFFIX, LOCK_FILE,
+                               write_json_atomic)
 from wae_jax.state import TrainState
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-LOCK_FILE = "trainer.lock"
-CORRUPT_SUFFIX = ".corrupt"
 # Keys of a checkpoint's custom metadata.
 DIGEST_KEY = "state_sha256"
 # The SHA-256 binding the state's digest to the step and the recorded config and
@@ -191,10 +182,20 @@ def _flatten(tree: dict) -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """Dotted names of fields that differ between two config dicts."""
+  """Dotted names of fields that differ between two config dicts.
+
+  A field the saved config lacks and the current one holds at its schema
+  default is no difference: the schema grew since the run started (a new
+  method's fields, a newly declared evaluator field).
+  """
+  from wae_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   saved_flat, current_flat = _flatten(saved), _flatten(current)
+  defaults = _flatten(config_to_dict(config_lib.base_config()))
   names = sorted(set(saved_flat) | set(current_flat))
-  return [n for n in names if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")]
+  return [n for n in names
+          if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")
+          and not (n not in saved_flat and n in defaults
+                   and current_flat[n] == defaults[n])]
 
 
 def _resumable_changes(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> list[str]:

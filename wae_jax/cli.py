@@ -218,6 +218,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   value all surface here.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  _make_config_packages_importable(argv)
   try:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
@@ -234,6 +235,14 @@ def parse_flags(argv: list[str]) -> list[str]:
       if message is not None:
         raise UserError(message) from error
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    user_error = f"{UserError.__name__}: "
+    if lines and user_error in lines[-1]:  # get_config refused its argument or a value.
+      message = lines[-1].split(user_error, 1)[1]
+      for flag in _config_flags():
+        if _flag_argument(argv, flag.name) is not None:
+          message = f"--{flag.name}={_flag_argument(argv, flag.name)}: {message}"
+          break
+      raise UserError(message) from error
     if len(lines) > 1:  # A config file whose get_config raised: its traceback follows.
       raise UserError(f"{lines[0].rstrip(':')} {lines[-1]}; fix that config file.") from error
     raise UserError(f"{lines[0] if lines else error}; see --helpshort.") from error
@@ -256,6 +265,25 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise UserError(message) from error
 
 
+def _make_config_packages_importable(argv: Sequence[str]) -> None:
+  """Puts the folder above a config file's package on sys.path.
+
+  The experiment files import their shared pieces as `configs.<x>`; with this,
+  `--config=/path/to/wae-jax/configs/x.py` works from any directory.
+  """
+  for arg in argv:
+    if not arg.startswith("--") or "=" not in arg:
+      continue
+    path = arg.split("=", 1)[1].split(":", 1)[0]
+    if not path.endswith(".py"):
+      continue
+    package = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(package, "__init__.py")):
+      root = os.path.dirname(package)
+      if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def _config_flags() -> list:
   """The ml_collections config flags (--config and any other DEFINE_config_file)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -274,6 +302,16 @@ def _flag_argument(argv: Sequence[str], name: str) -> Optional[str]:
     elif arg == f"--{name}" and i + 1 < len(argv):
       value = argv[i + 1]
   return value
+
+
+def config_override_fields(argv: Sequence[str], name: str = "config") -> set:
+  """The dotted fields that --<name>.<field>=... flags in argv set."""
+  prefix = f"--{name}."
+  found = set()
+  for arg in argv:
+    if arg.startswith(prefix):
+      found.add(arg[len(prefix):].split("=", 1)[0])
+  return found
 
 
 def _config_file_message(argv: Sequence[str], error: OSError) -> str:

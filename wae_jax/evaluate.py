@@ -27,6 +27,7 @@ from absl import logging
 
 from wae_jax import cli
 from wae_jax import run_files
+from wae_jax.evaluation import metric_names
 
 FLAGS = flags.FLAGS
 
@@ -80,7 +81,7 @@ def parse_metrics(text: str, evaluator) -> tuple:
 
 
 def default_best_metric(metrics: Dict[str, float], config) -> str:
-  return run_files.preferred_metric(metrics, fallback=config.best_metric)
+  return metric_names.preferred_metric(metrics, fallback=config.best_metric)
 
 
 def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "full",
@@ -98,13 +99,12 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
   from wae_jax.evaluation import evaluator as evaluator_lib
   # pylint: enable=g-import-not-at-top
 
-  from wae_jax import config_checks  # pylint: disable=g-import-not-at-top
   if num_samples is not None and num_samples < 1:
     raise cli.UserError(f"--num_samples={num_samples} must be at least 1 (or 0 for the "
                         "config's evaluation.num_samples).")
   if best_metric:
     try:
-      best_group = config_checks.metric_group(best_metric)
+      best_group = metric_names.metric_group(best_metric)
     except cli.UserError as error:
       raise cli.UserError(str(error).replace("config.best_metric=", "--best_metric=")) from error
   workdir = cli.check_run_workdir(workdir, checkpoint.CONFIG_FILE)

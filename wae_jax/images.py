@@ -122,10 +122,10 @@ class ImageGrids:
   def __init__(self, method, config, source):
     """method: a wae_jax.methods.Method; source: the run's data source."""
     import jax  # pylint: disable=g-import-not-at-top
-    from wae_jax import methods  # pylint: disable=g-import-not-at-top
-    self._reconstruct = methods.jitted(method.reconstruct)
-    self._sample = methods.jitted(method.sample, (2,))
-    self._interpolate = methods.jitted(method.interpolate, (3,))
+    from wae_jax import compiled  # pylint: disable=g-import-not-at-top
+    self._reconstruct = compiled.jitted(method.reconstruct)
+    self._sample = compiled.jitted(method.sample, (2,))
+    self._interpolate = compiled.jitted(method.interpolate, (3,))
     num_images = int(config.num_eval_images)
     test_images = next(iter(source.test_batches(max(num_images, 2 * INTERPOLATION_PAIRS))))
     test_images = test_images["image"]

@@ -1,31 +1,34 @@
-"""The files of a workdir that other programs read, and how they are written.
+"""The layout of a workdir (every file name in it is spelled here) and the
+run files other programs read.
 
 No JAX here: the launcher (launch/) imports this module to read what the
 trainer and the evaluator write.
 
-  run_complete.json   {"step", "best_step", "best_metrics"}: the trainer's last act
-  metrics.jsonl       one line {"step", <name>: value} per logged step (metrics_io)
-  eval.jsonl          one line {"step", "metrics": {...}} per evaluation
-  (any JSON file)     written whole or not at all (`write_json_atomic`)
-
-`METRIC_PREFERENCE` is the one order in which a run's metrics of generated
-images are preferred for picking the best checkpoint (wae_jax.evaluate) and a
-sweep's plotted metric (launch.collect); lower is better.
+  config.json           the full config of the run (checkpoint.save_config)
+  trainer.lock          flock-ed by the trainer running in the workdir
+  checkpoints/<step>/   one orbax checkpoint per saved step (checkpoint.py);
+    <step>.corrupt/     a damaged one the trainer moved aside
+  images/               PNG grids of each evaluation and `wae_jax.sample`'s exports
+  metrics.jsonl         one line {"step", <name>: value} per logged step (metrics_io)
+  eval.jsonl            one line {"step", "metrics": {...}} per evaluation
+  events.out.tfevents.* the same scalars and the grids for TensorBoard
+  run_complete.json     {"step", "best_step", "best_metrics"}: the trainer's last act
+  (any JSON file)       written whole or not at all (`write_json_atomic`)
 """
 
 import json
 import logging
 import os
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-RUN_COMPLETE_FILE = "run_complete.json"
+CONFIG_FILE = "config.json"
+LOCK_FILE = "trainer.lock"
+CHECKPOINT_DIR = "checkpoints"
+CORRUPT_SUFFIX = ".corrupt"
+IMAGE_DIR = "images"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
-CORRUPT_SUFFIX = ".corrupt"  # A damaged file moved aside (as checkpoint.CORRUPT_SUFFIX).
-
-# Inception FID, then the offline classifier's feature distance
-# fd_<dataset>_classifier, then the image SWD.
-METRIC_PREFERENCE = ("fid_inception", "fd_*_classifier", "swd_image_avg")
+RUN_COMPLETE_FILE = "run_complete.json"
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -94,21 +97,3 @@ def read_run_complete(workdir: str, move_damaged: bool = True) -> Optional[dict]
 def is_complete(workdir: str) -> bool:
   """Whether the run finished (an intact run_complete.json; nothing is moved)."""
   return read_run_complete(workdir, move_damaged=False) is not None
-
-
-def _matches(name: str, pattern: str) -> bool:
-  if "*" not in pattern:
-    return name == pattern
-  prefix, suffix = pattern.split("*")
-  return name.startswith(prefix) and name.endswith(suffix)
-
-
-def preferred_metric(names: Iterable[str], fallback: Optional[str]) -> Optional[str]:
-  """The first of METRIC_PREFERENCE among `names` (e.g. a run's best_* running
-  minima never match), else `fallback`."""
-  names = sorted(set(names))
-  for pattern in METRIC_PREFERENCE:
-    matches = [n for n in names if _matches(n, pattern)]
-    if matches:
-      return matches[0]
-  return fallback
