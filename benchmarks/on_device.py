@@ -113,16 +113,14 @@ def main():
       "XLA_FLAGS", f"{CPU_FLAGS} --xla_force_host_platform_device_count={args.devices}")
   import jax  # pylint: disable=g-import-not-at-top
 
-  from configs import default  # pylint: disable=g-import-not-at-top
-  from wae_jax import methods  # pylint: disable=g-import-not-at-top
+  from wae_jax import config as wae_config  # pylint: disable=g-import-not-at-top
   from wae_jax import parallel  # pylint: disable=g-import-not-at-top
   from wae_jax import train  # pylint: disable=g-import-not-at-top
 
   mesh = parallel.make_mesh(jax.devices()[:args.devices])
   rows = []
   for name in args.datasets.split(","):
-    config = default.base_config()
-    methods.apply_required(config)
+    config = wae_config.for_method("wae_mmd")
     source = make_source(name, config)
     config.steps_per_epoch = source.steps_per_epoch
     image_bytes = 4 * config.batch_size * math.prod(source.image_shape)

@@ -257,10 +257,11 @@ def fused_pmean(tree: Any, axis_name: str) -> Any:
   The device-varying leaves are raveled into one vector per dtype, averaged
   in one collective and cut back (the same sums, element by element, so the
   same numbers as a pmean per leaf). XLA:CPU combines a step's all-reduces
-  into one op anyway, but across processes (gloo) it runs each operand as an
-  all-reduce of its own; a gradient tree of 12-60 arrays then cost 12-60
-  cross-process round trips per step. Device-invariant leaves (e.g. the
-  learning rate) are their own mean and pass through without a collective.
+  into one op anyway, but across processes (gloo) an op's operands cost a
+  round trip each: the default job on 2 processes x 4 devices ran at 3.3
+  steps/s with 17 operands and at 37 with these 2 (benchmarks/README.md).
+  Device-invariant leaves (e.g. the learning rate) are their own mean and
+  pass through without a collective.
   """
   leaves, treedef = jax.tree.flatten(tree)
   out = list(leaves)  # invariant leaves as they are
