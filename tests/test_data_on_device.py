@@ -147,6 +147,7 @@ def host_moca_config():
   return config
 
 
+@pytest.mark.slow
 def test_run_killed_on_host_resumes_on_device_to_the_same_state(tmp_path):
   """SIGKILL a host-fed run after its first checkpoint, resume it with the
   split on the devices: the state of an uninterrupted on-device run, bitwise."""

@@ -58,6 +58,7 @@ def test_twin_trains_in_every_variant(net, variant):
   assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_end_to_end_here(tmp_path):
   """vs_torch_gpu.py --smoke: every workload, JAX in both dtypes against all
   three torch variants (torch.compile included), one round."""
