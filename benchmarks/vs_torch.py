@@ -17,10 +17,12 @@ Workloads:
     with K = 16384 and 65536
 
 The two frameworks run in two processes (this one for JAX, a child for torch)
-that take turns: each round times a block of torch iterations, then a block of
-JAX iterations, so both see the same machine load; the table gives medians
-over rounds of the times and of each round's ratio = torch time / JAX time
-(above 1: this library is faster). It also measures the machine's GEMM peak
+that take turns: each round times a block of torch iterations (for the conv
+steps, one in torch's default NCHW layout and one in channels_last), then a
+block of JAX iterations, so both see the same machine load; the table gives
+medians over rounds of the times and of each round's ratio = torch time / JAX
+time (above 1: this library is faster), against NCHW and against the faster
+torch layout of the round. On a GPU see vs_torch_gpu.py. It also measures the machine's GEMM peak
 (the best of jnp.dot and torch.matmul on 2048^3 float32) and, for the conv
 steps, the model FLOPs per step (wae_jax/flops.py: the plain layers'
 dots and convolutions) as a share of it.
@@ -29,7 +31,8 @@ torch is an optional, benchmark-only dependency (`pip install torch`, the CPU
 build); without it this prints a message and exits.
 
   python benchmarks/vs_torch.py                    # every workload (a few minutes)
-  python benchmarks/vs_torch.py --only=mlp,losses  # a subset: mlp, dcgan, losses
+  python benchmarks/vs_torch.py --only=mlp,losses  # a subset: mlp, dcgan (or dcgan_eighth,
+                                                   # dcgan_full), losses
   python benchmarks/vs_torch.py --rounds=7
 """
 
@@ -61,10 +64,10 @@ def workloads(only):
   if "mlp" in only:
     rows += [(f"{m} step, MLP 256-256, batch 100", "step",
               {"method": m, "net": "mlp", "width": 1.0}) for m in TORCH_PORTED_METHODS]
-  if "dcgan" in only:
-    rows += [(f"WAE MNIST DCGAN step, {label} width, batch 100", "step",
-              {"method": "wae_mmd", "net": "dcgan", "width": width})
-             for label, width in (("1/8", 0.125), ("full", 1.0))]
+  for label, width, token in (("1/8", 0.125, "dcgan_eighth"), ("full", 1.0, "dcgan_full")):
+    if "dcgan" in only or token in only:
+      rows.append((f"WAE MNIST DCGAN step, {label} width, batch 100", "step",
+                   {"method": "wae_mmd", "net": "dcgan", "width": width}))
   if "losses" in only:
     rows += [(f"mmd_penalty fwd+bwd ({b}, {d})", "mmd", {"batch": b, "dim": d})
              for b, d in MMD_SHAPES]
@@ -74,18 +77,25 @@ def workloads(only):
 
 
 def step_config(spec):
-  """The trainer config of a step workload (what benchmarks/step.py times)."""
+  """The trainer config of a step workload (what benchmarks/step.py times).
+
+  spec: method, net (mlp | dcgan | resnet18), width (conv nets), and
+  optionally batch (default 100), dtype (float32 | bfloat16) and queue
+  (MoCA's K, default 1000).
+  """
   from benchmarks import step as step_benchmark  # pylint: disable=g-import-not-at-top
-  config = step_benchmark.make_config(spec["method"], spec["net"], 100)
-  if spec["net"] == "dcgan":
+  config = step_benchmark.make_config(spec["method"], spec["net"], spec.get("batch", 100),
+                                      spec.get("dtype", "float32"))
+  if spec["net"] != "mlp":
     config.model.width_multiplier = spec["width"]
   if spec["method"] == "moca":
-    config.moca.queue_size = 1000
+    config.moca.queue_size = spec.get("queue", 1000)
   return config
 
 
 def twin_spec(spec):
   """What the torch twin needs to know about a step workload's config."""
+  from benchmarks import step as step_benchmark  # pylint: disable=g-import-not-at-top
   config = step_config(spec)
   return {"method": spec["method"], "net": spec["net"], "width": spec["width"],
           "batch": config.batch_size, "latent": config.latent_dim,
@@ -98,7 +108,7 @@ def twin_spec(spec):
           "scales": list(config.mmd.scales), "prior_var": config.prior_var,
           "queue": config.moca.queue_size, "tau": config.moca.temperature,
           "m0": config.moca.momentum_base,
-          "image": [8, 8, 1] if spec["net"] == "mlp" else [28, 28, 1]}
+          "image": list(step_benchmark.image_shape(spec["net"]))}
 
 
 # ----------------------------------------------------------------------------
@@ -117,9 +127,10 @@ class JaxWorkload:
       from benchmarks import step as step_benchmark  # pylint: disable=g-import-not-at-top
       from wae_jax import methods  # pylint: disable=g-import-not-at-top
       config = step_config(spec)
-      host_batch = step_benchmark.random_batch(100, spec["net"])
+      host_batch = step_benchmark.random_batch(config.batch_size, spec["net"])
       self.step, self.state, self.batch = step_benchmark.build_step(config, host_batch)
-      if spec["net"] == "dcgan":
+      self.parameter_count = sum(x.size for x in jax.tree.leaves(self.state.params))
+      if spec["net"] != "mlp":
         self.flops = step_model_flops(config, methods.get(spec["method"]), host_batch)
 
       def run(n):
@@ -170,17 +181,25 @@ def jax_gemm_seconds() -> float:
 
 
 def torch_worker(threads: int):
-  """Reads JSON commands on stdin, answers one JSON line each on stdout."""
+  """Reads JSON commands on stdin, answers one JSON line each on stdout.
+
+  setup(kind, spec, variants) builds one twin per variant (VARIANTS) of the
+  workload; time(variant, n) runs n iterations of one of them.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(threads)
-  workload = None
+  workloads = {}
   for line in sys.stdin:
     request = json.loads(line)
     if request["cmd"] == "setup":
-      workload = TorchWorkload(torch, request["kind"], request["spec"])
-      workload.run(1)  # warm-up
+      workloads = {}  # the previous workload's twins are freed first
+      for variant in request.get("variants", ["eager"]):
+        workloads[variant] = TorchWorkload(torch, request["kind"], request["spec"], variant,
+                                           request.get("device", "cpu"))
+        workloads[variant].run(request.get("warmup", 1))  # compiles, autotunes
       answer = {"ok": True}
     elif request["cmd"] == "time":
+      workload = workloads[request.get("variant", "eager")]
       start = time.perf_counter()
       workload.run(request["n"])
       answer = {"seconds": time.perf_counter() - start}
@@ -193,6 +212,9 @@ def torch_worker(threads: int):
         torch.mm(a, a)
         times.append(time.perf_counter() - start)
       answer = {"seconds": min(times), "version": torch.__version__}
+    elif request["cmd"] == "version":
+      answer = {"version": torch.__version__,
+                "device": (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")}
     else:
       return
     print(json.dumps(answer), flush=True)
@@ -216,11 +238,105 @@ def moca_loss(torch, q, k, queue, tau):
   return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
-class TorchWorkload:
-  """The torch twin of one workload; run(n) runs n iterations."""
+# How a PyTorch user would run the twin: name -> (channels_last, autocast
+# bfloat16, torch.compile).
+VARIANTS = {
+    "eager": (False, False, False),
+    "channels_last": (True, False, False),
+    "bf16_channels_last": (True, True, False),
+    "compile_bf16_channels_last": (True, True, True),
+}
 
-  def __init__(self, torch, kind, spec):
+
+def torch_resnet18(torch, image, latent, width, sphere):
+  """MoCA's A2 ResNet-18 encoder and its mirrored decoder (wae_jax/models/
+  resnet.py), layer for layer: the same convolutions, channels and parameter
+  counts. Stride-2 3x3 convs pad (1, 1) where flax's 'SAME' pads (0, 1): the
+  same shapes and FLOPs."""
+  nn = torch.nn
+  scale = lambda n: max(1, int(round(n * width)))
+  stages = ((2, 64, 1), (2, 128, 2), (2, 256, 2), (2, 512, 2))
+
+  class Block(nn.Module):
+    """BasicBlock; up=True is the block run backwards (resnet.py)."""
+
+    def __init__(self, cin, cout, stride, up):
+      super().__init__()
+      resize = stride == 2
+      if up:
+        self.first = nn.Conv2d(cin, cin, 3, 1, 1, bias=False)
+        self.second = (nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1, bias=False)
+                       if resize else nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
+        mid = cin
+      else:
+        self.first = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.second = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        mid = cout
+      self.norm1, self.norm2 = nn.BatchNorm2d(mid), nn.BatchNorm2d(cout)
+      self.project = None
+      if resize or cin != cout:
+        if up:
+          conv = (nn.ConvTranspose2d(cin, cout, 2, 2, bias=False) if resize
+                  else nn.Conv2d(cin, cout, 1, bias=False))
+        else:
+          conv = nn.Conv2d(cin, cout, 1, stride, bias=False)
+        self.project = nn.Sequential(conv, nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+      y = self.norm2(self.second(torch.relu(self.norm1(self.first(x)))))
+      return torch.relu(y + (self.project(x) if self.project is not None else x))
+
+  class Encoder(nn.Module):
+    def __init__(self):
+      super().__init__()
+      layers, cin = [nn.Conv2d(image[2], scale(64), 3, 1, 1, bias=False),
+                     nn.BatchNorm2d(scale(64)), nn.ReLU()], scale(64)
+      for blocks, channels, stride in stages:
+        for i in range(blocks):
+          layers.append(Block(cin, scale(channels), stride if i == 0 else 1, up=False))
+          cin = scale(channels)
+      self.body = nn.Sequential(*layers)
+      self.head = nn.Linear(cin, latent)
+
+    def forward(self, x):
+      z = self.head(self.body(x).mean((2, 3)))
+      return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12) if sphere else z
+
+  class Decoder(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.start = (scale(512), image[0] // 8, image[1] // 8)
+      self.dense = nn.Linear(latent, self.start[0] * self.start[1] * self.start[2])
+      layers, cin = [nn.BatchNorm2d(self.start[0]), nn.ReLU()], self.start[0]
+      for s in reversed(range(len(stages))):
+        blocks, channels, stride = stages[s]
+        previous = stages[s - 1][1] if s > 0 else 64
+        for i in range(blocks):
+          last = i == blocks - 1
+          cout = scale(previous if last else channels)
+          layers.append(Block(cin, cout, stride if last else 1, up=True))
+          cin = cout
+      layers.append(nn.Conv2d(cin, image[2], 3, 1, 1))
+      self.body = nn.Sequential(*layers)
+
+    def forward(self, z):
+      return self.body(self.dense(z).view(z.shape[0], *self.start))
+
+  return Encoder(), Decoder()
+
+
+class TorchWorkload:
+  """The torch twin of one workload; run(n) runs n iterations (and waits for
+  the GPU). `variant` is a key of VARIANTS; `device` 'cpu' or 'cuda'."""
+
+  def __init__(self, torch, kind, spec, variant="eager", device="cpu"):
     self.torch = torch
+    self.device = torch.device(device)
+    self.channels_last, self.bf16, self.compiled = VARIANTS[variant]
+    if device == "cuda":  # JAX's default float32 precision on these GPUs: TF32
+      torch.backends.cuda.matmul.allow_tf32 = True
+      torch.backends.cudnn.allow_tf32 = True
+      torch.backends.cudnn.benchmark = True
     gen = torch.Generator().manual_seed(0)
     if kind == "mmd":
       q = (torch.randn(spec["batch"], spec["dim"], generator=gen) + 0.3).requires_grad_()
@@ -239,12 +355,15 @@ class TorchWorkload:
   def run(self, n):
     for _ in range(n):
       self.iteration()
+    if self.device.type == "cuda":
+      self.torch.cuda.synchronize()
 
-  def _build_step(self, s, gen):
+  def _networks(self, s):
+    """(encoder, decoder) of the step's net, as torch modules."""
     torch = self.torch
     nn = torch.nn
     h, w, c = s["image"]
-    latent, batch = s["latent"], s["batch"]
+    latent = s["latent"]
     gaussian = s["method"] == "vae"
     if s["net"] == "mlp":
       hidden = s["hidden"]
@@ -257,79 +376,96 @@ class TorchWorkload:
                               nn.Linear(hidden[-1], latent * (2 if gaussian else 1)))
       decoder = nn.Sequential(*mlp([latent] + hidden[::-1] + [h * w * c]),
                               nn.Unflatten(1, (c, h, w)))
-    else:
-      ch = [max(1, round(x * s["width"])) for x in (128, 256, 512, 1024)]
-      layers, in_ch, size = [], c, h
-      for out_ch in ch:  # 4x4 stride 2; padding 2 where 'SAME' pads (1, 2) (7 -> 4)
-        pad = 1 if size % 2 == 0 else 2
-        layers += [nn.Conv2d(in_ch, out_ch, 4, 2, pad), nn.BatchNorm2d(out_ch, momentum=0.1),
-                   nn.ReLU()]
-        in_ch, size = out_ch, (size + 1) // 2
-      encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_ch * size * size, latent))
-      dec = [max(1, round(x * s["width"])) for x in (1024, 512, 256)]
-      decoder = nn.Sequential(
-          nn.Linear(latent, dec[0] * (h // 4) * (w // 4)), nn.ReLU(),
-          nn.Unflatten(1, (dec[0], h // 4, w // 4)),
-          nn.ConvTranspose2d(dec[0], dec[1], 4, 2, 1), nn.BatchNorm2d(dec[1]), nn.ReLU(),
-          nn.ConvTranspose2d(dec[1], dec[2], 4, 2, 1), nn.BatchNorm2d(dec[2]), nn.ReLU(),
-          nn.Conv2d(dec[2], c, 4, 1, "same"))
+      return encoder, decoder
+    if s["net"] == "resnet18":
+      return torch_resnet18(torch, (h, w, c), latent, s["width"], s["method"] == "moca")
+    ch = [max(1, round(x * s["width"])) for x in (128, 256, 512, 1024)]
+    layers, in_ch, size = [], c, h
+    for out_ch in ch:  # 4x4 stride 2; padding 2 where 'SAME' pads (1, 2) (7 -> 4)
+      pad = 1 if size % 2 == 0 else 2
+      layers += [nn.Conv2d(in_ch, out_ch, 4, 2, pad), nn.BatchNorm2d(out_ch, momentum=0.1),
+                 nn.ReLU()]
+      in_ch, size = out_ch, (size + 1) // 2
+    encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_ch * size * size, latent))
+    dec = [max(1, round(x * s["width"])) for x in (1024, 512, 256)]
+    decoder = nn.Sequential(
+        nn.Linear(latent, dec[0] * (h // 4) * (w // 4)), nn.ReLU(),
+        nn.Unflatten(1, (dec[0], h // 4, w // 4)),
+        nn.ConvTranspose2d(dec[0], dec[1], 4, 2, 1), nn.BatchNorm2d(dec[1]), nn.ReLU(),
+        nn.ConvTranspose2d(dec[1], dec[2], 4, 2, 1), nn.BatchNorm2d(dec[2]), nn.ReLU(),
+        nn.Conv2d(dec[2], c, 4, 1, "same"))
+    return encoder, decoder
+
+  def _build_step(self, s, gen):
+    torch = self.torch
+    nn = torch.nn
+    device = self.device
+    h, w, c = s["image"]
+    latent, batch = s["latent"], s["batch"]
+    encoder, decoder = self._networks(s)
+    memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+    encoder = encoder.to(device, memory_format=memory_format)
+    decoder = decoder.to(device, memory_format=memory_format)
+    self.encoder, self.decoder = encoder, decoder
     after_step = lambda: None
     params = list(encoder.parameters()) + list(decoder.parameters())
     opt = torch.optim.Adam(params, lr=s["lr"], betas=(s["b1"], s["b2"]))
-    x = torch.rand(batch, c, h, w, generator=gen)
+    x = torch.rand(batch, c, h, w, generator=gen).to(device, memory_format=memory_format)
     lam, scales, prior_var = s["lam"], s["scales"], s["prior_var"]
-    reconstruction = lambda out: ((torch.sigmoid(out) - x) ** 2).sum((1, 2, 3)).mean()
+    randn = lambda *shape: torch.randn(*shape, device=device)
+    # The losses in float32, as the trainer computes them under bfloat16 too.
+    reconstruction = lambda out: ((torch.sigmoid(out.float()) - x) ** 2).sum((1, 2, 3)).mean()
 
     if s["method"] == "wae_mmd":
       def loss_fn():
-        z = encoder(x)
+        z = encoder(x).float()
         return reconstruction(decoder(z)) + lam * imq_mmd(
-            torch, z, torch.randn(batch, latent) * prior_var ** 0.5, scales, prior_var)
+            torch, z, randn(batch, latent) * prior_var ** 0.5, scales, prior_var)
     elif s["method"] == "vae":
       def loss_fn():
-        mean, logvar = encoder(x).chunk(2, dim=1)
+        mean, logvar = encoder(x).float().chunk(2, dim=1)
         logvar = logvar.clamp(-10.0, 5.0)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         nll = nn.functional.binary_cross_entropy_with_logits(
-            decoder(z), x, reduction="none").sum((1, 2, 3)).mean()
+            decoder(z).float(), x, reduction="none").sum((1, 2, 3)).mean()
         kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(1).mean()
         return nll + kl
     elif s["method"] == "wae_gan":
       sizes = [latent] + s["adversary_hidden"]
       adversary = nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:])
                                   for m in (nn.Linear(a, b), nn.ReLU())],
-                                nn.Linear(sizes[-1], 1))
+                                nn.Linear(sizes[-1], 1)).to(device)
       adv_opt = torch.optim.Adam(adversary.parameters(), lr=s["adversary_lr"],
                                  betas=(s["adversary_b1"], 0.999))
       log_prior = lambda z: -0.5 * (z ** 2).sum(1) / prior_var
       if s["adversary_log_prior"]:
-        logit = lambda z: adversary(z)[:, 0] + log_prior(z)
+        logit = lambda z: adversary(z)[:, 0].float() + log_prior(z)
       else:
-        logit = lambda z: adversary(z)[:, 0]
+        logit = lambda z: adversary(z)[:, 0].float()
       bce = nn.functional.binary_cross_entropy_with_logits
+      ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
       def loss_fn():
-        z = encoder(x)
-        prior = torch.randn(batch, latent)
-        adv_loss = bce(logit(prior), torch.ones(batch)) + bce(logit(z.detach()),
-                                                               torch.zeros(batch))
+        z = encoder(x).float()
+        prior = randn(batch, latent)
+        adv_loss = bce(logit(prior), ones) + bce(logit(z.detach()), zeros)
         adv_opt.zero_grad()
         adv_loss.backward()
         adv_opt.step()
-        return reconstruction(decoder(z)) + lam * bce(logit(z), torch.ones(batch))
+        return reconstruction(decoder(z)) + lam * bce(logit(z), ones)
     else:  # moca
       import copy  # pylint: disable=g-import-not-at-top
       key_encoder = copy.deepcopy(encoder)
       for p in key_encoder.parameters():
         p.requires_grad_(False)
       unit = lambda v: v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-      queue = unit(torch.randn(s["queue"], latent, generator=gen))
+      queue = unit(torch.randn(s["queue"], latent, generator=gen)).to(device)
       state = {"ptr": 0}
       def loss_fn():
         with torch.no_grad():
           for kp, qp in zip(key_encoder.parameters(), encoder.parameters()):
             kp.mul_(s["m0"]).add_(qp, alpha=1 - s["m0"])
-          keys = unit(key_encoder(x))
-        q = unit(encoder(x))
+          keys = unit(key_encoder(x).float())
+        q = unit(encoder(x).float())
         state["keys"] = keys
         return reconstruction(decoder(q)) + lam * moca_loss(torch, q, keys, queue, s["tau"])
 
@@ -338,12 +474,25 @@ class TorchWorkload:
         state["ptr"] = (state["ptr"] + batch) % queue.shape[0]
       after_step = enqueue
 
+    if self.bf16:
+      plain_loss = loss_fn
+      def loss_fn():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+          return plain_loss()
+    if self.compiled:
+      loss_fn = torch.compile(loss_fn)
+
     def iteration():
       opt.zero_grad()
-      loss_fn().backward()
+      loss = loss_fn()
+      loss.backward()
       opt.step()
       after_step()
+      return loss
     self.iteration = iteration
+
+  def parameter_count(self) -> int:
+    return sum(p.numel() for m in (self.encoder, self.decoder) for p in m.parameters())
 
 
 # ----------------------------------------------------------------------------
@@ -351,7 +500,7 @@ class TorchWorkload:
 
 
 class TorchProcess:
-  """The torch child: setup(kind, spec), then seconds(n) runs n iterations."""
+  """The torch child: setup(kind, spec, variants), then time(variant, n)."""
 
   def __init__(self, threads: int):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -375,6 +524,35 @@ class TorchProcess:
 
 def iterations_per_round(seconds_per_iteration: float, round_seconds: float) -> int:
   return max(1, int(round_seconds / max(seconds_per_iteration, 1e-6)))
+
+
+def interleaved(jax_run, torch_process, variants, rounds, round_seconds):
+  """Times JAX and each torch variant in turn, `rounds` times.
+
+  Returns:
+    (JAX seconds per iteration per round, {variant: torch seconds per
+    iteration per round}). Both sides are set up (and compiled) already.
+  """
+  start = time.perf_counter()
+  jax_run(1)
+  n_jax = iterations_per_round(time.perf_counter() - start, round_seconds)
+  n_torch = {v: iterations_per_round(torch_process.ask(cmd="time", variant=v, n=1)["seconds"],
+                                     round_seconds) for v in variants}
+  jax_times, torch_times = [], {v: [] for v in variants}
+  for _ in range(rounds):
+    for v in variants:
+      torch_times[v].append(
+          torch_process.ask(cmd="time", variant=v, n=n_torch[v])["seconds"] / n_torch[v])
+    start = time.perf_counter()
+    jax_run(n_jax)
+    jax_times.append((time.perf_counter() - start) / n_jax)
+  return jax_times, torch_times
+
+
+def median_ratio(torch_times, jax_times):
+  """Median over rounds of torch / JAX (each round's blocks are adjacent, so
+  the ratio holds while a shared machine's speed drifts)."""
+  return statistics.median(t / j for t, j in zip(torch_times, jax_times))
 
 
 def main():
@@ -408,29 +586,20 @@ def main():
     for name, kind, spec in workloads(args.only.split(",")):
       jax_side = JaxWorkload(kind, spec)
       jax_side.run(1)  # compile
-      torch_process.ask(cmd="setup", kind=kind,
+      # Convolutions: torch's default NCHW and its channels_last layout.
+      variants = ["eager", "channels_last"] if spec.get("net", "mlp") != "mlp" else ["eager"]
+      torch_process.ask(cmd="setup", kind=kind, variants=variants,
                         spec=twin_spec(spec) if kind == "step" else spec)
-      # Size the blocks from one timed iteration of each.
-      start = time.perf_counter()
-      jax_side.run(1)
-      n_jax = iterations_per_round(time.perf_counter() - start, args.round_seconds)
-      n_torch = iterations_per_round(torch_process.ask(cmd="time", n=1)["seconds"],
-                                     args.round_seconds)
-      jax_times, torch_times = [], []
-      for _ in range(args.rounds):
-        torch_times.append(torch_process.ask(cmd="time", n=n_torch)["seconds"] / n_torch)
-        start = time.perf_counter()
-        jax_side.run(n_jax)
-        jax_times.append((time.perf_counter() - start) / n_jax)
-      # Each round's ratio compares two adjacent blocks, so it holds while a
-      # shared VM's speed drifts; the ratio reported is their median.
-      ratios = [t / j for t, j in zip(torch_times, jax_times)]
+      jax_times, torch_times = interleaved(jax_side.run, torch_process, variants,
+                                           args.rounds, args.round_seconds)
+      best = [min(ts) for ts in zip(*torch_times.values())]
       row = {"name": name, "jax_ms": 1e3 * statistics.median(jax_times),
-             "torch_ms": 1e3 * statistics.median(torch_times),
-             "ratio": statistics.median(ratios), "flops": jax_side.flops}
+             "torch_ms": {v: 1e3 * statistics.median(t) for v, t in torch_times.items()},
+             "ratio": median_ratio(torch_times["eager"], jax_times),
+             "best_ratio": median_ratio(best, jax_times), "flops": jax_side.flops}
       rows.append(row)
-      print(f"{name}: jax {row['jax_ms']:.2f} ms, torch {row['torch_ms']:.2f} ms",
-            file=sys.stderr, flush=True)
+      print(f"{name}: jax {row['jax_ms']:.2f} ms, torch " + ", ".join(
+          f"{v} {ms:.2f} ms" for v, ms in row["torch_ms"].items()), file=sys.stderr, flush=True)
       del jax_side
   finally:
     torch_process.close()
@@ -438,17 +607,20 @@ def main():
   device = jax.devices()[0]
   print(f"\nJAX {jax.__version__} ({device.platform}, XLA_FLAGS={os.environ['XLA_FLAGS']}) "
         f"vs PyTorch {gemm_torch['version']} eager, {args.torch_threads} thread(s); median of "
-        f"{args.rounds} "
-        "interleaved rounds; ratio = median over rounds of torch / JAX (above 1: this "
-        "library is faster)")
+        f"{args.rounds} interleaved rounds; ratio = median over rounds of torch / JAX (above 1: "
+        "this library is faster), against torch's default NCHW and against the faster of NCHW "
+        "and channels_last in each round (convolutions only)")
   print(f"GEMM peak ({GEMM_SIZE}^3 float32, best of jnp.dot and torch.mm): "
-        f"{peak / 1e9:.0f} GFLOP/s\n")
-  print("| workload | JAX ms | torch ms | ratio | JAX model GFLOP/s | % of GEMM peak |")
-  print("|---|---|---|---|---|---|")
+        f"{peak / 1e9:.0f} GFLOP/s, load average {os.getloadavg()[0]:.1f}\n")
+  print("| workload | JAX ms | torch ms | torch channels_last ms | ratio | ratio vs best torch "
+        "| JAX model GFLOP/s | % of GEMM peak |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
     rate = r["flops"] / (r["jax_ms"] / 1e3) if r["flops"] else None
-    print(f"| {r['name']} | {r['jax_ms']:.2f} | {r['torch_ms']:.2f} | "
-          f"{r['ratio']:.2f} | "
+    channels_last = r["torch_ms"].get("channels_last")
+    print(f"| {r['name']} | {r['jax_ms']:.2f} | {r['torch_ms']['eager']:.2f} | "
+          f"{f'{channels_last:.2f}' if channels_last else '-'} | {r['ratio']:.2f} | "
+          f"{r['best_ratio']:.2f} | "
           f"{f'{rate / 1e9:.0f}' if rate else '-'} | "
           f"{f'{100 * rate / peak:.0f}%' if rate else '-'} |")
 

@@ -231,8 +231,8 @@ def test_a_non_finite_state_is_never_saved_or_called_good(tmp_path, monkeypatch)
   run stops at that save, and the checkpoint it names (2) restores finite."""
   original = train.make_train_step
 
-  def poisoned_make_train_step(method, mesh, steps_per_call):
-    step, put_batch, put_state = original(method, mesh, steps_per_call)
+  def poisoned_make_train_step(method, mesh, steps_per_call, **kwargs):
+    step, put_batch, put_state = original(method, mesh, steps_per_call, **kwargs)
 
     def poisoned_step(state, batch):
       new_state, metrics = step(state, batch)

@@ -68,8 +68,8 @@ if record_dir:
 delay = float(os.environ.get("WAE_TEST_STEP_DELAY", "0"))
 if delay:
   make_train_step = train.make_train_step
-  def slow_make_train_step(method, mesh, steps_per_call):
-    step, put_batch, put_state = make_train_step(method, mesh, steps_per_call)
+  def slow_make_train_step(method, mesh, steps_per_call, **kwargs):
+    step, put_batch, put_state = make_train_step(method, mesh, steps_per_call, **kwargs)
     def slow_step(state, batch):
       time.sleep(delay)
       return step(state, batch)

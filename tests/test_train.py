@@ -225,8 +225,8 @@ def test_steps_per_call_divides_every_stop():
 def test_non_finite_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
   original = train.make_train_step
 
-  def poisoned_make_train_step(method, mesh, steps_per_call):
-    step, put_batch, put_state = original(method, mesh, steps_per_call)
+  def poisoned_make_train_step(method, mesh, steps_per_call, **kwargs):
+    step, put_batch, put_state = original(method, mesh, steps_per_call, **kwargs)
 
     def poisoned_step(state, batch):
       new_state, metrics = step(state, batch)
@@ -258,8 +258,8 @@ KILLABLE_RUN = textwrap.dedent("""
     from tests import {module}
     from wae_jax import train
     original = train.make_train_step
-    def slow_make_train_step(method, mesh, steps_per_call):
-      step, put_batch, put_state = original(method, mesh, steps_per_call)
+    def slow_make_train_step(method, mesh, steps_per_call, **kwargs):
+      step, put_batch, put_state = original(method, mesh, steps_per_call, **kwargs)
       def slow_step(state, batch):
         time.sleep(0.25)
         return step(state, batch)

@@ -69,6 +69,8 @@ RESUMABLE_CHANGES = (
     "num_eval_images",
     "data_dir",
     "steps_per_call",
+    "data_on_device",
+    "data_on_device_share",
 )
 
 

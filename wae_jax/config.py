@@ -55,6 +55,12 @@ def shared_config() -> ml_collections.ConfigDict:
   # Lowered to divide the log, eval and checkpoint periods and to keep a
   # call's batches under 64 MiB. Changes no number a run computes.
   config.steps_per_call = 100
+  # Keep the training split on the devices and gather each step's batch in
+  # the compiled step (wae_jax/data/on_device.py; the same batches, bit for
+  # bit): auto | true | false. auto does so when the split takes at most
+  # data_on_device_share of one device's memory (each device holds it all).
+  config.data_on_device = "auto"
+  config.data_on_device_share = 0.25
 
   # Latent space and prior.
   config.latent_dim = 8

@@ -35,6 +35,7 @@ from wae_jax import methods
 from wae_jax import models
 from wae_jax import optim
 from wae_jax import priors
+from wae_jax.data import on_device
 from wae_jax.evaluation import metric_names
 from wae_jax.methods.shared import autoencoder
 from wae_jax.methods.shared import pretraining
@@ -52,6 +53,7 @@ CHOICES = (
     ("prior", priors.PRIORS),
     ("reconstruction", autoencoder.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),
+    ("data_on_device", on_device.CHOICES),
 )
 
 SEED_LIMIT = 2**63  # seeds reach numpy and jax.random as int64
@@ -65,6 +67,7 @@ NUMBERS = (
     ("num_train_steps", dict(low=1, integer=True)),
     ("log_every_steps", dict(low=1, integer=True)),
     ("steps_per_call", dict(low=1, integer=True)),
+    ("data_on_device_share", dict(low=0, high=1, low_open=True)),
     ("checkpoint_every_steps", dict(low=1, integer=True)),
     ("eval_every_steps", dict(low=1, integer=True)),
     ("keep_checkpoints", dict(low=1, integer=True)),

@@ -109,6 +109,10 @@ def main(argv):
     sys.stderr.write(f"{stopped}\n")
     sys.stderr.flush()
     sys.exit(stopped.exit_status)
+  except Exception as error:  # pylint: disable=broad-except
+    if distributed:  # A collective that lost its peer: the watchdog's one line and exit.
+      multihost.wait_if_a_peer_died(error)
+    raise
   if distributed:
     multihost.finish()  # Before exit, so the peers never take this one for dead.
 

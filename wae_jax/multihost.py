@@ -103,6 +103,23 @@ def finish() -> None:
     _watchdog = None
 
 
+def wait_if_a_peer_died(error: BaseException) -> None:
+  """Called with the error a step raised; returns (to re-raise it) unless a peer died.
+
+  A collective whose peer process died may fail at once (gloo: "Connection
+  closed by peer") instead of blocking: the error names a socket, not the
+  cause, and JAX's shutdown would then abort this process with a C++ stack
+  trace. So after a runtime error this waits up to the peer timeout for the
+  watchdog, which exits with its one line (EXIT_PEER_LOST) when a peer has
+  gone silent; when every peer is still alive the error was this process's own.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  watchdog = _watchdog
+  if watchdog is None or not isinstance(error, jax.errors.JaxRuntimeError):
+    return
+  watchdog.wait(watchdog.timeout + 3 * watchdog.interval)
+
+
 def _client():
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   # The runtime client has no public accessor; its key-value store is what
@@ -130,6 +147,10 @@ class PeerWatchdog:
     self._stop.set()
     self._thread.join(timeout=10 * self.interval)
     self._client.key_value_set(f"{_KEY_PREFIX}{self.process_id}", _DONE, allow_overwrite=True)
+
+  def wait(self, seconds: float) -> None:
+    """Sleeps while the watchdog runs (it may end the process meanwhile)."""
+    self._thread.join(timeout=seconds)
 
   def _lost(self, what: str) -> None:
     print(f"wae_jax: {what}; stopping process {self.process_id} too. Start all "

@@ -34,6 +34,7 @@ host-local slice of the global batch to `shard_batch`, and only `is_chief()`
 writes logs and images.
 """
 
+import functools
 import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -122,7 +123,8 @@ def shard_batch(host_local_batch: Dict[str, np.ndarray],
 
 def make_parallel_step(train_step: Callable, mesh: Mesh,
                        donate_state: bool = True, steps_per_call: int = 1,
-                       with_hparams: bool = False, population: bool = False
+                       with_hparams: bool = False, population: bool = False,
+                       gather_batch: Optional[Callable[[Any, Any], Any]] = None
                        ) -> Callable[..., Tuple[Any, Dict]]:
   """Jitted fn(state, sharded_batch) -> (state, metrics) over the mesh.
 
@@ -145,6 +147,11 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
     member runs data parallel over the whole mesh, as it would alone
     (wae_jax/population.py says why the members are not split over devices).
     Metrics come back (P,) or (k, P).
+  gather_batch(resident, inputs) -> batch: the function takes one more
+    argument, fn(..., inputs, resident): `inputs` are sharded like a batch
+    (e.g. the examples' indices) and `resident` is replicated (e.g. the
+    training split, data/on_device.py); each device builds each step's batch
+    from them.
 
   On a one-device mesh the step runs with axis_name=None, without shard_map.
   """
@@ -156,33 +163,36 @@ def make_parallel_step(train_step: Callable, mesh: Mesh,
   # the default MLP on a CPU.
   axis_name = DATA_AXIS if mesh.devices.size > 1 else None
 
-  def one_step(state, hparams, batch):
+  def one_step(state, hparams, batch, resident):
+    if gather_batch is not None:
+      batch = gather_batch(resident, batch)
     args = (state, hparams, batch) if with_hparams else (state, batch)
     if population:
       return jax.vmap(lambda *a: train_step(*a, axis_name=axis_name))(*args)
     return train_step(*args, axis_name=axis_name)
 
-  def per_device(state, hparams, batch):
+  def per_device(state, hparams, batch, resident):
     if steps_per_call == 1:
-      return one_step(state, hparams, batch)
-    return lax.scan(lambda s, b: one_step(s, hparams, b), state, batch)
+      return one_step(state, hparams, batch, resident)
+    return lax.scan(lambda s, b: one_step(s, hparams, b, resident), state, batch)
 
   sharded_step = per_device if axis_name is None else jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P(), P(*(None,) * axis, DATA_AXIS)),
+      per_device, mesh=mesh, in_specs=(P(), P(), P(*(None,) * axis, DATA_AXIS), P()),
       out_specs=(P(), P()))
 
-  def step(state, hparams, batch):
+  def step(state, hparams, batch, resident=None):
     for value in jax.tree.leaves(batch):
       if steps_per_call > 1 and value.shape[0] != steps_per_call:
         raise ValueError(f"A call of {steps_per_call} steps needs their batches stacked "
                          f"on a leading axis of that size, got shape {value.shape}.")
       check_batch_size(value.shape[axis], mesh)
-    return sharded_step(state, hparams, batch)
+    return sharded_step(state, hparams, batch, resident)
 
   donate = (0,) if donate_state else ()
   if with_hparams:
     return jax.jit(step, donate_argnums=donate)
-  return jax.jit(lambda state, batch: step(state, {}, batch), donate_argnums=donate)
+  return jax.jit(lambda state, batch, resident=None: step(state, {}, batch, resident),
+                 donate_argnums=donate)
 
 
 # ----------------------------------------------------------------------------
@@ -197,6 +207,42 @@ def gather(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
   if axis_name is None:
     return x
   return lax.all_gather(x, axis_name, tiled=True)
+
+
+def gather_for_shared_loss(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """`gather`, for the input of a loss term every device computes alike.
+
+  The global-batch estimators (MMD, sliced Wasserstein, the moment loss ...)
+  see the gathered codes and prior samples drawn from the same key on every
+  device, so they compute the same value and the same cotangent for the
+  gathered codes everywhere. `gather`'s transpose sums those N equal
+  cotangents over devices (a reduce-scatter, a second cross-device collective
+  in every step); here each device takes its own rows and multiplies them by N
+  instead, the same sum without a collective (exact for N a power of 2).
+  Use it only where that holds: a cotangent that differs between devices
+  would be lost.
+  """
+  if axis_name is None:
+    return x
+  return _gather_shared(x, axis_name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _gather_shared(x: jax.Array, axis_name: str) -> jax.Array:
+  return lax.all_gather(x, axis_name, tiled=True)
+
+
+def _gather_shared_forward(x, axis_name):
+  return _gather_shared(x, axis_name), None
+
+
+def _gather_shared_backward(axis_name, _, cotangent):
+  rows = cotangent.shape[0] // lax.axis_size(axis_name)
+  own = lax.dynamic_slice_in_dim(cotangent, lax.axis_index(axis_name) * rows, rows, axis=0)
+  return (own * lax.axis_size(axis_name),)
+
+
+_gather_shared.defvjp(_gather_shared_forward, _gather_shared_backward)
 
 
 def gather_invariant(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
@@ -215,11 +261,47 @@ def per_device(params: Any, axis_name: Optional[str]) -> Any:
   return lax.pcast(params, axis_name, to="varying")
 
 
+def _varying_axes(x: jax.Array) -> frozenset:
+  """The mesh axes along which `x` may differ between devices (its type under
+  shard_map's check_vma); the attribute's name moved between JAX versions."""
+  aval = jax.typeof(x)
+  axis_type = getattr(aval, "manual_axis_type", None)
+  return axis_type.varying if axis_type is not None else frozenset(getattr(aval, "vma", ()))
+
+
+def fused_pmean(tree: Any, axis_name: str) -> Any:
+  """`lax.pmean` of every leaf of `tree`, as one all-reduce per dtype.
+
+  The device-varying leaves are raveled into one vector per dtype, averaged
+  in one collective and cut back (the same sums, element by element, so the
+  same numbers as a pmean per leaf). XLA:CPU combines a step's all-reduces
+  into one op anyway, but across processes (gloo) an op's operands cost a
+  round trip each: the default job on 2 processes x 4 devices ran at 3.3
+  steps/s with 17 operands and at 37 with these 2 (benchmarks/README.md).
+  Device-invariant leaves (e.g. the learning rate) are their own mean and
+  pass through without a collective.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  out = list(leaves)  # invariant leaves as they are
+  varying: Dict[Any, list] = {}  # dtype -> indices of device-varying leaves
+  for i, leaf in enumerate(leaves):
+    if axis_name in _varying_axes(leaf):
+      varying.setdefault(jnp.result_type(leaf), []).append(i)
+  for index in varying.values():
+    flat = lax.pmean(jnp.concatenate([jnp.ravel(leaves[i]) for i in index]), axis_name)
+    ends = np.cumsum([leaves[i].size for i in index])
+    starts = np.concatenate([[0], ends[:-1]])
+    for i, start, end in zip(index, starts, ends):
+      out[i] = flat[start:end].reshape(leaves[i].shape)
+  return jax.tree.unflatten(treedef, out)
+
+
 def average_grads(grads: Any, axis_name: Optional[str]) -> Any:
-  """Per-device gradients of `per_device` params -> the global-batch gradient."""
+  """Per-device gradients of `per_device` params -> the global-batch gradient
+  (one all-reduce, `fused_pmean`)."""
   if axis_name is None:
     return grads
-  return lax.pmean(grads, axis_name)
+  return fused_pmean(grads, axis_name)
 
 
 def mean_metrics(metrics: dict, axis_name: Optional[str]) -> dict:
@@ -227,7 +309,7 @@ def mean_metrics(metrics: dict, axis_name: Optional[str]) -> dict:
   metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
   if axis_name is None:
     return metrics
-  return lax.pmean(metrics, axis_name)
+  return fused_pmean(metrics, axis_name)
 
 
 def per_example_noise(key: jax.Array, local_shape: Tuple[int, ...],

@@ -43,6 +43,7 @@ from wae_jax import parallel
 from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax import valued_step
+from wae_jax.data import on_device
 from wae_jax.evaluation import evaluator as evaluator_lib
 from wae_jax.evaluation import metric_names
 from wae_jax.evaluation import probes as probes_lib
@@ -194,14 +195,15 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
 
 @functools.lru_cache(maxsize=8)
 def _parallel_step(method, mesh: jax.sharding.Mesh, steps_per_call: int,
-                   population: bool = False) -> Callable:
+                   population: bool = False, data_on_device: bool = False) -> Callable:
   """One jitted valued step (wae_jax/valued_step.py) per (method, mesh, steps per
-  call, population or not) in a process, so a second run of a config that
-  differs at most in its values (a resume in the same process, a test, another
-  λ) reuses its executable."""
+  call, population or not, data placement) in a process, so a second run of a
+  config that differs at most in its values (a resume in the same process, a
+  test, another λ) reuses its executable."""
   return parallel.make_parallel_step(valued_step.valued_step(method), mesh,
                                      steps_per_call=steps_per_call, with_hparams=True,
-                                     population=population)
+                                     population=population,
+                                     gather_batch=on_device.gather if data_on_device else None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -210,12 +212,18 @@ def _replicated_values(config: ml_collections.FrozenConfigDict,
   return parallel.replicate(hparams.solo_values(config), mesh)
 
 
-def make_train_step(method, mesh: jax.sharding.Mesh,
-                    steps_per_call: int = 1) -> tuple[Callable, Callable, Callable]:
+def make_train_step(method, mesh: jax.sharding.Mesh, steps_per_call: int = 1,
+                    device_data: Optional[on_device.DeviceData] = None
+                    ) -> tuple[Callable, Callable, Callable]:
   """The compiled data-parallel step and how batches and states reach the mesh.
 
   The step reads the run's scalar hyper-parameters (hparams.PER_MEMBER) as
   values, as a member of a population does (wae_jax/population.py).
+
+  Args:
+    device_data: the training split placed on the mesh (data/on_device.py);
+      the step's batches are then index batches (`ArraySource.
+      train_index_batches`) that it gathers from it.
 
   Returns:
     (step(state, sharded batch) -> (state, metrics), state donated; with
@@ -224,10 +232,12 @@ def make_train_step(method, mesh: jax.sharding.Mesh,
      put_batch(host-local numpy batch) -> global batch sharded over 'data',
      put_state(state) -> state replicated on every device).
   """
-  compiled = _parallel_step(method, mesh, steps_per_call)
+  compiled = _parallel_step(method, mesh, steps_per_call,
+                            data_on_device=device_data is not None)
+  resident = None if device_data is None else device_data.arrays
 
   def step(state, batch):
-    return compiled(state, _replicated_values(state.config, mesh), batch)
+    return compiled(state, _replicated_values(state.config, mesh), batch, resident)
 
   axis = parallel.batch_axis(steps_per_call)
   return (step, lambda batch: parallel.shard_batch(batch, mesh, axis),
@@ -492,11 +502,14 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
                 if best_step is not None and manager.metrics(best_step) else math.inf)
 
   # 3. Devices and the step (a resumed run's calls start at its step). ------
-  chunk = steps_per_call(config, start_step, batch_bytes=4 * source.local_batch_size
-                         * math.prod(source.image_shape))
-  train_step, put_batch, _ = make_train_step(method, mesh, chunk)
-  logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
-               start_step, num_train_steps, mesh.devices.size, chunk)
+  device_data = on_device.place_if_wanted(config, source, mesh)
+  example_bytes = 4 * (1 if device_data else math.prod(source.image_shape))  # index or image
+  chunk = steps_per_call(config, start_step, batch_bytes=example_bytes * source.local_batch_size)
+  train_step, put_batch, _ = make_train_step(method, mesh, chunk, device_data=device_data)
+  logging.info("Training %s from step %d to %d on %d devices, %d steps per call, the "
+               "training split %s.", workdir, start_step, num_train_steps, mesh.devices.size,
+               chunk, f"on the devices ({device_data.nbytes / 2**20:.1f} MiB each)"
+               if device_data else "read on the host")
 
   # 4. Evaluation and 5. the loop's parts. ----------------------------------
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
@@ -505,7 +518,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   log = TrainLog(writer, is_chief, start_step, num_train_steps, saved)
 
   # 5. The loop. -------------------------------------------------------------
-  batches = data.prefetch(source.train_batches(start_step, chunk), size=2, put=put_batch)
+  batches = data.prefetch(on_device.train_inputs(source, device_data, start_step, chunk),
+                          size=2, put=put_batch)
   pending: list[tuple[int, Any]] = []  # (first step, device metrics) of calls since the last check
   try:
     calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.

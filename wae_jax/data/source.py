@@ -9,6 +9,7 @@ and process p takes slice p, so the union over processes is exactly the global
 batch (the same global batch whatever the number of hosts).
 """
 
+import itertools
 from typing import Iterator, Optional
 
 import numpy as np
@@ -20,6 +21,13 @@ Batch = dict  # {'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)}
 # The seed of train_subset_batches' subset: fixed, so every run is probed on
 # the same training examples.
 TRAIN_SUBSET_SEED = 20210625
+
+# uint8 pixel value -> float32 in [0, 1], as every batch converts it. A table,
+# so that a gather inside a compiled step (data/on_device.py) gives the same
+# bits: XLA turns a division by the constant 255 into a multiplication by its
+# rounded reciprocal, which differs from numpy's division in the last bit.
+UINT8_TO_FLOAT32 = np.divide(np.arange(256, dtype=np.uint8), np.float32(255.0),
+                             dtype=np.float32)
 
 # The smallest side the image-only evaluations take: image SWD compares 7x7
 # neighbourhoods (sharpness needs 3x3, FID/KID and the PNG grids any size).
@@ -168,10 +176,32 @@ class ArraySource:
     start += self.process_index * self.local_batch_size
     return self._permutation(epoch)[start:start + self.local_batch_size]
 
+  def _item_indices(self, step: int, steps_per_item: int) -> np.ndarray:
+    """(b,) indices of `step`, or (k, b) of steps step .. step + k - 1 when k > 1."""
+    if steps_per_item == 1:
+      return self.train_indices(step)
+    return np.stack([self.train_indices(s) for s in range(step, step + steps_per_item)])
+
+  def train_split(self) -> tuple:
+    """(images (N, H, W, C) uint8 or float32, labels (N,) or None): the whole
+    training split as stored (data/on_device.py places it on the devices)."""
+    return self._train_images, self._train_labels
+
+  def train_index_batches(self, start_step: int = 0,
+                          steps_per_item: int = 1) -> Iterator[Batch]:
+    """Like `train_batches`, but each item holds only the indices into
+    `train_split()` of its examples: {'index': int32 (B / process_count,)},
+    or (k, B / process_count) with steps_per_item=k. Gathering them on the
+    devices (data/on_device.py) gives train_batches' items bit for bit."""
+    if steps_per_item < 1:
+      raise ValueError(f"steps_per_item must be >= 1, got {steps_per_item}.")
+    for step in itertools.count(start_step, steps_per_item):
+      yield {"index": self._item_indices(step, steps_per_item).astype(np.int32)}
+
   def _gather(self, images, labels, indices) -> Batch:
     gathered = np.asarray(images[indices])
     if gathered.dtype == np.uint8:
-      batch_images = np.divide(gathered, np.float32(255.0), dtype=np.float32)
+      batch_images = UINT8_TO_FLOAT32[gathered]
     else:
       batch_images = gathered.astype(np.float32, copy=False)
     batch = {"image": batch_images}
@@ -191,14 +221,9 @@ class ArraySource:
     """
     if steps_per_item < 1:
       raise ValueError(f"steps_per_item must be >= 1, got {steps_per_item}.")
-    step = start_step
-    while True:
-      if steps_per_item == 1:
-        indices = self.train_indices(step)
-      else:
-        indices = np.stack([self.train_indices(s) for s in range(step, step + steps_per_item)])
-      yield self._gather(self._train_images, self._train_labels, indices)
-      step += steps_per_item
+    for step in itertools.count(start_step, steps_per_item):
+      yield self._gather(self._train_images, self._train_labels,
+                         self._item_indices(step, steps_per_item))
 
   def train_subset_batches(self, num_examples: int,
                            batch_size: Optional[int] = None) -> Iterator[Batch]:

@@ -102,7 +102,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       to_latent=autoencoder.gaussian_latent(latent_key, axis_name))
   reconstruction = autoencoder.reconstruction_cost(
       config, autoencoder.to_pixel_means(config, decoded), images)
-  all_codes = parallel.gather(codes, axis_name)
+  all_codes = parallel.gather_for_shared_loss(codes, axis_name)
   prior_samples = autoencoder.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
   logvar_l1 = autoencoder.logvar_penalty(config, logvar)

@@ -131,8 +131,8 @@ def pretrain_step(carry, batch: dict, axis_name: Optional[str] = None):
     (mean, logvar), stats = autoencoder.encoder_apply(
         state, encoder_params, state.batch_stats["encoder"], encoder_input, train=True,
         axis_name=axis_name)
-    codes = parallel.gather(autoencoder.gaussian_latent(latent_key, axis_name)(mean, logvar),
-                          axis_name)
+    codes = parallel.gather_for_shared_loss(
+        autoencoder.gaussian_latent(latent_key, axis_name)(mean, logvar), axis_name)
     prior_samples = autoencoder.sample_prior(state, prior_key, codes.shape[0])
     return moment_matching_loss(codes, prior_samples), stats
 
