@@ -419,7 +419,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
               f"metrics {', '.join(sorted(eval_metrics))}; choose one of them.")
         best_value = min(best_value, eval_metrics[config.best_metric])
         eval_metrics[f"best_{config.best_metric}"] = best_value
-        writer.write_eval(step, eval_metrics)
+        writer.write_eval(step, eval_metrics, {
+            metric: net for metric, net in evaluator.feature_nets.items() if metric in eval_metrics})
         if image_grids is not None:  # On every process: the state may span hosts.
           grids = image_grids(state)
           if is_chief:
