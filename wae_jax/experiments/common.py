@@ -44,7 +44,7 @@ results.json (every experiment):
 import importlib
 import os
 import time
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Sequence
 
 import matplotlib
 import ml_collections
@@ -360,23 +360,6 @@ def save_figure(figure, out: str, file_name: str) -> str:
   figure.savefig(os.path.join(out, file_name), dpi=80)
   plt.close(figure)
   return file_name
-
-
-def line_plot(out: str, file_name: str, curves: Dict[str, tuple], xlabel: str,
-              ylabel: str, title: str, log_y: bool = False,
-              reference: Optional[tuple] = None) -> str:
-  """One line per {label: (xs, ys)}; `reference` (label, y) is a dashed level."""
-  figure, axis = plt.subplots(figsize=(6, 4))
-  for label, (xs, ys) in curves.items():
-    axis.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
-  if reference is not None:
-    axis.axhline(reference[1], color="grey", linestyle="--", label=reference[0])
-  if log_y:
-    axis.set_yscale("log")
-  axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
-  axis.legend(fontsize=8)
-  axis.grid(alpha=0.3)
-  return save_figure(figure, out, file_name)
 
 
 def band(axis, xs, per_seed: Sequence[Sequence[float]], label: str, **style) -> None:
