@@ -93,6 +93,7 @@ def twin_spec(spec):
           "lr": config.optimizer.learning_rate, "b1": config.optimizer.b1,
           "b2": config.optimizer.b2, "adversary_lr": config.adversary.learning_rate,
           "adversary_b1": config.adversary.b1, "lam": config.lambda_reg,
+          "adversary_log_prior": config.adversary_log_prior,
           "scales": list(config.mmd.scales), "prior_var": config.prior_var,
           "queue": config.moca.queue_size, "tau": config.moca.temperature,
           "m0": config.moca.momentum_base,
@@ -300,7 +301,10 @@ class TorchWorkload:
       adv_opt = torch.optim.Adam(adversary.parameters(), lr=s["adversary_lr"],
                                  betas=(s["adversary_b1"], 0.999))
       log_prior = lambda z: -0.5 * (z ** 2).sum(1) / prior_var
-      logit = lambda z: adversary(z)[:, 0] + log_prior(z)
+      if s["adversary_log_prior"]:
+        logit = lambda z: adversary(z)[:, 0] + log_prior(z)
+      else:
+        logit = lambda z: adversary(z)[:, 0]
       bce = nn.functional.binary_cross_entropy_with_logits
       def loss_fn():
         z = encoder(x)

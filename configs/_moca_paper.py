@@ -39,12 +39,15 @@ def moca(dataset: str, image_size: int, network: str, lambda_reg: float,
   config.latent_dim = 128
   methods.apply_required(config)  # the unit-sphere encoder and prior
   config.model.network = network
+  # A1 (dcgan): "batch norm in every layer" (moca.txt, appendix A), which the
+  # WAE net lacks after its decoder's dense layer.
+  config.model.dense_batch_norm = network == "dcgan"
   config.lambda_reg = lambda_reg
   config.moca.queue_size = common.round_queue_size(queue_size, BATCH_SIZE)
   config.moca.temperature = 0.05
   config.moca.momentum_base = 0.99
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.b1 = 0.9  # Adam's default betas.
+  config.optimizer.b1 = 0.9  # PyTorch's default betas (moca.txt, appendices B and D).
   config.optimizer.schedule = "step" if halve_every_epochs else "constant"
   config.optimizer.decay_every_epochs = halve_every_epochs or 30
   config.optimizer.decay_factor = 0.5

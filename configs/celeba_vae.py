@@ -16,7 +16,10 @@ def get_config(arg=None):
   config.vae.likelihood = "gaussian"  # pixel means: the sigmoid of the decoder's logits
   config.vae.gaussian_var = 0.3
   config.vae.beta = 1.0
-  # sigma^2 = 0.3 holds for pixels in [-1, 1]: their squared errors are 4x ours.
+  # An assumption: the WAE paper (appendix C.2) gives sigma^2 = 0.3 but no
+  # pixel range, and its code has no VAE. Read for the code's CelebA pixels in
+  # [-1, 1], whose squared errors are 4x ours; the other reading (pixels in
+  # [0, 1]) is --config.reconstruction_scale=1.
   config.reconstruction_scale = _wae_paper.CELEBA_PIXEL_RANGE ** 2
   config.optimizer.learning_rate = 1e-4
   return common.finalize(config, arg)

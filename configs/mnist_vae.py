@@ -1,6 +1,7 @@
 """The VAE baseline on MNIST with the WAE paper's networks and optimizer.
 
-Gaussian encoder, Bernoulli decoder (logits), beta 1; lambda is unused. The
+Gaussian encoder, Bernoulli decoder (logits: the cross-entropy, WAE paper
+section 4 and appendix C.1), prior N(0, I), beta 1; lambda is unused. The
 encoder and the logits are the VAE's required values, applied by _wae_paper.
 Every value and its source: configs/paper_settings.md.
 """

@@ -42,6 +42,27 @@ def test_base_config_is_the_celeba_study():
   assert config.mmd.scales == (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+@pytest.mark.parametrize("config_arg", [None, "tiny"])
+def test_vae_draws_use_the_standard_gaussian_prior(config_arg):
+  """WAE paper, section 4: the VAEs used standard Gaussian priors; the WAEs of
+  the CelebA base run keep N(0, 2 I) (appendix C.2), WAE-GAN its log-prior trick."""
+  from wae_jax import priors  # pylint: disable=g-import-not-at-top
+  seen = set()
+  for overrides in bigwae.sweep(60, seed=0, config_arg=config_arg):
+    config = sweep_lib.with_overrides(bigwae.get_config(config_arg), overrides)
+    seen.add(config.method)
+    if config.method == "vae":
+      assert config.prior == "gaussian" and config.prior_var == 1.0
+      samples = np.asarray(priors.get_prior(config).sample(jax.random.PRNGKey(0), 20000, 4),
+                           np.float64)
+      # Five standard errors of a sample covariance entry of N(0, I): 5 sqrt(2 / n).
+      np.testing.assert_allclose(np.cov(samples.T), np.eye(4), atol=5 * math.sqrt(2 / 20000))
+    elif config_arg is None:
+      assert config.prior_var == 2.0
+      assert config.adversary_log_prior  # read by WAE-GAN draws only
+  assert seen == {"wae_mmd", "wae_gan", "vae"}
+
+
 def test_tiny_config_runs_offline_on_digits():
   config = bigwae.get_config("tiny")
   assert config.dataset == "digits" and config.model.network == "mlp"

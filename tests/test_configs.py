@@ -71,6 +71,10 @@ def test_swae_paper_settings():
     assert (config.batch_size, config.optimizer.learning_rate, config.optimizer.b1) == (
         100, 5e-4, 0.9)
     assert config.optimizer.normalize_gradients and config.seed == 14
+    # The code's test protocol: binarised MNIST / Fashion-MNIST test images,
+    # the best checkpoint evaluated (configs/paper_settings.md).
+    assert config.swae.binarize_test == (dataset != "cifar10")
+    assert config.evaluation.final_checkpoint == "best"
   assert load("swae_mnist").num_train_steps == 200 * 600  # 200 epochs
   cifar = load("swae_cifar10")
   assert tuple(cifar.keep_labels) == (2, 3, 8) and cifar.num_train_steps == 200 * 150

@@ -250,11 +250,20 @@ def test_gmm2d_components_frequencies_and_moments():
   points, labels = test["image"].reshape(-1, 2).astype(np.float64), test["label"]
   # Five equally likely components (binomial std of a frequency: 0.003).
   np.testing.assert_allclose(np.bincount(labels, minlength=5) / 20000, 0.2, atol=0.012)
+  # The SWAE code's sample_GMM passes diag(0.2) as each component's covariance
+  # (utils/distributions.py:110-111, 119): std sqrt(0.2), not 0.2.
+  variance = 0.2
   for component in range(5):
     own = points[labels == component]
-    np.testing.assert_allclose(own.mean(0), [component, component], atol=0.015)
-    np.testing.assert_allclose(own.std(0), [0.2, 0.2], rtol=0.05)
-    assert abs(np.corrcoef(own.T)[0, 1]) < 0.06  # independent coordinates
+    n = len(own)
+    # Five standard errors of each estimate: mean sqrt(v / n); a diagonal
+    # entry of the sample covariance v sqrt(2 / (n - 1)); an off-diagonal one v / sqrt(n).
+    np.testing.assert_allclose(own.mean(0), [component, component],
+                               atol=5 * np.sqrt(variance / n))
+    covariance = np.cov(own.T)
+    np.testing.assert_allclose(np.diag(covariance), [variance, variance],
+                               atol=5 * variance * np.sqrt(2 / (n - 1)))
+    assert abs(covariance[0, 1]) < 5 * variance / np.sqrt(n)
   train = np.concatenate([b["image"] for b in take(source.train_batches(), 200)])
   assert not np.array_equal(np.sort(train, axis=None), np.sort(points, axis=None))
 

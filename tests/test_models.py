@@ -226,6 +226,7 @@ def test_bad_config_values_raise(field, value):
 def test_adversary_adds_log_prior():
   config = make_config(method="wae_gan", prior_var=2.0)
   config.adversary.hidden_sizes = (16, 16)
+  config.adversary_log_prior = True
   with_prior = models.build_adversary(config)
   config.adversary_log_prior = False
   without_prior = models.build_adversary(config)
@@ -252,14 +253,16 @@ def test_gated_nets_match_the_swae_code_layout():
   x = jnp.asarray(rng.uniform(size=(2, 9, 9, 3)), jnp.float32)
   layer = gated.GatedConv(4, 3, 2)
   params = layer.init(jax.random.PRNGKey(0), x)["params"]
-  kernel, bias = params["Conv_0"]["kernel"], params["Conv_0"]["bias"]
+  # Two separate convs, as the code's two nn.Conv2d (utils/nn.py:81-82).
+  assert set(params) == {"h", "g"}
+  assert params["h"]["kernel"].shape == params["g"]["kernel"].shape == (3, 3, 3, 4)
 
-  def conv(k, b):  # one plain conv, torch's padding 1, stride 2
-    out = jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
+  def conv(p):  # one plain conv, torch's padding 1, stride 2
+    out = jax.lax.conv_general_dilated(x, p["kernel"], (2, 2), ((1, 1), (1, 1)),
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return out + b
+    return out + p["bias"]
 
-  expected = conv(kernel[..., :4], bias[:4]) * jax.nn.sigmoid(conv(kernel[..., 4:], bias[4:]))
+  expected = conv(params["h"]) * jax.nn.sigmoid(conv(params["g"]))
   np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-6)
   # The code's feature sizes: 6 x 7 x 7 = 294 for 28x28, 6 x 8 x 8 = 384 for 32x32.
   for shape, features in (((28, 28, 1), 294), ((32, 32, 3), 384)):

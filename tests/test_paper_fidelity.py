@@ -240,6 +240,50 @@ def test_moca_networks_as_the_appendix_describes():
   assert encoder["params"]["LatentHead_0"]["mean"]["kernel"].shape == (4 * 4 * 512, 128)
 
 
+def _a1_closed_form(latent, image_shape, dense_batch_norm=True):
+  """Parameters (weights, biases, norm scales and offsets) of the WAE paper's
+  conv net as A1 builds it, counted layer by layer from its description."""
+  height, width, channels = image_shape
+  celeba = height > 32
+  kernel = 5 if celeba else 4
+  encoder_channels = (channels, 128, 256, 512, 1024)
+  count = 0
+  for c_in, c_out in zip(encoder_channels[:-1], encoder_channels[1:]):
+    count += kernel * kernel * c_in * c_out + c_out + 2 * c_out  # conv + its norm
+  count += (height // 16) * (width // 16) * 1024 * latent + latent  # latent layer
+  decoder_channels = (1024, 512, 256, 128) if celeba else (1024, 512, 256)
+  start = (height // 2 ** (len(decoder_channels) - 1)) * (width // 2 ** (len(decoder_channels) - 1))
+  count += latent * start * 1024 + start * 1024 + (2 * 1024 if dense_batch_norm else 0)
+  for c_in, c_out in zip(decoder_channels[:-1], decoder_channels[1:]):
+    count += kernel * kernel * c_in * c_out + c_out + 2 * c_out
+  return count + kernel * kernel * decoder_channels[-1] * channels + channels
+
+
+def test_moca_a1_parameter_count_against_the_appendix():
+  """moca.txt, appendix A: A1 is the WAE paper's net with "batch norm in every
+  layer" and latent 128 on CelebA, "around 38 million parameters". Counted
+  with jax.eval_shape (no arrays): 45.0M. The gap is the latent size: A1's two
+  dense layers (features -> 128 and 128 -> 8x8x1024) hold 10.6M; at the WAE
+  paper's latent 64 the same net has 39.7M (configs/paper_settings.md)."""
+  for name, shape, paper in (("celeba_moca_a1", (64, 64, 3), 38e6),
+                             ("cifar10_moca_a1", (32, 32, 3), None)):
+    config = test_configs.load(name)
+    assert config.latent_dim == 128 and config.model.dense_batch_norm
+    encoder, decoder = _param_shapes(config, shape)
+    count = _count(encoder) + _count(decoder)
+    assert count == _a1_closed_form(128, shape), name
+    # Every conv, transposed conv and the decoder's dense layer is normalised.
+    assert "BatchNorm_dense" in decoder["params"]
+    print(f"{name}: {count / 1e6:.2f}M parameters (latent 128)"
+          + (f"; the paper: about {paper / 1e6:.0f}M; at latent 64: "
+             f"{_a1_closed_form(64, shape) / 1e6:.2f}M" if paper else ""))
+  celeba = _a1_closed_form(128, (64, 64, 3))
+  assert 44.9e6 < celeba < 45.1e6
+  # Latent 128 instead of 64 adds 64 weights per unit of both dense layers
+  # (4*4*1024 encoder features, 8*8*1024 decoder units) and 64 latent biases.
+  assert celeba - _a1_closed_form(64, (64, 64, 3)) == 64 * (4 * 4 * 1024 + 8 * 8 * 1024 + 1)
+
+
 def test_eq6_loss_is_alignment_plus_entropy():
   rng = np.random.default_rng(1)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -266,3 +310,41 @@ def test_moca_schedules_halve_as_the_appendix_says():
     schedule = optim.learning_rate_schedule(config)
     for epoch, lr in hand.items():
       assert float(schedule(10 * epoch)) == pytest.approx(lr, rel=1e-6), (name, epoch)
+
+
+def test_gated_layer_gradients_are_normalised_per_tensor_as_adamnormgrad():
+  """h and g are separate tensors, each divided by its own gradient norm.
+
+  The SWAE code's gated dense layer is two nn.Linear (utils/nn.py:55-71) and
+  AdamNormGrad replaces each parameter tensor's gradient by
+  grad / (||grad||_2 + 1e-7) (utils/optimizer.py:53). Hand case: loss
+  sum(c * h(x) * sigmoid(g(x))), whose gradients have a closed form.
+  """
+  from wae_jax.models import gated  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  x, c = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+  params = {name: {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=(3,))}
+            for name in ("h", "g")}
+  layer = gated.GatedDense(3)
+  loss = lambda p: jnp.sum(c * layer.apply({"params": p}, jnp.asarray(x, jnp.float32)))
+  grads = jax.grad(loss)(jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params))
+  transform = optim.normalize_gradients()
+  normalised, _ = transform.update(grads, transform.init(grads))
+
+  h = x @ params["h"]["kernel"] + params["h"]["bias"]
+  gate = 1 / (1 + np.exp(-(x @ params["g"]["kernel"] + params["g"]["bias"])))
+  d_h, d_g = c * gate, c * h * gate * (1 - gate)
+  hand = {"h": {"kernel": x.T @ d_h, "bias": d_h.sum(0)},
+          "g": {"kernel": x.T @ d_g, "bias": d_g.sum(0)}}
+  for name in ("h", "g"):
+    for leaf in ("kernel", "bias"):
+      grad = hand[name][leaf]
+      norm = np.linalg.norm(grad)
+      # float32 forward/backward of a 4x3 layer: a few ulps relative.
+      np.testing.assert_allclose(normalised[name][leaf], grad / (norm + 1e-7), rtol=1e-5,
+                                 atol=1e-6, err_msg=f"{name}.{leaf}")
+      assert float(jnp.linalg.norm(normalised[name][leaf])) == pytest.approx(
+          norm / (norm + 1e-7), rel=1e-5)
+  # A fused (h, g) tensor would share one norm: the pieces would not each be unit.
+  joint = np.hypot(np.linalg.norm(hand["h"]["kernel"]), np.linalg.norm(hand["g"]["kernel"]))
+  assert np.linalg.norm(hand["h"]["kernel"]) / joint < 0.99

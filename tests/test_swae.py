@@ -246,6 +246,9 @@ def test_gmm2d_figure_cli(tmp_path):
     assert image.format == "PNG" and image.size == (1500, 500)
   summary = json.loads(open(out.replace(".png", ".json")).read())
   assert summary["steps"] == 20 and 0 <= summary["fraction_near_a_mode"] <= 1
+  # P(|x - mean| <= 2 std) = 1 - exp(-2) for a 2-D isotropic Gaussian; other
+  # components only add to it. 2000 points: binomial std under 0.008.
+  assert summary["data_fraction_near_a_mode"] >= 1 - np.exp(-2) - 5 * 0.008
   assert np.isfinite(summary["loss"]) and len(summary["share_per_mode"]) == 5
   assert np.isfinite(summary["test_codes_log_prior"])
 
@@ -253,7 +256,8 @@ def test_gmm2d_figure_cli(tmp_path):
 def test_mode_summary_counts_points_near_components():
   from wae_jax.experiments import swae_gmm2d  # pylint: disable=g-import-not-at-top
   points = np.array([[0.1, 0.0], [1.0, 1.2], [1.1, 0.9], [2.5, 2.5], [9.0, 9.0]])
-  summary = swae_gmm2d.mode_summary(points, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)])
+  summary = swae_gmm2d.mode_summary(points, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)],
+                                    radius=0.6)
   assert summary["fraction_near_a_mode"] == pytest.approx(3 / 5)
   assert summary["share_per_mode"] == pytest.approx([1 / 3, 2 / 3, 0, 0, 0])
 

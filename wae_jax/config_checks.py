@@ -48,6 +48,7 @@ CHOICES = (
     ("prior", priors.PRIORS),
     ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),
+    ("evaluation.final_checkpoint", ("last", "best")),
 )
 
 SEED_LIMIT = 2**63  # seeds reach numpy and jax.random as int64

@@ -246,6 +246,37 @@ def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
   return tuple(dict.fromkeys(period_metric_groups(config) + chosen))
 
 
+def final_from_best(config: ml_collections.ConfigDict) -> bool:
+  """Whether the final metrics are of the best checkpoint (evaluation.final_checkpoint='best')."""
+  return "evaluation" in config and config.evaluation.get("final_checkpoint", "last") == "best"
+
+
+def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
+                             mesh: jax.sharding.Mesh, state: TrainState, evaluator,
+                             writer) -> dict:
+  """The final metrics of the checkpoint with the lowest best_metric.
+
+  The SWAE code tests the model of its best validation loss, not the last one
+  (experiment.py:139-140, utils/train_test.py:69-75, 116-124). Restores that
+  checkpoint (the last state when it is the best), evaluates the final groups
+  on it, and writes them as eval.jsonl's last line at the last step with
+  `final_checkpoint_step`, the step they are of.
+  """
+  manager.wait_until_finished()
+  best_step = manager.best_step()
+  if best_step is not None and best_step != int(state.step):
+    restored = checkpoint.restore_verified(
+        manager, config, best_step, source.image_shape,
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))[0]
+    state = parallel.replicate(restored, mesh)
+  metrics = evaluator(state, metrics=final_metric_groups(config, evaluator))
+  metrics["final_checkpoint_step"] = int(best_step if best_step is not None else state.step)
+  writer.write_eval(int(config.num_train_steps), metrics)
+  logging.info("final evaluation of checkpoint %d: %s", metrics["final_checkpoint_step"],
+               ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+  return metrics
+
+
 # ----------------------------------------------------------------------------
 # 5. The loop's helpers.
 # ----------------------------------------------------------------------------
@@ -411,7 +442,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
       eval_metrics = None
       if eval_now:
         eval_start = time.perf_counter()
-        groups = final_metric_groups(config, evaluator) if is_last else period_groups
+        groups = (final_metric_groups(config, evaluator) if is_last and not final_from_best(config)
+                  else period_groups)
         eval_metrics = evaluator(state, metrics=groups)
         if config.best_metric not in eval_metrics:
           raise cli.UserError(
@@ -438,6 +470,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
                         image_shape=source.image_shape, config=config, digest=digest,
                         extra_metadata={LOG_HISTORY_KEY: log_history})
         last_good_step = step
+    if final_from_best(config):
+      evaluate_best_checkpoint(manager, config, source, mesh, state, evaluator, writer)
   finally:
     batches.close()
     manager.wait_until_finished()

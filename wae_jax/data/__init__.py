@@ -68,6 +68,28 @@ def keep_labels(name: str, images, labels, keep: tuple):
   return np.asarray(images[index]), np.asarray(labels[index])
 
 
+# The SWAE code draws its fixed binarisation of the test images from numpy seed
+# 777 (utils/load_data.py:115); ours uses the same seed with numpy's Generator,
+# so the same distribution, not the same bits.
+BINARIZE_TEST_SEED = 777
+
+
+def binarize(images: np.ndarray, seed: int = BINARIZE_TEST_SEED) -> np.ndarray:
+  """One fixed Bernoulli draw per pixel, with the pixel's grey level as probability.
+
+  Args:
+    images: (N, H, W, C) uint8 (probability x / 255) or float32 in [0, 1].
+    seed: numpy seed of the draw; the same seed gives the same images.
+
+  Returns:
+    The images as 0 or 1 in the input's encoding: uint8 {0, 255} or float32 {0, 1}.
+  """
+  is_uint8 = images.dtype == np.uint8
+  probability = np.asarray(images, np.float32) / (255.0 if is_uint8 else 1.0)
+  ones = np.random.default_rng(seed).random(probability.shape, np.float32) < probability
+  return ones.astype(np.uint8) * 255 if is_uint8 else ones.astype(np.float32)
+
+
 def build(config,
           *,
           process_index: Optional[int] = None,
@@ -77,7 +99,9 @@ def build(config,
 
   Args:
     config: reads dataset, data_dir, image_size, batch_size (global), seed,
-      keep_labels (optional: only the examples of these classes) and,
+      keep_labels (optional: only the examples of these classes),
+      swae.binarize_test (optional: the test images binarised once, as the
+      SWAE code's MNIST and Fashion-MNIST protocol, see `binarize`) and,
       for 'synthetic', synthetic_num_points and synthetic_dim (gmm2d:
       synthetic_num_points).
     process_index: this process; defaults to jax.process_index().
@@ -102,12 +126,19 @@ def build(config,
                      else process_count)
   # Fail on an impossible batch split before loading anything.
   check_batch_size(config.batch_size, process_count)
+  binarize_test = bool(config.get("swae", {}).get("binarize_test", False))
+  if binarize_test and config.dataset in ("synthetic", "gmm2d"):
+    raise cli.UserError(
+        f"config.swae.binarize_test draws pixels in [0, 1] as 0 or 1, but dataset "
+        f"{config.dataset!r} holds unbounded vectors; set --config.swae.binarize_test=False.")
   train_images, test_images, train_labels, test_labels = _load_arrays(
       config, download)
   keep = tuple(int(label) for label in config.get("keep_labels", ()) or ())
   if keep:
     train_images, train_labels = keep_labels(config.dataset, train_images, train_labels, keep)
     test_images, test_labels = keep_labels(config.dataset, test_images, test_labels, keep)
+  if binarize_test:
+    test_images = binarize(test_images)
   return ArraySource(
       name=config.dataset,
       train_images=train_images,
@@ -122,6 +153,6 @@ def build(config,
 
 __all__ = [
     "ArraySource", "DATASETS", "MIN_IMAGE_SIDE", "OFFLINE_DATASETS",
-    "Prefetcher", "TFDS_DATASETS", "build", "epoch_permutation", "is_image_shape",
+    "Prefetcher", "TFDS_DATASETS", "binarize", "build", "epoch_permutation", "is_image_shape",
     "prefetch",
 ]

@@ -13,9 +13,13 @@
   vector back). Values are N(0, 1), NOT in [0, 1]: pair it with
   decoder_output='logits' and a squared-error reconstruction. No labels.
 - gmm2d: the 2-D Gaussian mixture of the Symmetric WAE paper's Figure 1, as
-  its released code draws it (github.com/sunsunyyl/SWAE utils/distributions.py
-  :62-104, sample_GMM_d2): five equally likely components with means (i, i),
-  i = 0..4, and standard deviation 0.2 in each coordinate.
+  its released code draws it (github.com/sunsunyyl/SWAE: every gmm dataset
+  loads through utils/load_data.py:764-779, load_gmm, which calls
+  utils/distributions.py:108-132, sample_GMM): five equally likely components
+  with means (i, i), i = 0..4, and covariance diag(0.2, 0.2), i.e. standard
+  deviation sqrt(0.2) ~ 0.447 per coordinate (sample_GMM hands 0.2 *
+  np.eye to np.random.multivariate_normal as the covariance). The code's
+  other sampler, sample_GMM_d2 (std 0.2), is never called.
   config.synthetic_num_points train and as many test points from numpy seeds
   0 and 1, each a (1, 1, 2) "image"; the label is the component. Not in
   [0, 1]: pair it with decoder_output='logits'.
@@ -220,7 +224,9 @@ def load_mnist_idx(data_dir: str, image_size: int):
 
 
 GMM2D_MEANS = tuple((float(i), float(i)) for i in range(5))
-GMM2D_STD = 0.2
+# Each component's covariance is GMM2D_VARIANCE * I (sample_GMM's diag(0.2)).
+GMM2D_VARIANCE = 0.2
+GMM2D_STD = float(np.sqrt(GMM2D_VARIANCE))
 
 
 def sample_gmm2d(rng: np.random.Generator, num_points: int):

@@ -1,4 +1,4 @@
-"""MoCA, the momentum contrastive autoencoder (Arora et al. 2021).
+"""MoCA, the momentum contrastive autoencoder (Arpit et al. 2021).
 
 The latent is the unit sphere (encoder outputs are L2-normalised here, whatever
 the encoder type). Per step, with m = losses.cosine_momentum(step,

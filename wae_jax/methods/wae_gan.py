@@ -2,8 +2,11 @@
 from encoded codes; the encoder-decoder minimises
   c(x, G(z)) + lambda * encoder_adversarial_loss(D(z)),  z = E(x).
 
-A train step is the paper's Algorithm 2 as the WAE code runs it (wae.py
-590-611), one update after the other:
+A train step is the WAE code's order (wae.py:590-611), one update after the
+other; the paper's Algorithm 1 (WAE-GAN; its Algorithm 2 is WAE-MMD) lists the
+adversary's update first. We follow the code, which produced the paper's
+numbers: both orders alternate the same two updates, the code's lets the
+adversary judge the codes of the encoder it will next train against.
   1. the encoder-decoder takes an Adam step (config.optimizer) against the
      current adversary;
   2. the codes are computed again by the updated encoder (fresh input noise and
@@ -12,6 +15,13 @@ A train step is the paper's Algorithm 2 as the WAE code runs it (wae.py
      (config.adversary.learning_rate, b1; the same schedule as the
      encoder-decoder) on lambda * adversary_loss(D(prior samples), D(codes)),
      the code's loss_adversary (wae.py:326).
+With config.adversary_log_prior the adversary's logit for a code z_i is
+D(z_i) + log p_Z(z_i), the paper's form (appendix C.2; models/adversary.py).
+The released code instead subtracts a (B,) vector of |z_j|^2 / 2 sigma^2 from
+(B, 1) logits (models.py:340-354), a (B, B) broadcast, and its losses
+(wae.py:317-325) average all B^2 pairs D(z_i) + log p_Z(z_j): every logit is
+scored against every code's prior term. We keep the paper's per-code form.
+
 Like WAE-MMD it takes model.encoder="gaussian" (z = mean + std * eps, plus
 config.encoder_logvar_l1), config.encoder_input_noise and config.pretrain.
 

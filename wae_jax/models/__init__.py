@@ -98,7 +98,7 @@ def build_networks(config: ml_collections.ConfigDict,
   elif model.network == "dcgan":
     encoder, decoder = build_dcgan(latent_dim, image_shape, width, model.encoder,
                                    logvar_clip, model.decoder_output, fast_conv, dtype,
-                                   use_batch_norm)
+                                   use_batch_norm, bool(model.get("dense_batch_norm", False)))
   elif model.network == "gated":
     check_gated_image_shape(image_shape)
     encoder = GatedEncoder(latent_dim, width, model.encoder, logvar_clip, dtype=dtype)

@@ -12,8 +12,11 @@ from wae_jax.priors import GaussianPrior
 class Adversary(nn.Module):
   """MLP (ReLU) -> logit that z came from the prior, plus log p_Z(z) if `prior` is set.
 
-  The optimal logit is log p_Z(z) - log q_Z(z); adding log p_Z(z) (as the WAE
-  code does) leaves the MLP to learn only -log q_Z(z).
+  The optimal logit is log p_Z(z) - log q_Z(z); adding log p_Z(z) (the WAE
+  paper, appendix C.2) leaves the MLP to learn only -log q_Z(z). Each code
+  gets its own log p_Z(z_i): the paper's form, not the released code's (B, B)
+  broadcast of every code's prior term over every logit (models.py:340-354;
+  see wae_jax/methods/wae_gan.py and configs/paper_settings.md).
   """
 
   hidden_sizes: Sequence[int] = (512, 512, 512, 512)

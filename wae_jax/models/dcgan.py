@@ -11,6 +11,10 @@ Two variants, picked from the image size:
   filters, encoder 128-256-512-1024, decoder dense to (H/8)x(W/8)x1024, 5x5
   stride-2 transposed convs to 512, 256 and 128, then a stride-1 conv to C.
 
+The decoder's dense layer has no batch norm, as in the WAE code
+(models.py:220-224); `dense_batch_norm` adds one after it (MoCA's A1: "batch
+norm in every layer", moca.txt appendix A, as Ghosh et al. 2019's nets).
+
 Channel counts are multiplied by `width_multiplier`. With `fast_conv` the
 stride-2 layers run as the exact rewrites of conv_layers.py, and the last conv
 as matrix products where that is faster.
@@ -77,6 +81,7 @@ class DCGANDecoder(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = None  # computation dtype (params stay float32)
   use_batch_norm: bool = True
+  dense_batch_norm: bool = False  # also after the dense layer (MoCA A1)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -85,7 +90,10 @@ class DCGANDecoder(nn.Module):
     scale = 2 ** (len(self.channels) - 1)
     start_h, start_w = height // scale, width // scale
     h = nn.Dense(start_h * start_w * self.channels[0], dtype=self.dtype)(z)
-    h = nn.relu(h.reshape(z.shape[0], start_h, start_w, self.channels[0]))
+    h = h.reshape(z.shape[0], start_h, start_w, self.channels[0])
+    # Named, so the other norms keep the names of a net without this one.
+    h = nn.relu(batch_norm(train, self.axis_name, name="BatchNorm_dense", dtype=self.dtype,
+                           enabled=self.use_batch_norm and self.dense_batch_norm)(h))
     for channels in self.channels[1:]:
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
       h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
@@ -97,8 +105,8 @@ class DCGANDecoder(nn.Module):
 
 def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multiplier: float,
                 encoder: str, logvar_clip: Tuple[float, float], output: str,
-                fast_conv: bool, dtype: Any = None, use_batch_norm: bool = True
-                ) -> Tuple[DCGANEncoder, DCGANDecoder]:
+                fast_conv: bool, dtype: Any = None, use_batch_norm: bool = True,
+                dense_batch_norm: bool = False) -> Tuple[DCGANEncoder, DCGANDecoder]:
   """The encoder and decoder of the dcgan variant that fits image_shape."""
   variant = dcgan_variant(image_shape)
   kernel_size = 4 if variant == "mnist" else 5
@@ -107,5 +115,6 @@ def build_dcgan(latent_dim: int, image_shape: Tuple[int, int, int], width_multip
   enc = DCGANEncoder(latent_dim, kernel_size, scale(ENCODER_CHANNELS), encoder,
                      logvar_clip, fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
   dec = DCGANDecoder(tuple(image_shape), kernel_size, scale(decoder_channels), output,
-                     fast_conv, dtype=dtype, use_batch_norm=use_batch_norm)
+                     fast_conv, dtype=dtype, use_batch_norm=use_batch_norm,
+                     dense_batch_norm=dense_batch_norm)
   return enc, dec

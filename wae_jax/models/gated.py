@@ -10,8 +10,11 @@ gate sigmoid(conv_g(x)) multiplying every layer's linear output conv_h(x):
   3x3/1 convs to 64 channels, then a 1x1 conv without bias to C channels and
   the output activation.
 
-Here each gated layer is one conv (or dense layer) to twice the channels,
-split into the linear part and the gate: the same function as two layers.
+Each gated layer keeps the code's two layers as two submodules, `h` (the
+linear part) and `g` (the gate), with their own kernel and bias tensors
+(utils/nn.py:55-90, nn.Linear / nn.Conv2d each): the SWAE code's AdamNormGrad
+(optimizer.normalize_gradients) divides every tensor's gradient by that
+tensor's own norm, so fusing h and g into one tensor would change the optimiser.
 `width_multiplier` scales the 32, 64 and 300 widths (not the 6-channel
 bottleneck). Sides must be divisible by 4.
 """
@@ -20,7 +23,6 @@ from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from wae_jax.models.common import LatentHead, decoder_output, scale_width
 
@@ -40,7 +42,11 @@ def check_gated_image_shape(image_shape: Tuple[int, int, int]) -> None:
 
 
 class GatedConv(nn.Module):
-  """conv_h(x) * sigmoid(conv_g(x)), 'same'-style padding (k - 1) / 2."""
+  """h(x) * sigmoid(g(x)) for two convs h, g; 'same'-style padding (k - 1) / 2.
+
+  (B, H, W, C) -> (B, H / stride, W / stride, features); params {h, g}:
+  {kernel (k, k, C, features), bias (features,)} each.
+  """
 
   features: int
   kernel_size: int
@@ -50,23 +56,25 @@ class GatedConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = (self.kernel_size - 1) // 2
-    both = nn.Conv(2 * self.features, (self.kernel_size, self.kernel_size),
-                   strides=(self.stride, self.stride), padding=((pad, pad), (pad, pad)),
-                   dtype=self.dtype)(x)
-    linear, gate = jnp.split(both, 2, axis=-1)
-    return linear * nn.sigmoid(gate)
+
+    def conv(name):
+      return nn.Conv(self.features, (self.kernel_size, self.kernel_size),
+                     strides=(self.stride, self.stride), padding=((pad, pad), (pad, pad)),
+                     dtype=self.dtype, name=name)(x)
+
+    return conv("h") * nn.sigmoid(conv("g"))
 
 
 class GatedDense(nn.Module):
-  """dense_h(x) * sigmoid(dense_g(x))."""
+  """h(x) * sigmoid(g(x)) for two dense layers h, g: (B, n) -> (B, features)."""
 
   features: int
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    linear, gate = jnp.split(nn.Dense(2 * self.features, dtype=self.dtype)(x), 2, axis=-1)
-    return linear * nn.sigmoid(gate)
+    linear = nn.Dense(self.features, dtype=self.dtype, name="h")(x)
+    return linear * nn.sigmoid(nn.Dense(self.features, dtype=self.dtype, name="g")(x))
 
 
 class GatedEncoder(nn.Module):
