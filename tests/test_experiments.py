@@ -225,7 +225,7 @@ def test_wae_vs_vae_command_line(tmp_path):
   assert set(results["plots"]) == {"samples.png", "reconstructions.png", "interpolations.png",
                                    "metrics.png"}
   assert results["runs"]["vae_seed1"]["config"]["model.encoder"] == "gaussian"
-  assert results["runs"]["wae_gan_seed0"]["config"]["adversary_log_prior"] is False
+  assert run_config(out, "wae_gan_seed0")["adversary_log_prior"] is False
   # Seed aggregation, re-derived from each run's own eval.jsonl.
   for method, numbers in results["summary"]["by_method"].items():
     for metric, record in numbers.items():
