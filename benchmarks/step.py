@@ -41,7 +41,6 @@ import subprocess
 import sys
 import time
 
-METHODS = ("wae_mmd", "wae_gan", "vae", "moca")
 NETS = ("mlp", "dcgan", "dcgan_full", "resnet18")
 CPU_NETS = ("mlp", "dcgan")
 # Dense bfloat16 peak TFLOP/s per device, by a substring of jax's device_kind
@@ -60,12 +59,11 @@ from wae_jax.xla_flags import CPU_FLAGS, has_accelerator_plugin  # pylint: disab
 def make_config(method: str, net: str, batch_size: int, dtype: str = "float32"):
   """The run's config: configs/default.py (mlp) or the WAE paper's MNIST (dcgan)."""
   from configs import _wae_paper  # pylint: disable=g-import-not-at-top
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from wae_jax import config as wae_config  # pylint: disable=g-import-not-at-top
   from wae_jax import methods  # pylint: disable=g-import-not-at-top
 
   if net == "mlp":
-    config = default.base_config()
-    config.method = method
+    config = wae_config.for_method(method)
   elif net in ("dcgan", "dcgan_full"):
     config = _wae_paper.mnist(method)
     config.model.width_multiplier = 1 / 8 if net == "dcgan" else 1.0
@@ -174,11 +172,18 @@ def run_single(args) -> None:
         print(json.dumps(cell), flush=True)
 
 
+def registered_methods() -> tuple:
+  """Every method of wae_jax/methods (the registry), the --methods default."""
+  from wae_jax import methods  # pylint: disable=g-import-not-at-top
+  return methods.names()
+
+
 def main():
+  all_methods = registered_methods()
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--devices", default="1,2,4,8", help="device counts")
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--methods", default=",".join(all_methods))
   parser.add_argument("--nets", default=None,
                       help="default: mlp,dcgan on a CPU, and dcgan_full,resnet18 too on GPU/TPU")
   parser.add_argument("--dtypes", default=None,
@@ -197,7 +202,7 @@ def main():
     args.nets = ",".join(NETS if accelerator else CPU_NETS)
   if args.dtypes is None:
     args.dtypes = "float32,bfloat16" if accelerator else "float32"
-  for name, values, allowed in (("--nets", args.nets, NETS), ("--methods", args.methods, METHODS),
+  for name, values, allowed in (("--nets", args.nets, NETS), ("--methods", args.methods, all_methods),
                                 ("--dtypes", args.dtypes, ("float32", "bfloat16"))):
     unknown = sorted(set(values.split(",")) - set(allowed))
     if unknown:

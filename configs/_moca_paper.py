@@ -17,8 +17,8 @@ configs/paper_settings.md.
 
 import ml_collections
 
-from configs import common
-from configs import default
+from configs import _runlocal
+from wae_jax.config import base_config
 from wae_jax import methods
 
 BATCH_SIZE = 64
@@ -31,7 +31,7 @@ def moca(dataset: str, image_size: int, network: str, lambda_reg: float,
          halve_until_epoch: int = 0) -> ml_collections.ConfigDict:
   """A MoCA run; halve_every_epochs > 0 halves the learning rate every that
   many epochs (until halve_until_epoch when > 0), else it stays constant."""
-  config = default.base_config()
+  config = base_config()
   config.method = "moca"
   config.dataset = dataset
   config.image_size = image_size
@@ -43,7 +43,7 @@ def moca(dataset: str, image_size: int, network: str, lambda_reg: float,
   # WAE net lacks after its decoder's dense layer.
   config.model.dense_batch_norm = network == "dcgan"
   config.lambda_reg = lambda_reg
-  config.moca.queue_size = common.round_queue_size(queue_size, BATCH_SIZE)
+  config.moca.queue_size = _runlocal.round_queue_size(queue_size, BATCH_SIZE)
   config.moca.temperature = 0.05
   config.moca.momentum_base = 0.99
   config.optimizer.learning_rate = 1e-3

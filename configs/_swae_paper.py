@@ -6,7 +6,7 @@ Every value comes from the authors' released code, github.com/sunsunyyl/SWAE
 
 import ml_collections
 
-from configs import default
+from wae_jax.config import base_config
 
 # test.sh:6,11,21 (--epochs 200) and experiment.py:32 (batch size 100).
 EPOCHS = 200
@@ -17,7 +17,7 @@ CIFAR10_SUBSET_TRAIN_EXAMPLES = 15_000  # classes 2, 3, 8 of the 50,000
 
 def swae(dataset: str, image_size: int, latent_dim: int,
          train_examples: int) -> ml_collections.ConfigDict:
-  config = default.base_config()
+  config = base_config()
   config.method = "swae"
   config.dataset = dataset
   config.image_size = image_size

@@ -13,7 +13,7 @@ and decoder logits).
 
 import ml_collections
 
-from configs import default
+from wae_jax.config import base_config
 from wae_jax import methods
 
 MNIST_TRAIN_EXAMPLES = 60_000
@@ -43,7 +43,7 @@ def _wae_options(config: ml_collections.ConfigDict, pixel_range: float,
 
 
 def mnist(method: str) -> ml_collections.ConfigDict:
-  config = default.base_config()
+  config = base_config()
   config.method = method
   config.dataset = "mnist"
   config.image_size = 28
@@ -66,7 +66,7 @@ def mnist(method: str) -> ml_collections.ConfigDict:
 
 
 def celeba(method: str, epochs: int = 55) -> ml_collections.ConfigDict:
-  config = default.base_config()
+  config = base_config()
   config.method = method
   config.dataset = "celeb_a"
   config.image_size = 64

@@ -39,7 +39,7 @@ from typing import Any, Optional
 
 import ml_collections
 
-from configs import default
+from wae_jax.config import base_config
 from launch import sampling
 from wae_jax import methods
 
@@ -116,7 +116,7 @@ def _is_tiny(arg: Optional[str]) -> bool:
 
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   """The base run of the sweep; `arg="tiny"` gives the offline digits run."""
-  config = default.base_config()
+  config = base_config()
   config.method = "wae_mmd"
   config.optimizer.schedule = "constant"   # Adam with a fixed rate, as swept
   if _is_tiny(arg):

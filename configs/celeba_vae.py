@@ -6,7 +6,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -22,4 +22,4 @@ def get_config(arg=None):
   # [0, 1]) is --config.reconstruction_scale=1.
   config.reconstruction_scale = _wae_paper.CELEBA_PIXEL_RANGE ** 2
   config.optimizer.learning_rate = 1e-4
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

@@ -5,7 +5,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -16,4 +16,4 @@ def get_config(arg=None):
   config.adversary.learning_rate = 1e-3
   config.adversary.b1 = 0.5
   config.adversary_log_prior = True
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

@@ -4,7 +4,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -12,4 +12,4 @@ def get_config(arg=None):
   config.lambda_reg = 100.0
   config.regularizer = "mmd"
   config.mmd.kernel = "imq"
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

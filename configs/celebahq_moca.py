@@ -7,7 +7,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _moca_paper
-from configs import common
+from configs import _runlocal
 
 CELEBAHQ_TRAIN_EXAMPLES = 27_000
 
@@ -18,4 +18,4 @@ def get_config(arg=None):
                             epochs=1000, halve_every_epochs=40, halve_until_epoch=400)
   config.moca.temperature = 1.0
   config.optimizer.learning_rate = 2e-3
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

@@ -4,9 +4,9 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _moca_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
   config = _moca_paper.cifar10("resnet18", lambda_reg=100.0)
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

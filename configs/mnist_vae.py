@@ -7,11 +7,11 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
   config = _wae_paper.mnist("vae")
   config.vae.likelihood = "bernoulli"
   config.vae.beta = 1.0
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

@@ -5,7 +5,7 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -14,4 +14,4 @@ def get_config(arg=None):
   config.adversary.learning_rate = 5e-4
   config.adversary.b1 = 0.5
   config.adversary_log_prior = False
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

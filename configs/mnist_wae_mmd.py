@@ -4,11 +4,11 @@ Every value and its source: configs/paper_settings.md.
 """
 
 from configs import _wae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
   config = _wae_paper.mnist("wae_mmd")
   config.regularizer = "mmd"
   config.mmd.kernel = "imq"
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

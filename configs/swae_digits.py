@@ -6,7 +6,7 @@ the default MLP nets, latent 8, K 200 pseudo-inputs (1497 training images),
 """
 
 from configs import _swae_paper
-from configs import common
+from configs import _runlocal
 
 DIGITS_TRAIN_EXAMPLES = 1497
 
@@ -20,4 +20,4 @@ def get_config(arg=None):
   config.eval_every_steps = 700
   config.evaluation.final_metrics = ("fd_classifier", "swd_image")
   config.evaluation.num_samples = 1000
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

@@ -13,7 +13,7 @@ experiment.py:54), its prior encoder's log-variance clip [-9, -3.2]
 """
 
 from configs import _swae_paper
-from configs import common
+from configs import _runlocal
 
 
 def get_config(arg=None):
@@ -30,4 +30,4 @@ def get_config(arg=None):
   config.swae.pseudo_input_init_std = 0.0
   config.num_train_steps = 3000
   config.log_every_steps = 500
-  return common.finalize(config, arg)
+  return _runlocal.finalize(config, arg)

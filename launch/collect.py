@@ -34,6 +34,7 @@ from launch import status as status_lib
 from launch import sweep
 from wae_jax import cli
 from wae_jax import run_files
+from wae_jax.evaluation import metric_names as metric_names_lib
 
 METHOD_COLOURS = {"wae_mmd": "tab:blue", "wae_gan": "tab:orange", "vae": "tab:green",
                   "moca": "tab:red"}
@@ -56,13 +57,13 @@ def _numeric(value: Any) -> bool:
 
 def choose_metric(metric_names: set[str], requested: Optional[str] = None) -> Optional[str]:
   """The metric to plot: `requested`, else the first of
-  run_files.METRIC_PREFERENCE present, else test_reconstruction, else the first
+  metric_names_lib.METRIC_PREFERENCE present, else test_reconstruction, else the first
   name."""
   if requested:
     return requested
   fallback = ("test_reconstruction" if "test_reconstruction" in metric_names
               else min(metric_names, default=None))
-  return run_files.preferred_metric(metric_names, fallback)
+  return metric_names_lib.preferred_metric(metric_names, fallback)
 
 
 def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str, Any]], Optional[str]]:
@@ -79,7 +80,7 @@ def collect_rows(root: str, metric: Optional[str] = None) -> tuple[list[dict[str
   gathered = []
   names = set()
   for entry in manifest:
-    complete = run_files.read_run_complete(entry["workdir"])
+    complete = run_files.read_run_complete(entry["workdir"], move_damaged=False)
     evals = _eval_lines(entry["workdir"])
     for line in evals:
       names.update(k for k, v in line["metrics"].items() if _numeric(v))
@@ -322,6 +323,11 @@ def _main(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
   if args.top < 1:
     raise cli.UserError(f"--top is {args.top}; use 1 or more.")
+  root = os.path.abspath(args.root)
+  if not os.path.isdir(root):
+    what = "is a file" if os.path.exists(root) else "does not exist"
+    raise cli.UserError(f"--root={root} {what}; pass the directory of a sweep "
+                        "(python -m launch.sweep --root=...).")
   result = collect(args.root, args.metric, args.out, args.top)
   scored = sum(r["value"] is not None for r in result["rows"])
   print(f"{len(result['rows'])} runs, {scored} with {result['metric']}; wrote:")

@@ -104,7 +104,12 @@ def _main(argv: Sequence[str]) -> int:
   parser.add_argument("--root", required=True)
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   args = parser.parse_args(argv)
-  status = sweep_status(os.path.abspath(args.root))
+  root = os.path.abspath(args.root)
+  if not os.path.isdir(root):
+    what = "is a file" if os.path.exists(root) else "does not exist"
+    raise cli.UserError(f"--root={root} {what}; pass the directory of a sweep "
+                        "(python -m launch.sweep --root=...).")
+  status = sweep_status(root)
   if args.json:
     print(json.dumps({"total": status.total, **status.counts,
                       "mean_run_seconds": status.mean_run_seconds,

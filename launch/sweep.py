@@ -98,7 +98,11 @@ def expand(root: str, config_file: str, config_arg: Optional[str], num_runs: int
   config_file = os.path.abspath(config_file)
   module = load_config_module(config_file)
   entries = []
-  for index, overrides in enumerate(module.sweep(num_runs, seed, config_arg)):
+  try:
+    draws = list(module.sweep(num_runs, seed, config_arg))
+  except ValueError as error:  # e.g. an unknown :arg
+    raise cli.UserError(f"{config_file}: {cli.one_line(error)}") from error
+  for index, overrides in enumerate(draws):
     workdir = os.path.join(root, "runs", str(index))
     command = run_command(python, trainer, config_file, config_arg, workdir, overrides)
     entries.append({"index": index, "overrides": overrides, "workdir": workdir,
@@ -235,17 +239,32 @@ def launch(config: str, root: str, num_runs: Optional[int] = None, engine: str =
         + (f" after {result.attempts} attempt(s)" if result.attempts else ""))
 
   results = runner.run(specs, retries, progress)
+  workdirs = {e["index"]: e["workdir"] for e in todo}
+  results = [_wait_for_other_launcher(r, workdirs[r.index], log) if r.state == runs.BUSY else r
+             for r in results]
   for result in sorted(results, key=lambda r: r.index):
     if result.state == runs.FAILED:
       log(f"run {result.index} failed after {result.attempts} attempt(s); "
           f"log tail:\n{result.log_tail}")
     elif result.state == runs.BUSY:
-      log(f"run {result.index} is running under another launcher; not started here.")
+      log(f"run {result.index} ended unfinished under another launcher; run the sweep again.")
   counts = {}
   for result in results:
     counts[result.state] = counts.get(result.state, 0) + 1
   log("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
   return results
+
+
+def _wait_for_other_launcher(result: runs.RunResult, workdir: str, log,
+                             poll_seconds: float = 0.5) -> runs.RunResult:
+  """A run another launcher holds: waits until it lets go, then reports the run
+  ALREADY_FINISHED when it finished there (each run ran once), else BUSY."""
+  log(f"run {result.index} is running under another launcher; waiting for it.")
+  while runs.is_locked(workdir):
+    time.sleep(poll_seconds)
+  if runs.is_finished(workdir):
+    return runs.RunResult(result.index, runs.ALREADY_FINISHED)
+  return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -16,17 +16,15 @@ the tiny MLP runs in about a millisecond, its compile takes seconds), so:
 """
 
 import functools
-import importlib.util
-import pathlib
 import types
 
 import jax
 import numpy as np
 from sklearn.datasets import load_digits
 
+from wae_jax import config as wae_config
+from wae_jax import fields
 from wae_jax import methods
-
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
 
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 if jax.default_backend() == "cpu":  # an XLA:CPU option; other backends reject it
@@ -34,35 +32,23 @@ if jax.default_backend() == "cpu":  # an XLA:CPU option; other backends reject i
 
 
 def base_config():
-  spec = importlib.util.spec_from_file_location("wae_default_config", _DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.base_config()
+  return wae_config.base_config()
 
 
 def tiny_config(method: str, batch_size: int = 32, **overrides):
-  """A small-MLP config of `method` for 8x8 digits; overrides use a.b keys."""
-  config = base_config()
-  config.method = method
+  """A small-MLP config of `method` for 8x8 digits: the method's required
+  values and its `tiny_overrides(batch_size)`, then `overrides` (a.b keys)."""
+  config = wae_config.for_method(method)
   config.batch_size = batch_size
   config.latent_dim = 4
   config.model.hidden_sizes = (32,)
-  config.adversary.hidden_sizes = (16, 16)
   config.num_train_steps = 50
   config.steps_per_epoch = 10
   config.optimizer.learning_rate = 3e-3
   config.lambda_reg = 1.0
-  methods.apply_required(config)
-  if method == "moca":
-    config.moca.queue_size = 2 * batch_size
-    config.moca.temperature = 0.2
-    config.lambda_reg = 0.1
-  for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split(".")
-    for name in parents:
-      node = node[name]
-    node[leaf] = value
+  for dotted, value in {**methods.get(method).tiny_overrides(batch_size),
+                        **overrides}.items():
+    fields.set_value(config, dotted, value)
   return config
 
 

@@ -197,7 +197,7 @@ def test_every_swept_run_passes_the_trainers_config_checks(config_arg, image_sha
   """The trainer's own validation accepts each run (8 devices), and each network
   the sweep uses builds at the data's shape (traced with eval_shape, no compute)."""
   # The full sweep selects by FID, which the checks require a weights file for.
-  weights = tmp_path / "inception_v3_weights_fid.pickle"
+  weights = tmp_path / "inception_v3_fid.npz"
   weights.write_bytes(b"")
   monkeypatch.setenv("WAE_JAX_FID_WEIGHTS", str(weights))
   config_checks = pytest.importorskip("wae_jax.config_checks")
@@ -229,7 +229,7 @@ def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monk
   method structure is initialised by method.init and takes one real train step
   with its own values on a batch of 8 digits, its network shrunk to an 8-unit
   MLP."""
-  weights = tmp_path / "inception_v3_weights_fid.pickle"
+  weights = tmp_path / "inception_v3_fid.npz"
   weights.write_bytes(b"")
   monkeypatch.setenv("WAE_JAX_FID_WEIGHTS", str(weights))
   from wae_jax import config_checks

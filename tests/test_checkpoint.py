@@ -8,6 +8,7 @@ import json
 import os
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -113,6 +114,19 @@ def test_config_json_round_trip_and_resume_check(tmp_path):
     checkpoint.check_resumable(str(tmp_path), wider)
   with pytest.raises(FileNotFoundError, match="not a wae_jax workdir"):
     checkpoint.load_config(str(tmp_path / "elsewhere"))
+
+
+def test_a_run_started_before_the_schema_grew_still_resumes(tmp_path):
+  """A config.json without a method block that was added later (and without a
+  newer evaluator field) resumes while those fields keep their defaults."""
+  config = small_config()
+  older = config.to_dict()
+  del older["vae"], older["evaluation"]["feature_net_steps"]
+  checkpoint.save_config(str(tmp_path), ml_collections.ConfigDict(older))
+  assert checkpoint.check_resumable(str(tmp_path), config) == []
+  config.vae.beta = 4.0  # A value the run never had is a change.
+  with pytest.raises(ValueError, match=r"vae\.beta \(saved '<absent>', now 4\.0\)"):
+    checkpoint.check_resumable(str(tmp_path), config)
 
 
 def test_grid_layout_matches_a_direct_placement():

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from configs import common
+from configs import _runlocal
 from configs import default
 from wae_jax import config_checks
 from wae_jax import methods
@@ -27,7 +27,7 @@ def test_paper_configs_pass_the_value_checks(name):
   assert set(config.to_dict()) == set(default.base_config().to_dict())
   config_checks.check_values(config, num_devices=1)
   small = load(name, "runlocal")
-  assert small.num_train_steps == common.RUNLOCAL_STEPS
+  assert small.num_train_steps == _runlocal.RUNLOCAL_STEPS
   assert small.model.width_multiplier < 1 and max(small.model.hidden_sizes) <= 32
   config_checks.check_values(small, num_devices=8)
   assert small.moca.queue_size % small.batch_size == 0
@@ -54,7 +54,7 @@ def test_paper_settings():
   assert (hq.image_size, hq.model.network, hq.lambda_reg, hq.moca.queue_size) == (
       256, "resnet6", 20000.0, 29952)
   assert (hq.moca.temperature, hq.optimizer.learning_rate) == (1.0, 2e-3)
-  with pytest.raises(ValueError, match="Unknown config argument 'fast'"):
+  with pytest.raises(ValueError, match="unknown config argument 'fast'"):
     load("mnist_wae_mmd", "fast")
 
 
@@ -81,7 +81,7 @@ def test_swae_paper_settings():
   gmm = load("swae_gmm2d")
   assert (gmm.dataset, gmm.model.decoder_output, gmm.swae.objective) == ("gmm2d", "linear", "xz")
   assert tuple(gmm.swae.prior_logvar_clip) == (-9.0, -3.2) and not gmm.swae.clip_pseudo_inputs
-  assert load("swae_mnist", "runlocal").swae.num_pseudo_inputs <= 4 * common.RUNLOCAL_BATCH
+  assert load("swae_mnist", "runlocal").swae.num_pseudo_inputs <= 4 * _runlocal.RUNLOCAL_BATCH
 
 
 @pytest.mark.parametrize("name,image_shape", [
@@ -109,7 +109,7 @@ def _set(config, dotted, value):
 
 
 BAD_VALUES = [
-    ("method", "wae_xyz", r"Unknown config\.method 'wae_xyz'; use one of wae_mmd"),
+    ("method", "wae_xyz", r"Unknown config\.method 'wae_xyz'; use one of .*wae_mmd"),
     ("model.network", "vgg", r"Unknown config\.model\.network 'vgg'"),
     ("dataset", "imagenet", r"Unknown config\.dataset 'imagenet'"),
     ("regularizer", "kl", r"Unknown config\.regularizer 'kl'"),

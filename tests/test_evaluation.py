@@ -174,8 +174,9 @@ def test_latent_distances_small_for_prior_codes_and_grow_when_shifted():
   config = _latent_config()
   codes = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (500, 4)))
   key = jax.random.PRNGKey(0)
-  near = latent.latent_distances(codes, config, key)
-  far = latent.latent_distances(codes + 2.0, config, key)
+  settings = {"kernel": "imq", "scales": (0.1, 1.0, 10.0), "prior_var": 1.0}
+  near = latent.latent_distances(codes, config, key, mmd_settings=settings)
+  far = latent.latent_distances(codes + 2.0, config, key, mmd_settings=settings)
   assert far["latent_mmd"] > 20 * abs(near["latent_mmd"])
   assert far["latent_swd"] > 20 * near["latent_swd"]
   # The shift of 2 in all 4 coordinates: SW2^2 ~ |shift|^2 / d + noise.

@@ -119,7 +119,7 @@ def test_evaluator_fid_plumbing_and_missing_weights(fresh_state, tmp_path, monke
   monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
   evaluator = evaluator_lib.Evaluator(method, source, config)
   assert "fid_inception" not in evaluator.full_metrics
-  with pytest.raises(ValueError, match="inception_v3_weights_fid.pickle"):
+  with pytest.raises(ValueError, match="inception_v3_weights_fid.pickle.*convert_fid_weights"):
     evaluator(state, metrics=("fid_inception",))
   with pytest.raises(ValueError, match="Unknown evaluation metric"):
     evaluator(state, metrics=("fid",))
@@ -130,7 +130,7 @@ def test_evaluator_fid_plumbing_and_missing_weights(fresh_state, tmp_path, monke
     name = "pixels"
     def __call__(self, images):
       return np.asarray(images, np.float64).reshape(len(images), -1)
-  weights = tmp_path / "weights.pickle"
+  weights = tmp_path / "weights.npz"
   weights.write_bytes(b"")
   monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(weights))
   monkeypatch.setattr(evaluator_lib, "_inception_features", lambda path: PixelFeatures())
@@ -170,6 +170,7 @@ def test_evaluate_workdir_writes_eval_lines_and_best(trained_workdir):
   assert json.load(open(os.path.join(trained_workdir, "best_checkpoint.json"))) == summary
 
 
+@pytest.mark.slow
 def test_evaluate_cli(trained_workdir):
   env = dict(os.environ, PYTHONPATH=REPO)
   result = subprocess.run(

@@ -2,6 +2,12 @@
 files (round trip, conversion from pytorch-fid's names) and the
 missing-weights message. No real weights in CI: random ones."""
 
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,8 +94,9 @@ def test_resize_matches_torch_bilinear(in_size, out_size):
 
 
 def test_weights_round_trip_through_a_file(tmp_path, random_variables):
-  path = str(tmp_path / "weights.pickle")
-  inception.save_variables(path, random_variables)
+  path = str(tmp_path / "weights.npz")
+  digest = inception.save_variables(path, random_variables)
+  assert digest == hashlib.sha256(open(path, "rb").read()).hexdigest()
   loaded = inception.load_variables(path)
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, random_variables)
   images = np.random.default_rng(2).uniform(size=(2, 75, 75, 3)).astype(np.float32)
@@ -114,18 +121,86 @@ def test_npz_format_env_var_and_wrong_file(tmp_path, monkeypatch, random_variabl
     inception.load_variables_from_tree(tree)
 
 
+def test_the_npz_is_reproducible(tmp_path, random_variables):
+  """The same weights give the same bytes (no timestamps), other weights others:
+  so one published SHA-256 identifies a conversion."""
+  first = inception.save_variables(str(tmp_path / "a.npz"), random_variables)
+  again = inception.save_variables(str(tmp_path / "b.npz"), random_variables)
+  assert first == again
+  changed = jax.tree_util.tree_map(np.copy, random_variables)
+  changed["params"]["Mixed_7c"]["branch1x1"]["conv"]["kernel"][0, 0, 0, 0] += 1.0
+  assert inception.save_variables(str(tmp_path / "c.npz"), changed) != first
+  assert sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz", "c.npz"]  # no temporaries left
+
+
+class _CreatesMarker:
+  """Unpickling this runs os.system (what a crafted weights file would do)."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+def _crafted_pickle(path, marker):
+  with open(path, "wb") as f:
+    pickle.dump({"Conv2d_1a_3x3": _CreatesMarker(marker)}, f)
+
+
+@pytest.mark.parametrize("name", ["weights.pickle", "weights.npz"])
+def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path, monkeypatch, name):
+  """Named by the environment, a config or a path, under a .pickle or a .npz
+  name: one UserError, and the marker the pickle would create never appears."""
+  marker, weights = tmp_path / "marker", tmp_path / name
+  _crafted_pickle(weights, marker)
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(weights))
+  for call in (inception.load_variables, lambda: inception.InceptionFeatures(path=str(weights))):
+    with pytest.raises(inception.cli.UserError, match="npz") as error:
+      call()
+    assert "\n" not in str(error.value)
+  assert not marker.exists()
+
+
+def test_the_converter_refuses_a_crafted_pickle(tmp_path):
+  """convert_fid_weights reads pickles only as trees of arrays: exit 2, one line."""
+  marker, weights = tmp_path / "marker", tmp_path / "inception_v3_weights_fid.pickle"
+  _crafted_pickle(weights, marker)
+  out = tmp_path / "out.npz"
+  result = subprocess.run(
+      [sys.executable, "-m", "wae_jax.evaluation.convert_fid_weights", str(weights), str(out)],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+  assert "posix.system" in result.stderr or "os.system" in result.stderr
+  assert not marker.exists() and not out.exists()
+
+
+def test_the_converter_reads_jax_fids_pickle_of_arrays(tmp_path, random_variables):
+  """A pickle of nested dicts of numpy arrays (jax-fid's layout, with its fc head)
+  converts to the .npz of the same values."""
+  tree = inception.variables_to_fid_tree(random_variables)
+  tree["fc"] = {"kernel": np.zeros((2048, 1008), np.float32)}
+  with open(tmp_path / "w.pickle", "wb") as f:
+    pickle.dump(tree, f)
+  digest = convert_fid_weights.convert(str(tmp_path / "w.pickle"), str(tmp_path / "w.npz"))
+  assert digest == inception.save_variables(str(tmp_path / "direct.npz"), random_variables)
+  loaded = inception.load_variables(str(tmp_path / "w.npz"))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, random_variables)
+
+
 def test_missing_weights_message(monkeypatch, tmp_path):
   monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
   with pytest.raises(ValueError) as error:
     inception.resolve_weights_path()
   message = str(error.value)
-  assert "inception_v3_weights_fid.pickle" in message
+  assert "inception_v3_weights_fid.pickle" in message and "convert_fid_weights" in message
   assert "https://github.com/matthias-wright/jax-fid" in message
   assert inception.WEIGHTS_ENV_VAR in message and "config.evaluation.fid_weights" in message
   assert message.count(". ") == 0  # one sentence
   assert not inception.fid_weights_available()
-  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(tmp_path / "nope.pickle"))
-  with pytest.raises(ValueError, match="nope.pickle.*does not exist"):
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(tmp_path / "nope.npz"))
+  with pytest.raises(ValueError, match="nope.npz.*does not exist"):
     inception.InceptionFeatures()
 
 

@@ -147,6 +147,7 @@ def test_trainer_holds_the_lock_and_success_needs_run_complete(tmp_path):
   assert runs.execute_run(empty, retries=0).state == runs.FAILED
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("die_with_parent", [True, False])
 def test_killed_worker_never_leaves_the_run_unlocked_while_its_trainer_lives(
     tmp_path, die_with_parent):
@@ -215,6 +216,7 @@ local.LocalEngine(max_parallel=2, platform="cpu").run(specs, retries=0)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_launcher_leaves_no_worker_or_trainer(tmp_path, signum):
   """A signal to the launcher's PID alone (not its process group) ends its

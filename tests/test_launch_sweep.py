@@ -181,3 +181,34 @@ def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   assert status.sweep_status(root).counts["finished"] == NUM_GOOD_RUNS
   with open(os.path.join(root, sweep.SWEEP_FILE)) as f:
     assert json.load(f)["engine"] == "ray"
+
+
+FAKE_TRAINER = '''
+import json, os, sys, time
+workdir = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir="))
+os.makedirs(workdir, exist_ok=True)
+with open(os.path.join(workdir, "starts.txt"), "a") as f:
+  f.write(f"{os.getpid()}\\n")
+time.sleep(1.5)
+with open(os.path.join(workdir, "run_complete.json"), "w") as f:
+  json.dump({"step": 1, "best_step": 1, "best_metrics": {}}, f)
+'''
+
+
+def test_two_launchers_on_one_root_both_exit_0_and_run_each_run_once(tmp_path):
+  """The second launcher finds runs busy under the first: it waits for them and
+  counts them finished, so both exit 0 when every run finished exactly once."""
+  (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
+  root = tmp_path / "sweep"
+  env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{PROJECT_ROOT}")
+  command = [sys.executable, "-m", "launch.sweep", "--config=configs/bigwae.py:tiny",
+             f"--root={root}", "--num_runs=3", "--trainer=fake_trainer",
+             "--compilation_cache_dir="]
+  launchers = [subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+  outputs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
+  assert [launcher.returncode for launcher in launchers] == [0, 0], outputs
+  for index in range(3):
+    with open(root / "runs" / str(index) / "starts.txt") as f:
+      assert len(f.read().split()) == 1, index
+  assert any("running under another launcher; waiting" in out for out in outputs), outputs

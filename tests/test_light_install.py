@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs `python -m wae_jax.main ARGS` as if tensorflow were not installed.
@@ -47,6 +49,7 @@ def test_tfds_dataset_without_tensorflow_fails_at_once_with_install_command(tmp_
   assert time.perf_counter() - start < 120  # fails during startup, never a hang
 
 
+@pytest.mark.slow
 def test_offline_default_job_runs_without_tensorflow(tmp_path):
   result = _main_without_tensorflow(
       tmp_path, "--config.num_train_steps=2", "--config.log_every_steps=1",

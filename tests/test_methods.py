@@ -7,25 +7,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wae_jax import cli
+from wae_jax import config as wae_config
+from wae_jax import fields
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import optim
 from wae_jax import priors
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.methods import wae_mmd
 
 import methods_testlib as lib
 
 NUM_STEPS = 50
-# The config of each method's training test; the tests that check one step
-# against re-derivations use the same ones, so each step compiles once.
-SHARED_OVERRIDES = {
-    "wae_mmd": {"lambda_reg": 3.0},
-    "wae_gan": {"lambda_reg": 0.1},
-    "vae": {"vae.beta": 2.0},
-    "moca": {},
-    "swae": {"swae.num_pseudo_inputs": 40},
-}
+# The configs of the tests that check one step against re-derivations.
+WAE_MMD_OVERRIDES = {"lambda_reg": 3.0}
+VAE_OVERRIDES = {"vae.beta": 2.0}
 
 
 def _train(method, state, step, batch_size, num_steps=NUM_STEPS):
@@ -42,32 +39,64 @@ def _train(method, state, step, batch_size, num_steps=NUM_STEPS):
 def test_get_rejects_unknown_method():
   with pytest.raises(ValueError, match="Unknown method 'wae_xyz'"):
     methods.get("wae_xyz")
+  # The shared code is no method, nor are the package's private modules.
+  for name in ("shared", "autoencoder", "pretraining", "__init__"):
+    assert name not in methods.names()
+    with pytest.raises(ValueError, match="Unknown method"):
+      methods.get(name)
 
 
-def test_apply_required_gives_what_check_config_asks_for():
-  for name in methods.METHODS:
+def test_registry_finds_every_method_module():
+  import pathlib  # pylint: disable=g-import-not-at-top
+  package = pathlib.Path(methods.__file__).parent
+  files = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
+  assert methods.names() == tuple(files)
+  for name in files:
     method = methods.get(name)
-    config = lib.base_config()
-    config.method = name
-    if method.required:  # the defaults lack what the method needs
-      with pytest.raises(ValueError, match="set config"):
-        method.check_config(config)
-    assert methods.apply_required(config) is config
-    method.check_config(config)
-    for dotted, value in method.required.items():
-      node = config
-      for part in dotted.split("."):
-        node = node[part]
-      assert node == value
+    assert method.name == name and method.description
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_apply_required_gives_what_check_config_asks_for(name):
+  method = methods.get(name)
+  config = lib.base_config()
+  config.method = name
+  assert methods.apply_required(config) is config
+  method.check_config(config)
+  for dotted, value in method.required.items():
+    assert fields.get(config, dotted) == value
+  # Every field the method declares is in the schema with its default.
+  base = lib.base_config()
+  for field, default in method.config.items():
+    value = base[field].to_dict() if hasattr(base[field], "to_dict") else base[field]
+    assert value == default, field
+
+
+def test_use_method_switches_and_refuses_a_contradiction():
+  config = wae_config.use_method(lib.base_config(), "vae", user_fields=("vae.beta",))
+  assert (config.method, config.model.encoder, config.model.decoder_output) == (
+      "vae", "gaussian", "logits")
+  config = lib.base_config()
+  config.model.encoder = "deterministic"
+  with pytest.raises(cli.UserError, match=r"--config\.method=vae needs "
+                     r"config\.model\.encoder='gaussian', but --config\.model\.encoder="
+                     r"'deterministic' was given"):
+    wae_config.use_method(config, "vae", user_fields=("model.encoder",))
+  # A value the user chose that differs from a required one but that the
+  # method accepts stays: a Gaussian-likelihood VAE with pixel means.
+  config = lib.base_config()
+  config.vae.likelihood = "gaussian"
+  wae_config.use_method(config, "vae", user_fields=("model.decoder_output", "vae.likelihood"))
+  assert (config.model.decoder_output, config.model.encoder) == ("sigmoid", "gaussian")
   # A sweep's run: flat dotted overrides.
   assert methods.apply_required({"method": "vae", "vae.beta": 2.0}) == {
       "method": "vae", "vae.beta": 2.0, "model.encoder": "gaussian",
       "model.decoder_output": "logits", "prior": "gaussian"}
 
 
-@pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca", "swae"])
+@pytest.mark.parametrize("name", methods.names())
 def test_training_lowers_loss_keeps_structure(name):
-  config, method, state, step = lib.shared_setup(name, **SHARED_OVERRIDES[name])
+  config, method, state, step = lib.shared_setup(name)
   method, state, history = _train(method, state, step, config.batch_size)
   assert int(state.step) == NUM_STEPS
   for metrics in history:
@@ -120,7 +149,7 @@ def _prior_samples(config, state, shape):
 
 def test_wae_mmd_regularizer_is_the_mmd_of_codes_and_prior_samples():
   config, method, state, step = lib.shared_setup(
-      "wae_mmd", **SHARED_OVERRIDES["wae_mmd"])
+      "wae_mmd", **WAE_MMD_OVERRIDES)
   assert config.lambda_reg == 3.0
   batch = lib.digits_batch(config.batch_size)
   _, metrics = step(state, batch)
@@ -147,14 +176,14 @@ def test_encoder_input_noise_is_truncated_and_random_per_step():
   assert np.isfinite(float(first["loss"]))
   assert float(first["reconstruction"]) != float(second["reconstruction"])
   zeros = jnp.zeros((10000, 1, 1, 1))
-  noise = common.noisy_encoder_input(config, zeros, jax.random.PRNGKey(0), None)
+  noise = autoencoder.noisy_encoder_input(config, zeros, jax.random.PRNGKey(0), None)
   assert float(jnp.max(jnp.abs(noise))) <= 0.6 + 1e-6
   # A normal truncated at 2 std keeps 0.88 of the standard deviation.
   assert float(jnp.std(noise)) == pytest.approx(0.3 * 0.8796, rel=0.03)
 
 
 def test_vae_kl_matches_encoder_outputs():
-  config, method, state, step = lib.shared_setup("vae", **SHARED_OVERRIDES["vae"])
+  config, method, state, step = lib.shared_setup("vae", **VAE_OVERRIDES)
   assert config.vae.beta == 2.0
   batch = lib.digits_batch(config.batch_size)
   _, metrics = step(state, batch)

@@ -13,9 +13,9 @@ from wae_jax import methods
 from wae_jax import models
 from wae_jax import priors
 from wae_jax import train
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax import optim
-from wae_jax.methods import pretraining
+from wae_jax.methods.shared import pretraining
 
 import methods_testlib as lib
 import test_configs
@@ -27,7 +27,7 @@ def test_reconstruction_cost_is_scaled_sum_of_squares():
   rng = np.random.default_rng(0)
   x, y = rng.uniform(size=(2, 3, 8, 8, 1)).astype(np.float32)
   expected = 0.05 * np.mean(np.sum(np.square(x - y), axis=(1, 2, 3)))
-  np.testing.assert_allclose(common.reconstruction_cost(config, x, y), expected, rtol=1e-6)
+  np.testing.assert_allclose(autoencoder.reconstruction_cost(config, x, y), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["wae_mmd", "wae_gan", "vae", "moca"])

@@ -18,7 +18,7 @@ from wae_jax import data
 from wae_jax import losses
 from wae_jax import metrics_io
 from wae_jax import train
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.methods import swae
 
 import methods_testlib as lib
@@ -47,7 +47,7 @@ def _numpy_terms(state, images, objective="xzrec", beta=0.5, lam=1.0):
   module = swae.prior_encoder(config, images.shape[1:])
   mean, logvar = lib.jit(module.apply)({"params": state.params["prior"]["encoder"]},
                                        jnp.asarray(pseudo[nearest], jnp.float32))
-  eps = np.asarray(jax.random.normal(common.step_key(state), mean.shape), np.float64)
+  eps = np.asarray(jax.random.normal(autoencoder.step_key(state), mean.shape), np.float64)
   z_d = np.asarray(mean, np.float64) + np.exp(0.5 * np.asarray(logvar, np.float64)) * eps
   decoded_prior = np.asarray(inference.decode(state, z_d.astype(np.float32)), np.float64)
   per_example = lambda a, b: np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1))
@@ -89,7 +89,7 @@ def test_other_objectives_equal_numpy_rederivation(objective):
                           "swae.z_loss_weight": 2.0})
   images = jnp.asarray(lib.digits_batch(32)["image"])
   # The state is closed over: jit's cache would not tell these configs apart.
-  loss, _ = lib.jit(lambda p: swae.loss_fn(p, state, images, common.step_key(state)))(
+  loss, _ = lib.jit(lambda p: swae.loss_fn(p, state, images, autoencoder.step_key(state)))(
       state.params)
   expected = _numpy_terms(state, images, objective, 0.3, 2.0)
   assert float(loss) == pytest.approx(expected["loss"], rel=2e-4)
@@ -100,7 +100,7 @@ def test_gradients_reach_pseudo_inputs_and_prior_encoder():
   batch = lib.digits_batch(config.batch_size, offset=64)
   images = jnp.asarray(batch["image"])
   grads = lib.jit(jax.grad(lambda p: swae.loss_fn(p, state, images,
-                                                   common.step_key(state))[0]))(state.params)
+                                                   autoencoder.step_key(state))[0]))(state.params)
   chosen = np.asarray(lib.jit(swae.pair)(state, state.params, images, None))
   pseudo_grad = np.abs(np.asarray(grads["prior"]["pseudo_inputs"])).reshape(40, -1).sum(1)
   # Exactly the paired pseudo-inputs get a gradient (through the clip's inside).
@@ -135,7 +135,7 @@ def test_sample_draws_from_the_mixture():
     np.testing.assert_allclose(own.std(0), std, rtol=0.12)
   samples = lib.inference(swae.METHOD).sample(state, jax.random.PRNGKey(3), 7)
   np.testing.assert_allclose(
-      samples, common.decode(state, swae.sample_prior(state, jax.random.PRNGKey(3), 7)),
+      samples, autoencoder.decode(state, swae.sample_prior(state, jax.random.PRNGKey(3), 7)),
       atol=1e-6)
 
 
@@ -218,6 +218,7 @@ def test_trainer_run_starts_from_training_images_and_probes(finished_run):
   assert {"x_loss", "z_loss", "reconstruction", "loss"} <= set(records[-1])
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "killed")
@@ -232,6 +233,7 @@ def test_killed_and_resumed_run_is_bitwise_equal(finished_run, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 def test_gmm2d_figure_cli(tmp_path):
   out = str(tmp_path / "figure" / "gmm2d.png")
   result = subprocess.run(

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import default
 from wae_jax import checkpoint
+from wae_jax import config as wae_config
 from wae_jax import data
+from wae_jax import fields
 from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
@@ -37,7 +38,7 @@ def tiny_config(method: str = "wae_mmd", num_train_steps: int = 4):
   Logs and checkpoints every 2 steps, evaluates at the end only (evaluations
   dominate the cost of these runs).
   """
-  config = default.base_config()
+  config = wae_config.base_config()
   config.method = method
   config.dataset = "digits"
   config.image_size = 8
@@ -52,9 +53,8 @@ def tiny_config(method: str = "wae_mmd", num_train_steps: int = 4):
   config.keep_checkpoints = 2
   config.num_eval_images = 8
   methods.apply_required(config)
-  if method == "moca":
-    config.moca.queue_size = 32
-    config.lambda_reg = 1.0
+  for field, value in methods.get(method).tiny_overrides(config.batch_size).items():
+    fields.set_value(config, field, value)
   config.lock()
   return config
 
@@ -141,7 +141,7 @@ def test_end_to_end_moca(finished_run):
   assert checkpoint.all_steps(workdir) == sorted({6, 8, summary["best_step"]})
 
 
-@pytest.mark.parametrize("method", ["wae_mmd", "wae_gan", "vae"])
+@pytest.mark.parametrize("method", [m for m in methods.names() if m != "moca"])  # moca: finished_run
 def test_end_to_end(method, tmp_path):
   workdir = str(tmp_path / method)
   summary = train.train_and_evaluate(tiny_config(method), workdir)
@@ -209,7 +209,7 @@ def test_steps_per_call_changes_no_number(tmp_path):
 
 
 def test_steps_per_call_divides_every_stop():
-  config = default.base_config()  # 100 per call; logs every 100, evaluates and saves every 1000
+  config = wae_config.base_config()  # 100 per call; logs every 100, evaluates and saves every 1000
   assert train.steps_per_call(config, start_step=0) == 100
   assert train.steps_per_call(config, start_step=2000) == 100
   assert train.steps_per_call(config, start_step=1005) == 5  # resumed off the grid
@@ -289,6 +289,7 @@ def kill_after_first_checkpoint(workdir: str, module: str, function: str) -> Non
     process.wait()
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path):
   """SIGKILL after the first checkpoint, restart: final state bitwise equal.
 
@@ -317,6 +318,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(finished_run, tmp_path)
   assert [r["step"] for r in records] == list(range(2, MOCA_STEPS + 1, 2))
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_pngs(finished_run, tmp_path):
   workdir = _copy_run(finished_run, tmp_path)
   for kind, num, size in (("samples", 16, images_lib.grid_size(4, 4, 8, 8)),
@@ -335,6 +337,7 @@ def test_sample_cli_writes_pngs(finished_run, tmp_path):
   assert _png_size(out) == images_lib.grid_size(3, 3, 8, 8)
 
 
+@pytest.mark.slow
 def test_sample_cli_exports_arrays(finished_run, tmp_path):
   """.npz / .npy by --out's extension, checked against the restored state."""
   workdir = finished_run[0]

@@ -1,11 +1,5 @@
-"""Checkpoints of a run: its config (config.json) and its TrainState (orbax).
-
-Layout under a workdir:
-
-  config.json          the full config of the run (written once at start)
-  trainer.lock         flock-ed by the trainer running in the workdir
-  checkpoints/<step>/  one orbax checkpoint per saved step
-  checkpoints/<step>.corrupt/  a damaged checkpoint the trainer moved aside
+"""Checkpoints of a run: its config (config.json) and its TrainState (orbax),
+and the trainer's lock of the workdir (file names: wae_jax/run_files.py).
 
 A checkpoint holds the pytree leaves of the TrainState as a nested dict
 (`flax.serialization.to_state_dict`), so the queue, the key encoder, the
@@ -35,6 +29,7 @@ import hashlib
 import json
 import os
 import logging as logging_lib
+import re
 import socket
 import sys
 from typing import Any, Iterator, Optional, Sequence
@@ -50,15 +45,16 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from wae_jax import cli
-from wae_jax.run_files import write_json_atomic
+from wae_jax.run_files import (CHECKPOINT_DIR, CONFIG_FILE, CORRUPT_SUFFIX, LOCK_FILE,
+                               write_json_atomic)
 from wae_jax.state import TrainState
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-LOCK_FILE = "trainer.lock"
-CORRUPT_SUFFIX = ".corrupt"
 # Keys of a checkpoint's custom metadata.
 DIGEST_KEY = "state_sha256"
+# The SHA-256 binding the state's digest to the step and the recorded config and
+# image shape, so that a checkpoint copied in under another step number, or one
+# whose recorded config was edited, fails verification. Older checkpoints lack it.
+BOUND_DIGEST_KEY = "checkpoint_sha256"
 CONFIG_KEY = "config"
 IMAGE_SHAPE_KEY = "image_shape"
 
@@ -166,11 +162,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f"{path} does not exist: {workdir!r} is not a wae_jax workdir "
         "(train into it first with python -m wae_jax.main).")
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
   try:
-    saved = json.loads(text)
-  except json.JSONDecodeError as e:
+    with open(path, encoding="utf-8") as f:
+      saved = json.loads(f.read())
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:  # Not UTF-8, or not JSON.
     saved = e
   if not isinstance(saved, dict):
     raise DamagedConfigError(
@@ -185,10 +180,20 @@ def _flatten(tree: dict) -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """Dotted names of fields that differ between two config dicts."""
+  """Dotted names of fields that differ between two config dicts.
+
+  A field the saved config lacks and the current one holds at its schema
+  default is no difference: the schema grew since the run started (a new
+  method's fields, a newly declared evaluator field).
+  """
+  from wae_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   saved_flat, current_flat = _flatten(saved), _flatten(current)
+  defaults = _flatten(config_to_dict(config_lib.base_config()))
   names = sorted(set(saved_flat) | set(current_flat))
-  return [n for n in names if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")]
+  return [n for n in names
+          if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")
+          and not (n not in saved_flat and n in defaults
+                   and current_flat[n] == defaults[n])]
 
 
 def _resumable_changes(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> list[str]:
@@ -303,6 +308,13 @@ def non_finite_leaves(tree: dict) -> list[str]:
           and not np.all(np.isfinite(np.asarray(leaf)))]
 
 
+def bound_digest(state_sha256: str, step: int, custom: dict) -> str:
+  """The SHA-256 of (state digest, step, recorded config, recorded image shape)."""
+  record = {"state": state_sha256, "step": int(step), "config": custom.get(CONFIG_KEY),
+            "image_shape": custom.get(IMAGE_SHAPE_KEY)}
+  return hashlib.sha256(json.dumps(record, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def verified_digest(state: TrainState, step: int) -> str:
   """The digest `save` records for `state`.
 
@@ -338,6 +350,7 @@ def save(manager: ocp.CheckpointManager, state: TrainState, step: int,
   custom.update(extra_metadata or {})
   # A snapshot: orbax writes the metadata later, when the asynchronous save ends.
   custom = json.loads(json.dumps(custom))
+  custom[BOUND_DIGEST_KEY] = bound_digest(custom[DIGEST_KEY], step, custom)
   manager.save(
       step, args=ocp.args.StandardSave(tree),
       metrics={k: float(v) for k, v in metrics.items()} if metrics else None,
@@ -351,6 +364,37 @@ def _first_line(error: Exception, limit: int = 200) -> str:
 
 def _damaged(manager: ocp.CheckpointManager, step: int, reason: str) -> DamagedCheckpointError:
   return DamagedCheckpointError(f"Checkpoint {step} in {manager.directory} is damaged: {reason}")
+
+
+# How tensorstore / orbax report a full disk or quota (errno 28 / 122) inside their errors.
+_DISK_FULL_PATTERN = re.compile(r"No space left on device|Disk quota exceeded|"
+                                r"os_error_code='(28|122)'")
+_STEP_FOLDER_PATTERN = re.compile(r"(/[^\"']*?/(\d+))\.orbax-checkpoint-tmp")
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    return True
+  return bool(_DISK_FULL_PATTERN.search(str(error)))
+
+
+@contextlib.contextmanager
+def reporting_write_errors(manager: ocp.CheckpointManager) -> Iterator[None]:
+  """Around saving and waiting for checkpoints: a full disk becomes one
+  cli.UserError naming the checkpoint folder and step (cli's log filter drops
+  the tracebacks orbax's threads log). The previous complete checkpoint stays intact."""
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    if not _is_disk_full(error):
+      raise
+    match = _STEP_FOLDER_PATTERN.search(str(error))
+    where = (f"checkpoint {match.group(2)} to {match.group(1)}" if match
+             else f"a checkpoint to {manager.directory}")
+    raise cli.UserError(
+        f"writing {where} failed: the disk is full; free space or choose another --workdir, "
+        "then run the same command to resume from the last complete checkpoint, "
+        "which is kept.") from None
 
 
 class _OrbaxSilenced(logging_lib.Filter):
@@ -469,6 +513,10 @@ def _restore_verified(manager, config, step, image_shape, sharding):
   host_tree = jax.device_get(tree)
   if state_digest(host_tree) != custom[DIGEST_KEY]:
     raise _damaged(manager, step, "its arrays differ from the digest recorded when it was saved")
+  if BOUND_DIGEST_KEY in custom and bound_digest(custom[DIGEST_KEY], step,
+                                                 custom) != custom[BOUND_DIGEST_KEY]:
+    raise _damaged(manager, step, "its step number or recorded config differ from those it was "
+                   "saved with (copied in from elsewhere, or edited)")
   bad = non_finite_leaves(host_tree)
   if bad:
     raise _damaged(manager, step, f"it holds NaN or Inf in {', '.join(bad[:5])}")

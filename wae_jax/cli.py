@@ -19,13 +19,15 @@ neither fail in a fraction of a second.
 """
 
 import argparse
+import contextlib
 import difflib
 import errno
 import logging
 import os
+import re
 import sys
 import traceback
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 USER_ERROR_EXIT_STATUS = 2
 INTERRUPTED_EXIT_STATUS = 130  # the shell's status for SIGINT
@@ -48,6 +50,26 @@ class UserError(ValueError):
   The message names the flag, config field or file that is wrong and says
   what to do. A ValueError, so callers that catch ValueError keep working.
   """
+
+
+def environment_reason(error: BaseException) -> Optional[str]:
+  """What to tell the user about an OSError of their file system, else None."""
+  return _ENVIRONMENT_ERRNOS.get(getattr(error, "errno", None))
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path: str, step: Optional[int] = None) -> Iterator[None]:
+  """Turns a file-system refusal (full disk, quota, read-only, permissions) while
+  writing `path` into one UserError naming the path (and the training step)."""
+  try:
+    yield
+  except OSError as error:
+    reason = environment_reason(error)
+    if reason is None:
+      raise
+    at = f" at step {step}" if step is not None else ""
+    raise UserError(f"writing {error.filename or path}{at} failed: {reason}; then run the "
+                    "same command to resume from the last complete checkpoint.") from error
 
 
 def one_line(text: str) -> str:
@@ -177,6 +199,9 @@ def run_absl(main: Callable[[list[str]], Any]) -> NoReturn:
 
   try:
     app.run(main_without_usage_text, argv=argv, flags_parser=parse_flags)
+  except KeyboardInterrupt:  # Ctrl-C before a program installed its own handling.
+    sys.stderr.write("interrupted; run the same command again to resume.\n")
+    sys.exit(INTERRUPTED_EXIT_STATUS)
   except Exception as error:  # pylint: disable=broad-except
     status = _report(error, debug)
     if status is None:
@@ -193,6 +218,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   value all surface here.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  _make_config_packages_importable(argv)
   try:
     rest = flags.FLAGS(argv)
     for flag in _config_flags():
@@ -209,6 +235,14 @@ def parse_flags(argv: list[str]) -> list[str]:
       if message is not None:
         raise UserError(message) from error
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    user_error = f"{UserError.__name__}: "
+    if lines and user_error in lines[-1]:  # get_config refused its argument or a value.
+      message = lines[-1].split(user_error, 1)[1]
+      for flag in _config_flags():
+        if _flag_argument(argv, flag.name) is not None:
+          message = f"--{flag.name}={_flag_argument(argv, flag.name)}: {message}"
+          break
+      raise UserError(message) from error
     if len(lines) > 1:  # A config file whose get_config raised: its traceback follows.
       raise UserError(f"{lines[0].rstrip(':')} {lines[-1]}; fix that config file.") from error
     raise UserError(f"{lines[0] if lines else error}; see --helpshort.") from error
@@ -219,10 +253,35 @@ def parse_flags(argv: list[str]) -> list[str]:
   except OSError as error:
     raise UserError(_config_file_message(argv, error)) from error
   except (AttributeError, KeyError, TypeError) as error:
+    if isinstance(error, AttributeError) and "get_config" in str(error):
+      path = next((_flag_argument(argv, flag.name) for flag in _config_flags()
+                   if _flag_argument(argv, flag.name)), "the --config file")
+      raise UserError(f"--config file {path.split(':', 1)[0]} defines no get_config(); a "
+                      "config file must define get_config(arg=None) returning a "
+                      "ConfigDict (see configs/default.py).") from error
     message = _unknown_field_message(argv)
     if message is None:
       raise
     raise UserError(message) from error
+
+
+def _make_config_packages_importable(argv: Sequence[str]) -> None:
+  """Puts the folder above a config file's package on sys.path.
+
+  The experiment files import their shared pieces as `configs.<x>`; with this,
+  `--config=/path/to/wae-jax/configs/x.py` works from any directory.
+  """
+  for arg in argv:
+    if not arg.startswith("--") or "=" not in arg:
+      continue
+    path = arg.split("=", 1)[1].split(":", 1)[0]
+    if not path.endswith(".py"):
+      continue
+    package = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(package, "__init__.py")):
+      root = os.path.dirname(package)
+      if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def _config_flags() -> list:
@@ -243,6 +302,16 @@ def _flag_argument(argv: Sequence[str], name: str) -> Optional[str]:
     elif arg == f"--{name}" and i + 1 < len(argv):
       value = argv[i + 1]
   return value
+
+
+def config_override_fields(argv: Sequence[str], name: str = "config") -> set:
+  """The dotted fields that --<name>.<field>=... flags in argv set."""
+  prefix = f"--{name}."
+  found = set()
+  for arg in argv:
+    if arg.startswith(prefix):
+      found.add(arg[len(prefix):].split("=", 1)[0])
+  return found
 
 
 def _config_file_message(argv: Sequence[str], error: OSError) -> str:
@@ -295,6 +364,10 @@ def _unknown_field_message(argv: Sequence[str]) -> Optional[str]:
 # ----------------------------------------------------------------------------
 
 
+# A full disk or quota (errno 28 / 122) as orbax and tensorstore word it.
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|os_error_code='(28|122)'")
+
+
 class _LibraryNoise(logging.Filter):
   """Drops log records that tell a user nothing they can act on.
 
@@ -310,7 +383,13 @@ class _LibraryNoise(logging.Filter):
       if record.levelno < logging.WARNING:
         return False
       text = record.getMessage()
-      return "read_only=True" not in text and "is read only" not in text
+      if record.exc_info and record.exc_info[1] is not None:
+        text += " " + str(record.exc_info[1])
+      if _DISK_FULL.search(text):  # The trainer reports it in one line (wae_jax.checkpoint).
+        return False
+      # The trainer saves metrics only with evaluations, by design.
+      return ("read_only=True" not in text and "is read only" not in text
+              and "did not provide metrics" not in text)
     if path.endswith("/xla_bridge.py") and record.levelno < logging.WARNING:
       return not record.getMessage().startswith("Unable to initialize backend")
     return True

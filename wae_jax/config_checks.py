@@ -3,23 +3,24 @@
 `check_values(config, num_devices=None)` is one pass over everything that
 needs neither the data nor the networks, and raises `cli.UserError` at the
 first mistake:
-  1. each named choice against the tuple its owner defines (methods.METHODS,
+  1. each named choice against the tuple its owner defines (methods.names(),
      data.DATASETS, models.NETWORKS, priors.PRIORS, optim.SCHEDULES, ...);
   2. every numeric field the trainer reads, finite and in range (NUMBERS);
   3. the method's own needs, `Method.check_config` (the regularizer and its
      values for WAE-MMD, the adversary's optimizer, the VAE's likelihood, MoCA's
      queue); when it fails, every value of `Method.required` the config lacks
      is named at once;
-  4. the best metric, and the FID weights file when FID is asked for.
+  4. the evaluator's fields (metric_names.check_config: best_metric,
+     final_metrics), and the FID weights file when FID is asked for.
 `check_networks(config, image_shape)` then traces the encoder and decoder with
 `jax.eval_shape` (no FLOPs) on the data's image shape, so "the network cannot
 take this image size" is found by the networks themselves, and
-`check_metrics_for_data(config, image_shape)` refuses image-only metrics
-(sharpness, image SWD, FID/KID) named for data that are not pictures. The
-trainer runs them all before it writes config.json or compiles a step.
+`check_metrics_for_data(config, image_shape)` refuses a best metric or final
+metrics the data cannot yield (image-only metrics of vectors, swd_image_64 of
+8x8 digits). The trainer runs them all before it writes anything or compiles
+a step. The field helpers (check_number, check_choice) are in wae_jax/fields.py.
 """
 
-import math
 import numbers
 from typing import Optional, Sequence
 
@@ -29,16 +30,19 @@ import ml_collections
 
 from wae_jax import cli
 from wae_jax import data
+from wae_jax import fields
 from wae_jax import methods
 from wae_jax import models
 from wae_jax import optim
 from wae_jax import priors
-from wae_jax.methods import common as methods_common
+from wae_jax.evaluation import metric_names
+from wae_jax.methods.shared import autoencoder
+from wae_jax.methods.shared import pretraining
 from wae_jax.models import conv_layers
 
 # Named choices: (dotted field, the owner's tuple of valid values).
 CHOICES = (
-    ("method", methods.METHODS),
+    ("method", methods.names()),
     ("dataset", data.DATASETS),
     ("model.network", models.NETWORKS),
     ("model.encoder", models.ENCODER_TYPES),
@@ -46,9 +50,8 @@ CHOICES = (
     ("model.upsample", conv_layers.UPSAMPLE_CHOICES),
     ("model.dtype", models.DTYPES),
     ("prior", priors.PRIORS),
-    ("reconstruction", methods_common.RECONSTRUCTION_COSTS),
+    ("reconstruction", autoencoder.RECONSTRUCTION_COSTS),
     ("optimizer.schedule", optim.SCHEDULES),
-    ("evaluation.final_checkpoint", ("last", "best")),
 )
 
 SEED_LIMIT = 2**63  # seeds reach numpy and jax.random as int64
@@ -68,8 +71,6 @@ NUMBERS = (
     ("num_eval_images", dict(low=1, integer=True)),
     ("lambda_reg", dict(low=0)),
     ("reconstruction_scale", dict(low=0)),
-    ("encoder_input_noise", dict(low=0)),
-    ("encoder_logvar_l1", dict(low=0)),
     ("model.width_multiplier", dict(low=0, low_open=True)),
     ("optimizer.learning_rate", dict(low=0, low_open=True)),
     ("optimizer.b1", dict(low=0, high=1, high_open=True)),
@@ -77,97 +78,24 @@ NUMBERS = (
     ("optimizer.decay_factor", dict(low=0, low_open=True)),
     ("optimizer.decay_every_epochs", dict(low=1, integer=True)),
     ("optimizer.decay_until_epoch", dict(low=0, integer=True)),
-    ("evaluation.num_samples", dict(low=1, integer=True)),
-    ("evaluation.swd_images", dict(low=1, integer=True)),
+    ("shuffle_buffer", dict(low=0, integer=True)),
+    ("synthetic_num_points", dict(low=1, integer=True)),
+    ("synthetic_dim", dict(low=1, integer=True)),
 )
 
-
-_ABSENT = object()
-
-
-def field_value(config: ml_collections.ConfigDict, field: str, default=None):
-  """config's value at a dotted field, or `default` where a part is missing."""
-  node = config
-  for part in field.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      return default
-    node = node[part]
-  return node
+# Tuples of layer widths: each a non-empty tuple of integers >= 1.
+WIDTHS = ("model.hidden_sizes", "adversary.hidden_sizes")
 
 
-def _range_text(low, high, low_open, high_open, integer) -> str:
-  kind = "an integer" if integer else "a finite number"
-  if low is not None and high is not None:
-    return f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-  if low is not None:
-    return f"{kind} {'>' if low_open else '>='} {low}"
-  if high is not None:
-    return f"{kind} {'<' if high_open else '<='} {high}"
-  return kind
-
-
-def check_number(config: ml_collections.ConfigDict, field: str, *, low=None, high=None,
-                 low_open: bool = False, high_open: bool = False,
-                 integer: bool = False) -> None:
-  """UserError unless config.<field> is a finite (integer) number in the range.
-
-  A field the config does not have is not checked.
-  """
-  value = field_value(config, field, default=_ABSENT)
-  if value is _ABSENT:
-    return
-  ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-        and math.isfinite(value) and (not integer or float(value).is_integer()))
-  if ok and low is not None:
-    ok = value > low if low_open else value >= low
-  if ok and high is not None:
-    ok = value < high if high_open else value <= high
-  if not ok:
+def check_keep_labels(config: ml_collections.ConfigDict) -> None:
+  """UserError unless config.keep_labels is a tuple of distinct integers >= 0."""
+  value = fields.get(config, "keep_labels", default=())
+  ok = isinstance(value, (tuple, list)) and all(
+      isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in value)
+  if not ok or len(set(value)) != len(value):
     raise cli.UserError(
-        f"config.{field} must be {_range_text(low, high, low_open, high_open, integer)}, "
-        f"got {value!r}; set --config.{field}=<value>.")
-
-
-def check_choice(config: ml_collections.ConfigDict, field: str, allowed: Sequence[str]) -> None:
-  """UserError unless config.<field> is one of `allowed` (a field it lacks is not checked)."""
-  value = field_value(config, field, default=_ABSENT)
-  if value is not _ABSENT and value not in allowed:
-    raise cli.UserError(
-        f"Unknown config.{field} {value!r}; use one of {', '.join(allowed)}.")
-
-
-# The evaluator's lower-is-better metrics and the group that computes each
-# (wae_jax/evaluation/evaluator.py): the candidates for config.best_metric.
-BEST_METRIC_GROUPS = {
-    "test_reconstruction": "test_reconstruction",
-    "latent_mmd": "latent",
-    "latent_swd": "latent",
-    "fid_inception": "fid_inception",
-    "kid_inception": "kid_inception",
-    "swd_image_avg": "swd_image",
-}
-
-
-def metric_group(name: str) -> str:
-  """The evaluator group computing best-metric candidate `name`, else cli.UserError."""
-  if name in BEST_METRIC_GROUPS:
-    return BEST_METRIC_GROUPS[name]
-  if name.startswith("swd_image_"):
-    return "swd_image"
-  if name.startswith("fd_") and name.endswith("_classifier"):
-    return "fd_classifier"
-  raise cli.UserError(
-      f"config.best_metric={name!r} is not a lower-is-better metric of the evaluator; "
-      f"use one of {', '.join(BEST_METRIC_GROUPS)}, swd_image_<resolution> or "
-      "fd_<dataset>_classifier.")
-
-
-# Numeric fields of the WAE encoder pretraining, read when config.pretrain.enabled.
-PRETRAIN_NUMBERS = (
-    ("pretrain.sample_size", dict(low=2, integer=True)),
-    ("pretrain.max_steps", dict(low=1, integer=True)),
-    ("pretrain.stop_loss", dict(low=0)),
-)
+        f"config.keep_labels must be a tuple of distinct class labels >= 0 (or () for all), "
+        f"got {value!r}; set e.g. --config.keep_labels='(2, 3, 8)'.")
 
 
 def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
@@ -176,36 +104,25 @@ def check_values(config: ml_collections.ConfigDict, num_devices: Optional[int] =
   num_devices is None, the devices; nor, when weights is False, the FID
   weights file); see the module docstring."""
   for field, allowed in CHOICES:
-    check_choice(config, field, allowed)
+    fields.check_choice(config, field, allowed)
   for field, limits in NUMBERS:
-    check_number(config, field, **limits)
+    fields.check_number(config, field, **limits)
+  for field in WIDTHS:
+    fields.check_widths(config, field)
+  check_keep_labels(config)
   if config.prior == "gaussian":
-    check_number(config, "prior_var", low=0, low_open=True)
+    fields.check_number(config, "prior_var", low=0, low_open=True)
   if num_devices is not None and config.batch_size % num_devices:
     raise cli.UserError(
         f"config.batch_size={config.batch_size} is not divisible by the "
         f"{num_devices} devices; use a multiple of {num_devices}.")
-  if config.pretrain.enabled:
-    for field, limits in PRETRAIN_NUMBERS:
-      check_number(config, field, **limits)
-    if num_devices is not None and config.pretrain.sample_size % num_devices:
-      raise cli.UserError(
-          f"config.pretrain.sample_size={config.pretrain.sample_size} is not divisible by "
-          f"the {num_devices} devices; use a multiple of {num_devices}.")
+  if methods.get(config.method).pretrains:
+    pretraining.check_config(config, num_devices)
   check_method(config)
 
-  groups = {metric_group(config.best_metric)}
-  if "evaluation" in config:
-    final = tuple(config.evaluation.final_metrics)
-    # Checked now, not when the run ends and evaluates them.
-    from wae_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-    allowed = ("full", "cheap") + evaluator.ALL_METRICS
-    unknown = [name for name in final if name not in allowed]
-    if unknown:
-      raise cli.UserError(
-          f"config.evaluation.final_metrics names unknown metric group(s) {unknown}; use "
-          f"groups of {', '.join(allowed)}.")
-    groups |= set(final)
+  metric_names.check_config(config)
+  groups = {metric_names.metric_group(config.best_metric)}
+  groups |= set(fields.get(config, "evaluation.final_metrics", ()))
   if weights and groups & {"fid_inception", "kid_inception"}:
     # A missing Inception weights file fails now, not at the first evaluation.
     from wae_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
@@ -219,7 +136,7 @@ def check_method(config: ml_collections.ConfigDict) -> None:
     method.check_config(config)
   except ValueError as error:
     missing = {field: value for field, value in method.required.items()
-               if field_value(config, field) != value}
+               if fields.get(config, field) != value}
     if not missing:
       raise cli.UserError(cli.one_line(error)) from error
     needs = ", ".join(f"config.{field}={value!r}" for field, value in missing.items())
@@ -273,14 +190,60 @@ def check_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int]
 
 
 def check_metrics_for_data(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
-  """UserError when config.best_metric or config.evaluation.final_metrics names
-  an image-only metric and the data (e.g. 'synthetic' vectors) are not pictures.
+  """cli.UserError when config.best_metric or config.evaluation.final_metrics
+  names a metric the data cannot yield (see metric_names.check_config).
 
   'full' and 'cheap' are not errors: on such data they leave those metrics out.
   """
-  from wae_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-  evaluator.check_image_metrics([metric_group(config.best_metric)], image_shape, config.dataset,
-                                f"config.best_metric={config.best_metric!r}")
-  final = tuple(config.evaluation.final_metrics) if "evaluation" in config else ()
-  evaluator.check_image_metrics(final, image_shape, config.dataset,
-                                f"config.evaluation.final_metrics={final!r}")
+  metric_names.check_config(config, image_shape)
+
+def check_data(config: ml_collections.ConfigDict, source) -> None:
+  """UserError when the opened data cannot serve the config: more grid images
+  than the test split, more SWAE pseudo-inputs than the training split."""
+  if source.is_image and config.num_eval_images > source.num_test_examples:
+    raise cli.UserError(
+        f"config.num_eval_images={config.num_eval_images} is more than the "
+        f"{source.num_test_examples} test images of {config.dataset}; lower it.")
+  pseudo_inputs = fields.get(config, "swae.num_pseudo_inputs")
+  if config.method == "swae" and pseudo_inputs is not None and (
+      pseudo_inputs > source.num_train_examples):
+    raise cli.UserError(
+        f"config.swae.num_pseudo_inputs={pseudo_inputs} pseudo-inputs start from as many "
+        f"training images, but {config.dataset} has {source.num_train_examples}; lower "
+        "config.swae.num_pseudo_inputs.")
+
+
+def _memory_bytes() -> tuple[int, str]:
+  """(bytes one device can hold, what they are): the accelerator's limit, else host memory."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]), f"{device.platform.upper()} memory of one device"
+  import os  # pylint: disable=g-import-not-at-top
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  # The CPU's devices share the host's memory, each with its own copy of the state.
+  return total // max(jax.local_device_count(), 1), (
+      f"host memory per CPU device ({jax.local_device_count()} devices)")
+
+
+def check_memory(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> None:
+  """UserError when the train state alone (parameters and optimizer moments,
+  traced without allocating) and its gradients cannot fit in one device's memory.
+
+  A lower bound on what training needs (activations come on top), so it
+  refuses only what must fail, before anything is written.
+  """
+  from wae_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  state = checkpoint.abstract_state(config, image_shape)
+  state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state)
+                    if hasattr(leaf, "dtype"))
+  param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state.params))
+  needed = state_bytes + param_bytes  # + the gradients
+  available, what = _memory_bytes()
+  if needed > available:
+    raise cli.UserError(
+        f"the networks of config.latent_dim={config.latent_dim}, config.model.hidden_sizes="
+        f"{tuple(config.model.hidden_sizes)} and {'x'.join(map(str, image_shape))} images "
+        f"need at least {needed / 2**30:.1f} GiB for the train state and its gradients, "
+        f"more than the {available / 2**30:.1f} GiB {what}; lower config.latent_dim or the "
+        "network's sizes.")

@@ -27,6 +27,7 @@ from absl import logging
 
 from wae_jax import cli
 from wae_jax import run_files
+from wae_jax.evaluation import metric_names
 
 FLAGS = flags.FLAGS
 
@@ -80,7 +81,7 @@ def parse_metrics(text: str, evaluator) -> tuple:
 
 
 def default_best_metric(metrics: Dict[str, float], config) -> str:
-  return run_files.preferred_metric(metrics, fallback=config.best_metric)
+  return metric_names.preferred_metric(metrics, fallback=config.best_metric)
 
 
 def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "full",
@@ -98,6 +99,14 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
   from wae_jax.evaluation import evaluator as evaluator_lib
   # pylint: enable=g-import-not-at-top
 
+  if num_samples is not None and num_samples < 1:
+    raise cli.UserError(f"--num_samples={num_samples} must be at least 1 (or 0 for the "
+                        "config's evaluation.num_samples).")
+  if best_metric:
+    try:
+      best_group = metric_names.metric_group(best_metric)
+    except cli.UserError as error:
+      raise cli.UserError(str(error).replace("config.best_metric=", "--best_metric=")) from error
   workdir = cli.check_run_workdir(workdir, checkpoint.CONFIG_FILE)
   config = checkpoint.load_config(workdir)
   steps = choose_steps(checkpoint.all_steps(workdir), checkpoints)
@@ -107,6 +116,9 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
                                       fid_weights=fid_weights)
   groups = parse_metrics(metrics, evaluator)
   evaluator.check_metrics(groups, f"--metrics={metrics}")  # Fail before restoring anything.
+  if best_metric and best_group not in evaluator.expand(groups):
+    raise cli.UserError(f"--best_metric={best_metric} is computed by the {best_group!r} "
+                        f"group, which --metrics={metrics} leaves out; add it to --metrics.")
   records = []
   for step in steps:
     state = checkpoint.restore_state(workdir, config, step)
@@ -128,6 +140,9 @@ def evaluate_workdir(workdir: str, checkpoints: str = "all", metrics: str = "ful
 
 def main(argv):
   del argv  # cli.run_absl refuses extra arguments.
+  if FLAGS.num_samples < 0:
+    raise cli.UserError(f"--num_samples={FLAGS.num_samples} must be at least 1 (or 0 for the "
+                        "config's evaluation.num_samples).")
   summary = evaluate_workdir(FLAGS.workdir, FLAGS.checkpoints, FLAGS.metrics,
                              FLAGS.best_metric, FLAGS.num_samples or None,
                              FLAGS.fid_weights or None)

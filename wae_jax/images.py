@@ -122,10 +122,10 @@ class ImageGrids:
   def __init__(self, method, config, source):
     """method: a wae_jax.methods.Method; source: the run's data source."""
     import jax  # pylint: disable=g-import-not-at-top
-    from wae_jax import methods  # pylint: disable=g-import-not-at-top
-    self._reconstruct = methods.jitted(method.reconstruct)
-    self._sample = methods.jitted(method.sample, (2,))
-    self._interpolate = methods.jitted(method.interpolate, (3,))
+    from wae_jax import compiled  # pylint: disable=g-import-not-at-top
+    self._reconstruct = compiled.jitted(method.reconstruct)
+    self._sample = compiled.jitted(method.sample, (2,))
+    self._interpolate = compiled.jitted(method.interpolate, (3,))
     num_images = int(config.num_eval_images)
     test_images = next(iter(source.test_batches(max(num_images, 2 * INTERPOLATION_PAIRS))))
     test_images = test_images["image"]
@@ -154,9 +154,35 @@ def save_png(path: str, grid: np.ndarray) -> None:
   directory = os.path.dirname(path)
   if directory:
     os.makedirs(directory, exist_ok=True)
-  tmp_path = f"{path}.tmp-{os.getpid()}.png"
-  Image.fromarray(grid).save(tmp_path, format="PNG")
-  os.replace(tmp_path, path)
+  tmp_path = f"{path}{PARTIAL_MARKER}{os.getpid()}.png"
+  try:
+    Image.fromarray(grid).save(tmp_path, format="PNG")
+    os.replace(tmp_path, path)
+  except OSError as error:
+    if error.filename is None:  # PIL's write errors name no file.
+      raise OSError(error.errno, error.strerror, path) from error
+    raise
+  finally:
+    if os.path.exists(tmp_path):  # A failed write (a full disk) leaves no half file.
+      os.remove(tmp_path)
+
+
+# save_png's temporary names: <name>.png.tmp-<pid>.png.
+PARTIAL_MARKER = ".tmp-"
+
+
+def remove_partial_files(image_dir: str) -> list[str]:
+  """Deletes the half-written PNGs a killed writer left in `image_dir`; returns them.
+
+  Call it only while holding the workdir (the trainer's lock): then no writer is alive.
+  """
+  if not os.path.isdir(image_dir):
+    return []
+  removed = [os.path.join(image_dir, name) for name in sorted(os.listdir(image_dir))
+             if PARTIAL_MARKER in name and name.endswith(".png")]
+  for path in removed:
+    os.remove(path)
+  return removed
 
 
 def write_grids(image_dir: str, step: Optional[int], grids: dict, summary_writer=None) -> dict:

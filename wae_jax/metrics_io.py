@@ -15,25 +15,40 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
+from wae_jax import cli
+from wae_jax import run_files
 from wae_jax.run_files import EVAL_FILE, METRICS_FILE
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:
-  """Keeps only the lines of a JSON-lines file whose "step" is <= max_step."""
+  """Keeps only the lines of a JSON-lines file whose "step" is <= max_step.
+
+  A last line cut short by a kill is dropped. Any other line that is not a
+  record {"step": int, ...} means damage: the file is moved aside to
+  <path>.corrupt with one warning and the intact lines are written anew.
+  """
   if not os.path.exists(path):
     return
-  kept = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut short by a kill.
-      if int(record.get("step", 0)) <= max_step:
-        kept.append(line)
+  with open(path, "rb") as f:
+    raw_lines = f.read().split(b"\n")
+  kept, damaged = [], None
+  for number, raw in enumerate(raw_lines):
+    cut_short = number == len(raw_lines) - 1  # No newline after it: the write was killed.
+    if not raw.strip():
+      continue
+    try:
+      record = json.loads(raw.decode("utf-8"))
+      step = record["step"]
+      if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+      if not cut_short and damaged is None:
+        damaged = f"line {number + 1} is not a record with an integer step"
+      continue
+    if step <= max_step:
+      kept.append(raw.decode("utf-8").strip())
+  if damaged is not None:
+    run_files.move_aside(path, damaged)
   tmp_path = f"{path}.tmp-{os.getpid()}"
   with open(tmp_path, "w", encoding="utf-8") as f:
     f.write("".join(line + "\n" for line in kept))
@@ -77,6 +92,7 @@ class MetricWriter:
     self.workdir = workdir
     self.is_chief = is_chief
     self._tb = None
+    self._step = start_step
     if not is_chief:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -92,7 +108,9 @@ class MetricWriter:
       return
     record = {"step": int(step)}
     record.update({k: _to_float(v) for k, v in scalars.items()})
-    with open(self.metrics_path, "a", encoding="utf-8") as f:
+    self._step = int(step)
+    with cli.reporting_write_errors(self.metrics_path, step), open(
+        self.metrics_path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in record.items():
       if name != "step":
@@ -104,10 +122,12 @@ class MetricWriter:
     if not self.is_chief:
       return
     values = {k: _to_float(v) for k, v in metrics.items()}
+    self._step = int(step)
     record = {"step": int(step), "metrics": values}
     if feature_net:
       record["feature_net"] = dict(feature_net)
-    with open(self.eval_path, "a", encoding="utf-8") as f:
+    with cli.reporting_write_errors(self.eval_path, step), open(
+        self.eval_path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in values.items():
       self._tb.add_scalar(f"eval/{name}", value, step)
@@ -118,14 +138,31 @@ class MetricWriter:
       return
     self._tb.add_image(tag, image, step, dataformats="HWC")
 
+  def _event_file(self) -> str:
+    return f"the TensorBoard event file in {self.workdir}"
+
   def flush(self) -> None:
     if self._tb is not None:
-      self._tb.flush()
+      with cli.reporting_write_errors(self._event_file(), self._step):
+        self._tb.flush()
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    """Flushes and closes TensorBoard. A failed flush (a full disk) is left to
+    the error that stopped the run: the writer's thread is stopped so neither it
+    nor tensorboardX's exit hook prints a traceback."""
+    if self._tb is None:
+      return
+    tb, self._tb = self._tb, None
+    try:
+      tb.close()
+    except OSError as error:
+      if cli.environment_reason(error) is None:
+        raise
+      events = tb.file_writer.event_writer
+      worker = getattr(events, "_worker", None)
+      if worker is not None:
+        worker.stop()
+      events._closed = True  # pylint: disable=protected-access  # Its exit hook would retry.
 
 
 def format_duration(seconds: float) -> str:

@@ -16,10 +16,13 @@ every host runs the same command and JAX reads the same facts from the TPU
 metadata. Each output line is prefixed with "[process i]". When a process
 fails, the others stop on their own (wae_jax.multihost's watchdog); any still
 running after --grace_seconds are killed. The exit status is that of the first
-process to fail, or 0.
+process to fail, or 0. SIGTERM and SIGINT to the launcher reach every process
+(which checkpoint and stop, see wae_jax/preemption.py); if the launcher itself
+dies (SIGKILL), Linux sends each process SIGTERM (a parent-death signal), so no
+trainer goes on alone.
 """
 
-import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -29,7 +32,28 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from wae_jax import cli
 from wae_jax import multihost
+
+MAX_PORT = 65535
+
+try:
+  _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):
+  _PRCTL = None  # Not Linux: no parent-death signal.
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_launcher(launcher_pid: int):
+  """A preexec_fn: the child gets SIGTERM when the launcher dies (Linux), and
+  exits at once if the launcher died before that was armed."""
+
+  def arm():
+    if _PRCTL is not None:
+      _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+      if os.getppid() != launcher_pid:
+        os._exit(1)  # pylint: disable=protected-access
+  return arm
 
 
 def free_port() -> int:
@@ -76,18 +100,32 @@ def run(command: Sequence[str], num_processes: int, devices_per_process: int,
     (128 + signal number for a signal).
   """
   if num_processes < 1 or devices_per_process < 1:
-    raise ValueError("--num_processes and --devices_per_process must be at least 1.")
+    raise cli.UserError(f"--num_processes={num_processes} and --devices_per_process="
+                        f"{devices_per_process} must both be at least 1.")
+  if not 0 <= port <= MAX_PORT:
+    raise cli.UserError(f"--port={port} is not a TCP port; use 1-{MAX_PORT}, or 0 for a "
+                        "free one.")
+  if grace_seconds is not None and not grace_seconds >= 0:
+    raise cli.UserError(f"--grace_seconds={grace_seconds} must be 0 or more.")
   if not command:
-    raise ValueError("Give the command to run after --, e.g. -- python -m wae_jax.main "
-                     "--config=configs/default.py --workdir=/tmp/w.")
+    raise cli.UserError("give the command to run after --, e.g. -- python -m wae_jax.main "
+                        "--config=configs/default.py --workdir=/tmp/w.")
   if grace_seconds is None:
     grace_seconds = 2 * multihost.peer_timeout() + 30  # Past JAX's own heartbeat check.
   address = f"localhost:{port or free_port()}"
   processes, threads = [], []
   for process_id in range(num_processes):
-    child = subprocess.Popen(
-        list(command), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=process_env(process_id, num_processes, devices_per_process, address))
+    try:
+      child = subprocess.Popen(
+          list(command), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+          env=process_env(process_id, num_processes, devices_per_process, address),
+          preexec_fn=_end_with_launcher(os.getpid()))
+    except OSError as error:  # A missing or non-executable program.
+      for started in processes:
+        started.kill()
+      raise cli.UserError(f"cannot start {command[0]!r} ({error.strerror}); give an "
+                          "existing program after --, e.g. -- python -m wae_jax.main "
+                          "...") from error
     print(f"[launcher] process {process_id} is pid {child.pid}", file=sys.stderr, flush=True)
     processes.append(child)
     for stream, out in ((child.stdout, sys.stdout), (child.stderr, sys.stderr)):
@@ -137,9 +175,14 @@ def run(command: Sequence[str], num_processes: int, devices_per_process: int,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
+  """The command line; returns the exit status (2: a bad input, one line on stderr)."""
+  return cli.run(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
+  argv = list(argv)
   split = argv.index("--") if "--" in argv else len(argv)
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog="python -m wae_jax.multiprocess",
       description="Run a command as an N-process JAX job on this machine (CPU devices, "
                   "gloo collectives).",
@@ -156,12 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="after a process fails, how long the others may run before "
                            "they are killed (default: 2 x WAE_JAX_PEER_TIMEOUT + 30)")
   args = parser.parse_args(argv[:split])
-  try:
-    return run(argv[split + 1:], args.num_processes, args.devices_per_process,
-               args.port, args.grace_seconds)
-  except ValueError as error:
-    parser.error(str(error))
-  return 2
+  return run(argv[split + 1:], args.num_processes, args.devices_per_process,
+             args.port, args.grace_seconds)
 
 
 if __name__ == "__main__":

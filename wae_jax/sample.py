@@ -32,6 +32,7 @@ from absl import flags
 
 from wae_jax import cli
 from wae_jax import data
+from wae_jax import run_files
 from wae_jax.images import INTERPOLATION_STEPS, KINDS
 
 FORMATS = (".png", ".npz", ".npy")
@@ -53,6 +54,12 @@ def output_format(out: str) -> str:
   if os.path.isdir(out):
     raise cli.UserError(f"--out={out} is a directory; pass a file name such as "
                         f"{os.path.join(out, 'samples.npz')}.")
+  parent = os.path.dirname(os.path.abspath(out))
+  while not os.path.lexists(parent):  # The folder it would create: its first existing ancestor.
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise cli.UserError(f"--out={out} lies under {parent}, which is a file; choose a path "
+                        "in a directory.")
   extension = os.path.splitext(out)[1].lower()
   if extension not in FORMATS:
     raise cli.UserError(
@@ -90,14 +97,14 @@ def _test_examples(source, num: int):
 def sample_arrays(state, method, config, kind: str, num: int, seed: int = 0) -> dict:
   """name -> numpy array of `kind` (see the module docstring); 'main' names the main one."""
   import jax  # pylint: disable=g-import-not-at-top
-  from wae_jax.methods import common  # pylint: disable=g-import-not-at-top
+  from wae_jax.methods.shared import autoencoder  # pylint: disable=g-import-not-at-top
 
   encode = jax.jit(lambda images: method.encode(state, images))
   decode = jax.jit(lambda z: method.decode(state, z))
   key = jax.random.PRNGKey(seed)
-  if kind == "samples" and method.sample is common.sample:
-    # The draws common.sample decodes, kept so that they can be exported.
-    codes = np.asarray(common.sample_prior(state, key, num))
+  if kind == "samples" and method.sample is autoencoder.sample:
+    # The draws autoencoder.sample decodes, kept so that they can be exported.
+    codes = np.asarray(autoencoder.sample_prior(state, key, num))
     return {"main": "samples", "samples": _in_chunks(decode, codes), "codes": codes}
   if kind == "samples":  # A method with its own sampler: images only.
     return {"main": "samples", "samples": np.asarray(method.sample(state, key, num))}
@@ -166,7 +173,7 @@ def write_samples(workdir: str, kind: str = "samples", num: int = 64, out: str =
   arrays = sample_arrays(state, methods.get(config.method), config, kind, num, seed)
   if out is None:
     is_image = data.is_image_shape(arrays[arrays["main"]].shape[-3:])
-    out = os.path.join(workdir, "images",
+    out = os.path.join(workdir, run_files.IMAGE_DIR,
                        f"sample_{kind}_{step:08d}.{'png' if is_image else 'npz'}")
   save_arrays(out, arrays)
   return out

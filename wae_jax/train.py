@@ -6,8 +6,11 @@ Sections, in the order a run meets them:
      (`resume_or_init`); nothing to do when the run is already complete.
   3. Devices and the step: the jitted (data-parallel) train step, running
      `steps_per_call` steps per call from the state's step.
-  4. Evaluation: the evaluator's metric groups and the PNG grids.
-  5. The loop: calls of steps, NaN/Inf guard, logging, evaluation, checkpoints.
+  4. Evaluation (`Evaluation`): the evaluator's metric groups, the best
+     metric, eval.jsonl and the PNG grids.
+  5. The loop: calls of steps, then at each stop its parts: the NaN/Inf guard
+     (`FiniteGuard`), the log (`TrainLog`), the evaluation, the checkpoint
+     (`save_checkpoint`).
   6. The end: run_complete.json, written atomically as the last act.
 
 Steps are counted as completed optimizer updates: checkpoint `s` holds the
@@ -31,18 +34,20 @@ from wae_jax import checkpoint
 from wae_jax import cli
 from wae_jax import config_checks
 from wae_jax import data
+from wae_jax import fields
 from wae_jax import images as images_lib
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import parallel
+from wae_jax import preemption
 from wae_jax import run_files
 from wae_jax.evaluation import evaluator as evaluator_lib
+from wae_jax.evaluation import metric_names
 from wae_jax.evaluation import probes as probes_lib
-from wae_jax.methods import pretraining
+from wae_jax.methods.shared import pretraining
 from wae_jax.state import TrainState
 
 LOG_HISTORY_KEY = "log_history"  # In a checkpoint's metadata.
-IMAGE_DIR = "images"
 # Calls (of config.steps_per_call steps) dispatched ahead of the newest finished
 # one. Unbounded asynchronous dispatch lets ~100 steps with all-gathers queue up,
 # which deadlocks XLA:CPU's fake devices (a rendezvous timeout) and holds their
@@ -84,6 +89,8 @@ def prepare_config(config: ml_collections.ConfigDict, num_devices: int):
       config.steps_per_epoch = int(source.steps_per_epoch)
   config_checks.check_networks(config, source.image_shape)
   config_checks.check_metrics_for_data(config, source.image_shape)
+  config_checks.check_data(config, source)
+  config_checks.check_memory(config, source.image_shape)
   return config, source
 
 
@@ -144,7 +151,7 @@ def finished_summary(workdir: str, manager, num_train_steps: int,
     raise cli.UserError(
         f"{workdir!r} already holds checkpoint {latest}, beyond "
         f"num_train_steps={num_train_steps}; raise num_train_steps or use a new --workdir.")
-  done = run_files.read_run_complete(workdir)
+  done = run_files.read_run_complete(workdir, move_damaged=is_chief)
   if done is not None and latest == num_train_steps:
     return done
   if is_chief and done is not None:
@@ -170,7 +177,7 @@ def resume_or_init(workdir: str, manager, method, config: ml_collections.ConfigD
   else:
     state = initial_state(method, config, source)
   state = parallel.replicate(state, mesh)
-  if pretraining.wanted(state):  # Once per run: the state remembers it.
+  if method.pretrains and pretraining.wanted(state):  # Once per run: the state remembers it.
     state, losses = pretraining.pretrain_encoder(state, source.train_batches(0), mesh)
     state = parallel.replicate(state, mesh)
     logging.info("Pretrained the encoder for %d steps (moment loss %.4f -> %.4f).",
@@ -229,26 +236,54 @@ def steps_per_call(config: ml_collections.ConfigDict, start_step: int,
 # ----------------------------------------------------------------------------
 
 
-def period_metric_groups(config: ml_collections.ConfigDict) -> tuple:
-  """The evaluator groups of every evaluation: 'cheap' (those the data allow) and best_metric's."""
-  return tuple(dict.fromkeys(("cheap", config_checks.metric_group(config.best_metric))))
+class Evaluation:
+  """The eval period's part: the evaluator's metric groups, the running best
+  of config.best_metric, eval.jsonl and the PNG grids."""
+
+  def __init__(self, method, config: ml_collections.ConfigDict, source, workdir: str,
+               writer: metrics_io.MetricWriter, is_chief: bool, best_value: float):
+    self.config = config
+    self.writer = writer
+    self.is_chief = is_chief
+    self.best_value = best_value
+    self.evaluator = evaluator_lib.Evaluator(method, source, config)
+    self.period_groups = metric_names.period_groups(config)
+    if "latent_probes" in self.evaluator.check_metrics(self.period_groups):
+      probes_lib.import_in_background()  # Loads while the first steps run.
+    # PNG grids only of pictures: 'synthetic' and 'gmm2d' vectors have none.
+    self.image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
+    self.image_dir = os.path.join(workdir, run_files.IMAGE_DIR)
+
+  def __call__(self, state: TrainState, step: int, final: bool) -> dict:
+    """Evaluates `state` (the final groups when `final`, else the period's),
+    writes the metrics and grids; returns the metrics."""
+    best_metric = self.config.best_metric
+    groups = (metric_names.final_groups(self.config, self.evaluator.full_metrics)
+              if final else self.period_groups)
+    metrics = self.evaluator(state, metrics=groups)
+    self.best_value = min(self.best_value, metrics[best_metric])
+    metrics[f"best_{best_metric}"] = self.best_value
+    self.writer.write_eval(step, metrics, feature_nets_of(self.evaluator, metrics))
+    if self.image_grids is not None:  # On every process: the state may span hosts.
+      grids = self.image_grids(state)
+      if self.is_chief:
+        with cli.reporting_write_errors(self.image_dir, step):
+          images_lib.write_grids(self.image_dir, step, grids, self.writer)
+    if self.is_chief:
+      logging.info("eval step %d: %s", step, ", ".join(
+          f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+    self.writer.flush()
+    return metrics
 
 
-def final_metric_groups(config: ml_collections.ConfigDict, evaluator) -> tuple:
-  """The groups evaluated at the end: the period's plus config.evaluation.final_metrics.
-
-  final_metrics ('full' = every metric this run can compute) is where the
-  expensive ones (FID, image SWD, classifier FD) are chosen.
-  """
-  chosen = tuple(config.evaluation.final_metrics) if "evaluation" in config else ()
-  if "full" in chosen:
-    chosen = tuple(evaluator.full_metrics)
-  return tuple(dict.fromkeys(period_metric_groups(config) + chosen))
+def feature_nets_of(evaluator, metrics: dict) -> dict:
+  """{metric: the feature net it was measured with} for the metrics of this evaluation."""
+  return {metric: net for metric, net in evaluator.feature_nets.items() if metric in metrics}
 
 
 def final_from_best(config: ml_collections.ConfigDict) -> bool:
   """Whether the final metrics are of the best checkpoint (evaluation.final_checkpoint='best')."""
-  return "evaluation" in config and config.evaluation.get("final_checkpoint", "last") == "best"
+  return fields.get(config, "evaluation.final_checkpoint", "last") == "best"
 
 
 def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
@@ -269,16 +304,16 @@ def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
         manager, config, best_step, source.image_shape,
         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))[0]
     state = parallel.replicate(restored, mesh)
-  metrics = evaluator(state, metrics=final_metric_groups(config, evaluator))
+  metrics = evaluator(state, metrics=metric_names.final_groups(config, evaluator.full_metrics))
   metrics["final_checkpoint_step"] = int(best_step if best_step is not None else state.step)
-  writer.write_eval(int(config.num_train_steps), metrics)
+  writer.write_eval(int(config.num_train_steps), metrics, feature_nets_of(evaluator, metrics))
   logging.info("final evaluation of checkpoint %d: %s", metrics["final_checkpoint_step"],
                ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
   return metrics
 
 
 # ----------------------------------------------------------------------------
-# 5. The loop's helpers.
+# 5. The loop's parts: the finite guard, the log, the checkpoints.
 # ----------------------------------------------------------------------------
 
 
@@ -291,9 +326,89 @@ def _first_non_finite(history: list[tuple[int, dict]]) -> Optional[tuple[int, li
   return None
 
 
-def _mean_metrics(history: list[tuple[int, dict]]) -> dict:
-  names = history[-1][1].keys()
-  return {name: float(np.mean([m[name] for _, m in history])) for name in names}
+class FiniteGuard:
+  """Stops the run at the first NaN or Inf, in a loss term or in the state,
+  naming the step and the last checkpoint known to be good."""
+
+  def __init__(self, manager, last_good_step: Optional[int], steps_per_call: int):
+    self.manager = manager
+    self.last_good_step = last_good_step  # Verified: written finite, or restored.
+    self.steps_per_call = steps_per_call
+
+  def stop(self, what: str, names: list[str], step: int):
+    self.manager.wait_until_finished()
+    where = (f"the last good checkpoint is step {self.last_good_step} in "
+             f"{self.manager.directory} (kept)" if self.last_good_step is not None
+             else "no checkpoint was saved before it")
+    raise NonFiniteLossError(
+        f"The {what} became non-finite ({', '.join(names[:5])}) at step {step}; "
+        f"training stopped and {where}. Lower optimizer.learning_rate or "
+        "lambda_reg and start again in a new --workdir.")
+
+  def checked_history(self, pending: list[tuple[int, Any]]) -> list[tuple[int, dict]]:
+    """[(first step of a call, its metrics (steps,) or scalars)] -> per-step
+    history [(step, {name: float})]; stops the run at a non-finite value."""
+    history = []
+    for first, call_metrics in jax.device_get(pending):
+      columns = {k: np.reshape(v, (-1,)) for k, v in call_metrics.items()}
+      history += [(first + i, {k: float(v[i]) for k, v in columns.items()})
+                  for i in range(self.steps_per_call)]
+    bad = _first_non_finite(history)
+    if bad is not None:
+      self.stop("loss", bad[1], bad[0])
+    return history
+
+  def state_digest(self, state: TrainState, step: int) -> str:
+    """The checkpoint digest of a state known to be finite; stops the run otherwise.
+    Called before the evaluation, which would log a non-finite state's metrics."""
+    try:
+      return checkpoint.verified_digest(state, step)
+    except checkpoint.NonFiniteStateError as e:
+      self.stop("state", e.leaves, step)
+
+
+class TrainLog:
+  """metrics.jsonl, TensorBoard and the progress line: the mean of every
+  metric over the steps since the last log line.
+
+  The steps not yet logged are saved with each checkpoint, so a resumed run's
+  next line averages the same steps as an uninterrupted run's.
+  """
+
+  def __init__(self, writer: metrics_io.MetricWriter, is_chief: bool, start_step: int,
+               num_train_steps: int, saved: dict):
+    self.writer = writer
+    self.is_chief = is_chief
+    self.progress = metrics_io.Progress(start_step, num_train_steps)
+    self.history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
+
+  def add(self, history: list[tuple[int, dict]]) -> None:
+    self.history.extend(history)
+
+  def write(self, step: int) -> None:
+    rate = self.progress.steps_per_second(step)
+    names = self.history[-1][1].keys()
+    scalars = {name: float(np.mean([m[name] for _, m in self.history])) for name in names}
+    if math.isfinite(rate):
+      scalars["steps_per_second"] = rate
+    self.writer.write_scalars(step, scalars)
+    if self.is_chief:
+      metrics_io.log_progress(self.progress.line(step, scalars.get("loss", math.nan), rate))
+    self.history = []
+
+  def metadata(self) -> dict:
+    """What a checkpoint records of the log: the steps not yet written."""
+    return {LOG_HISTORY_KEY: self.history}
+
+
+def save_checkpoint(manager, state: TrainState, step: int, config: ml_collections.ConfigDict,
+                    source, digest: str, eval_metrics: Optional[dict], log: TrainLog) -> None:
+  """Saves `state` at `step` with its best-metric value (when evaluated) and the log's state."""
+  metrics = ({config.best_metric: eval_metrics[config.best_metric]}
+             if eval_metrics else None)
+  with checkpoint.reporting_write_errors(manager):
+    checkpoint.save(manager, state, step, metrics=metrics, image_shape=source.image_shape,
+                    config=config, digest=digest, extra_metadata=log.metadata())
 
 
 def _write_run_complete(workdir: str, step: int, manager) -> dict:
@@ -319,6 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: an invalid config, or one that differs from the workdir's.
     checkpoint.WorkdirBusyError: another trainer runs in `workdir`.
     NonFiniteLossError: a loss term or the state became NaN or Inf.
+    preemption.Stopped: SIGTERM or SIGINT arrived; the step in flight was
+      finished and checkpointed (see wae_jax/preemption.py).
   """
   workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
@@ -329,15 +446,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_batch_size(config.batch_size, mesh)
   if is_chief:
     os.makedirs(workdir, exist_ok=True)
-  with checkpoint.workdir_lock(workdir, enabled=is_chief):
-    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief)
+  with checkpoint.workdir_lock(workdir, enabled=is_chief), preemption.StopSignals() as stop:
+    return _train_in_locked_workdir(config, source, mesh, workdir, is_chief, stop)
 
 
 def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh,
-                             workdir: str, is_chief: bool) -> dict:
+                             workdir: str, is_chief: bool,
+                             stop: Optional[preemption.StopSignals] = None) -> dict:
   """train_and_evaluate once the config is checked and the workdir is locked."""
   method = methods.get(config.method)
   _record_config(workdir, config, is_chief)
+  if is_chief:  # PNGs a kill left half-written; no writer is alive while we hold the lock.
+    images_lib.remove_partial_files(os.path.join(workdir, run_files.IMAGE_DIR))
   num_train_steps = int(config.num_train_steps)
 
   # 2. State. ----------------------------------------------------------------
@@ -365,117 +485,59 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
   logging.info("Training %s from step %d to %d on %d devices, %d steps per call.", workdir,
                start_step, num_train_steps, mesh.devices.size, chunk)
 
-  # 4. Evaluation. -----------------------------------------------------------
+  # 4. Evaluation and 5. the loop's parts. ----------------------------------
   writer = metrics_io.MetricWriter(workdir, is_chief=is_chief, start_step=start_step)
-  evaluator = evaluator_lib.Evaluator(method, source, config)
-  period_groups = period_metric_groups(config)
-  if "latent_probes" in evaluator.check_metrics(period_groups):
-    probes_lib.import_in_background()  # Loads while the first steps run.
-  # PNG grids only of pictures: 'synthetic' and 'gmm2d' vectors have none.
-  image_grids = images_lib.ImageGrids(method, config, source) if source.is_image else None
-  image_dir = os.path.join(workdir, IMAGE_DIR)
-  progress = metrics_io.Progress(start_step, num_train_steps)
-  last_good_step = start_step if start_step else None  # Verified: written finite, or restored.
-
-  def stop_non_finite(what: str, names: list[str], step: int):
-    manager.wait_until_finished()
-    where = (f"the last good checkpoint is step {last_good_step} in "
-             f"{manager.directory} (kept)" if last_good_step is not None
-             else "no checkpoint was saved before it")
-    raise NonFiniteLossError(
-        f"The {what} became non-finite ({', '.join(names[:5])}) at step {step}; "
-        f"training stopped and {where}. Lower optimizer.learning_rate or "
-        "lambda_reg and start again in a new --workdir.")
-
-  def check_finite(pending):
-    """[(first step of a call, its metrics (steps,) or scalars)] -> per-step history."""
-    history = []
-    for first, call_metrics in jax.device_get(pending):
-      columns = {k: np.reshape(v, (-1,)) for k, v in call_metrics.items()}
-      history += [(first + i, {k: float(v[i]) for k, v in columns.items()})
-                  for i in range(chunk)]
-    bad = _first_non_finite(history)
-    if bad is not None:
-      stop_non_finite("loss", bad[1], bad[0])
-    return history
+  evaluate = Evaluation(method, config, source, workdir, writer, is_chief, best_value)
+  guard = FiniteGuard(manager, start_step if start_step else None, chunk)
+  log = TrainLog(writer, is_chief, start_step, num_train_steps, saved)
 
   # 5. The loop. -------------------------------------------------------------
   batches = data.prefetch(source.train_batches(start_step, chunk), size=2, put=put_batch)
   pending: list[tuple[int, Any]] = []  # (first step, device metrics) of calls since the last check
-  # (step, metrics) since the last log line; a checkpoint records it, so that a
-  # resumed run's next line averages the same steps as an uninterrupted run's.
-  log_history = [(int(s), m) for s, m in saved.get(LOG_HISTORY_KEY, [])]
   try:
-    for step in range(start_step + chunk, num_train_steps + 1, chunk):  # A call's last step.
+    calls = range(start_step + chunk, num_train_steps + 1, chunk)  # A call's last step.
+    for call_index, step in enumerate(calls):
       state, call_metrics = train_step(state, next(batches))
       pending.append((step - chunk + 1, call_metrics))
       if len(pending) > DISPATCH_WINDOW:  # Wait for the call DISPATCH_WINDOW calls back.
         jax.block_until_ready(pending[-DISPATCH_WINDOW - 1][1])
       if step == start_step + chunk:  # Start the clock after compilation.
         jax.block_until_ready(call_metrics)
-        progress.steps_per_second(step)
+        log.progress.steps_per_second(step)
 
       is_last = step == num_train_steps
+      # A signal: checkpoint this call's step and stop (every process at the same call).
+      stop_now = stop is not None and stop.requested(call_index) and not is_last
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      save_now = step % config.checkpoint_every_steps == 0 or eval_now
+      save_now = step % config.checkpoint_every_steps == 0 or eval_now or stop_now
       if not (log_now or eval_now or save_now):
         continue
-      log_history.extend(check_finite(pending))
+      log.add(guard.checked_history(pending))
       pending = []
-      if save_now:  # Before the evaluation, which would log a non-finite state's metrics.
-        try:
-          digest = checkpoint.verified_digest(state, step)
-        except checkpoint.NonFiniteStateError as e:
-          stop_non_finite("state", e.leaves, step)
-
+      digest = guard.state_digest(state, step) if save_now else None
       if log_now:
-        rate = progress.steps_per_second(step)
-        scalars = _mean_metrics(log_history)
-        if math.isfinite(rate):
-          scalars["steps_per_second"] = rate
-        writer.write_scalars(step, scalars)
-        if is_chief:
-          metrics_io.log_progress(progress.line(step, scalars.get("loss", math.nan), rate))
-        log_history = []
-
+        log.write(step)
       eval_metrics = None
       if eval_now:
         eval_start = time.perf_counter()
-        groups = (final_metric_groups(config, evaluator) if is_last and not final_from_best(config)
-                  else period_groups)
-        eval_metrics = evaluator(state, metrics=groups)
-        if config.best_metric not in eval_metrics:
-          raise cli.UserError(
-              f"config.best_metric={config.best_metric!r} is not among the evaluated "
-              f"metrics {', '.join(sorted(eval_metrics))}; choose one of them.")
-        best_value = min(best_value, eval_metrics[config.best_metric])
-        eval_metrics[f"best_{config.best_metric}"] = best_value
-        writer.write_eval(step, eval_metrics, {
-            metric: net for metric, net in evaluator.feature_nets.items() if metric in eval_metrics})
-        if image_grids is not None:  # On every process: the state may span hosts.
-          grids = image_grids(state)
-          if is_chief:
-            images_lib.write_grids(image_dir, step, grids, writer)
-        if is_chief:
-          logging.info("eval step %d: %s", step, ", ".join(
-              f"{k} {v:.4f}" for k, v in sorted(eval_metrics.items())))
-        writer.flush()
-        progress.exclude(time.perf_counter() - eval_start)
-
+        # The final groups now, unless they are to be of the best checkpoint (below).
+        eval_metrics = evaluate(state, step, final=is_last and not final_from_best(config))
+        log.progress.exclude(time.perf_counter() - eval_start)
       if save_now:
-        checkpoint.save(manager, state, step,
-                        metrics={config.best_metric: eval_metrics[config.best_metric]}
-                        if eval_metrics else None,
-                        image_shape=source.image_shape, config=config, digest=digest,
-                        extra_metadata={LOG_HISTORY_KEY: log_history})
-        last_good_step = step
+        save_checkpoint(manager, state, step, config, source, digest, eval_metrics, log)
+        guard.last_good_step = step
+      if stop_now:
+        raise stop.stopped(step)  # After the finally below has waited for the checkpoint.
     if final_from_best(config):
-      evaluate_best_checkpoint(manager, config, source, mesh, state, evaluator, writer)
+      evaluate_best_checkpoint(manager, config, source, mesh, state, evaluate.evaluator, writer)
   finally:
     batches.close()
-    manager.wait_until_finished()
-    writer.close()
+    try:
+      with checkpoint.reporting_write_errors(manager):
+        manager.wait_until_finished()
+    finally:
+      writer.close()
 
   # 6. The end. --------------------------------------------------------------
   summary = None

@@ -153,6 +153,9 @@ class LocalEngine(base.Engine):
       raise cli.UserError(f"platform={self.platform} but no device ids were found; "
                        "pass device_ids or use platform='auto'.")
     self.max_parallel = max_parallel
+    if cpu_devices_per_run is not None and cpu_devices_per_run < 1:
+      raise cli.UserError(f"--cpu_devices_per_run={cpu_devices_per_run}; a run needs at least "
+                          "1 device (leave it out to keep XLA's count).")
     self.cpu_devices_per_run = cpu_devices_per_run
     # Fail now, not in a worker, when the devices cannot be split.
     for slot in range(max_parallel):

@@ -57,12 +57,12 @@ def _load_arrays(config, download: bool):
 def keep_labels(name: str, images, labels, keep: tuple):
   """The examples whose label is in `keep`, in their order (labels unchanged)."""
   if labels is None:
-    raise ValueError(
+    raise cli.UserError(
         f"config.keep_labels={keep} selects classes, but dataset {name!r} has no "
         "labels; set --config.keep_labels='()'.")
   index = np.flatnonzero(np.isin(labels, keep))
   if not len(index):
-    raise ValueError(
+    raise cli.UserError(
         f"config.keep_labels={keep} keeps no example of {name!r} (its labels are "
         f"{sorted(set(np.unique(labels).tolist()))}); choose labels it has.")
   return np.asarray(images[index]), np.asarray(labels[index])

@@ -213,6 +213,15 @@ def load_mnist_idx(data_dir: str, image_size: int):
           f"dataset 'mnist_idx': the {split} files hold images "
           f"{images.shape} and labels {labels.shape}, expected (N, H, W) and "
           f"(N,); check the files in {data_dir}.")
+    # Float idx files can hold anything; pixels must be finite values in [0, 255].
+    bad = ~np.isfinite(images) | (images < 0) | (images > 255)
+    if np.any(bad):
+      index = np.unravel_index(int(np.argmax(bad)), images.shape)
+      raise cli.UserError(
+          f"dataset 'mnist_idx': {paths[f'{split}_images']} holds {int(bad.sum())} pixel(s) "
+          f"that are not finite values in [0, 255] (the first, image {index[0]} at row "
+          f"{index[1]}, column {index[2]}, is {images[index]!r}); replace the file with the "
+          "standard MNIST idx file.")
   out = []
   for split in ("train", "test"):
     images = arrays[f"{split}_images"][..., None]
@@ -246,7 +255,7 @@ def load_gmm2d(num_points: int):
     numpy seed 0, test from seed 1.
   """
   if num_points <= 0:
-    raise ValueError(
+    raise cli.UserError(
         f"config.synthetic_num_points must be positive, got {num_points}.")
   splits = [sample_gmm2d(np.random.default_rng(seed), num_points) for seed in (0, 1)]
   (train, train_labels), (test, test_labels) = splits

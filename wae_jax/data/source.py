@@ -138,6 +138,11 @@ class ArraySource:
     return self._train_labels is not None
 
   @property
+  def num_classes(self) -> int:
+    """Distinct labels in the training split (0 without labels)."""
+    return len(np.unique(self._train_labels)) if self.has_labels else 0
+
+  @property
   def steps_per_epoch(self) -> int:
     """Global batches per epoch; the last partial batch is dropped."""
     return self.num_train_examples // self.batch_size

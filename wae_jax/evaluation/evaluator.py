@@ -47,10 +47,9 @@ Generated images: `num_samples` (default config.evaluation.num_samples, else
 its first `num_samples` images). The samples come from a fixed key derived
 from config.seed, so every checkpoint is judged on the same latent draws.
 
-Config fields read, all optional (defaults in brackets):
-config.evaluation.num_samples [10000], .fid_weights [''], .cache_dir [''],
-.swd_images [4096], .batch_size [config.batch_size], .feature_net_steps [2000],
-.probe_train_examples [10000], .probe_knn_neighbors [5].
+Config fields read: config.best_metric and config.evaluation.*, declared
+with their defaults in metric_names.CONFIG (a config without them gets those
+defaults; evaluation.batch_size 0 means config.batch_size).
 """
 
 import functools
@@ -61,48 +60,37 @@ import numpy as np
 
 from wae_jax import cli
 from wae_jax import data
-from wae_jax import methods
+from wae_jax import compiled
 from wae_jax.evaluation import feature_net as feature_net_lib
 from wae_jax.evaluation import fid as fid_lib
 from wae_jax.evaluation import inception as inception_lib
 from wae_jax.evaluation import latent as latent_lib
+from wae_jax.evaluation import metric_names
 from wae_jax.evaluation import probes as probes_lib
 from wae_jax.evaluation import sharpness as sharpness_lib
 from wae_jax.evaluation import swd as swd_lib
 
-CHEAP_METRICS = ("test_reconstruction", "latent", "sharpness", "latent_probes")
-FULL_ONLY_METRICS = ("fd_classifier", "swd_image", "fid_inception", "kid_inception")
-ALL_METRICS = CHEAP_METRICS + FULL_ONLY_METRICS
-IMAGE_METRICS = ("sharpness", "swd_image", "fid_inception", "kid_inception")
-DEFAULT_NUM_SAMPLES = 10_000
-DEFAULT_SWD_IMAGES = 4096
-DEFAULT_PROBE_TRAIN_EXAMPLES = 10_000
+from wae_jax.evaluation.metric_names import (ALL_METRICS, CHEAP_METRICS, FULL_ONLY_METRICS,
+                                             IMAGE_METRICS, check_image_metrics)
+
+_DEFAULTS = metric_names.CONFIG["evaluation"]
+DEFAULT_NUM_SAMPLES = _DEFAULTS["num_samples"]
+DEFAULT_SWD_IMAGES = _DEFAULTS["swd_images"]
+DEFAULT_PROBE_TRAIN_EXAMPLES = _DEFAULTS["probe_train_examples"]
 _SAMPLE_KEY_SALT = 0xE7A1
 _LATENT_KEY_SALT = 0x1A7E
 
 
-def _evaluation_field(config, name: str, default: Any) -> Any:
+def _evaluation_field(config, name: str, default: Any = None) -> Any:
+  """config.evaluation.<name>; `default` (else metric_names.CONFIG's) where the
+  config lacks it or leaves it empty ('' or 0)."""
+  if default is None:
+    default = _DEFAULTS[name]
   evaluation = config.get("evaluation", None) if config is not None else None
   if evaluation is None:
     return default
   value = evaluation.get(name, None)
-  return default if value is None or value == "" else value
-
-
-def check_image_metrics(groups: Iterable[str], image_shape: Sequence[int], dataset: str,
-                        asked_by: str) -> None:
-  """cli.UserError when `groups` holds an image-only group but the data are not pictures.
-
-  asked_by: what named the groups, for the message (e.g. 'config.best_metric').
-  """
-  image_only = [group for group in groups if group in IMAGE_METRICS]
-  if image_only and not data.is_image_shape(image_shape):
-    shape = "x".join(str(int(d)) for d in image_shape)
-    raise cli.UserError(
-        f"{asked_by} needs {', '.join(image_only)}, which only image data (grey or RGB, at "
-        f"least {data.MIN_IMAGE_SIDE}x{data.MIN_IMAGE_SIDE} pixels) have, but "
-        f"dataset {dataset!r} holds {shape} examples; use test_reconstruction or the latent "
-        "metrics instead (group 'latent': latent_mmd, latent_swd), which work on any data.")
+  return default if value is None or value == "" or (name == "batch_size" and not value) else value
 
 
 @functools.lru_cache(maxsize=4)
@@ -149,16 +137,15 @@ class Evaluator:
     self.swd_images = int(_evaluation_field(config, "swd_images", DEFAULT_SWD_IMAGES))
     self.probe_train_examples = int(_evaluation_field(
         config, "probe_train_examples", DEFAULT_PROBE_TRAIN_EXAMPLES))
-    self.probe_knn_neighbors = int(_evaluation_field(
-        config, "probe_knn_neighbors", probes_lib.DEFAULT_KNN_NEIGHBORS))
+    self.probe_knn_neighbors = int(_evaluation_field(config, "probe_knn_neighbors"))
     self.fid_weights = fid_weights
     run_key = jax.random.PRNGKey(int(config.get("seed", 0)))
     self.sample_key = jax.random.fold_in(run_key, _SAMPLE_KEY_SALT)
     self.latent_key = jax.random.fold_in(run_key, _LATENT_KEY_SALT)
-    self._sample = methods.jitted(method.sample, (2,))
-    self._reconstruct = methods.jitted(method.reconstruct)
-    self._encode = methods.jitted(method.encode)
-    self._sample_prior = methods.jitted(method.sample_prior, (2,))
+    self._sample = compiled.jitted(method.sample, (2,))
+    self._reconstruct = compiled.jitted(method.reconstruct)
+    self._encode = compiled.jitted(method.encode)
+    self._sample_prior = compiled.jitted(method.sample_prior, (2,))
     self._test_cache: Dict[str, Any] = {}
     self.feature_nets: Dict[str, str] = {}
 
@@ -213,8 +200,9 @@ class Evaluator:
           f"Unknown evaluation metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     check_image_metrics(metrics, self.data_source.image_shape,
                         self.config.get("dataset", "this data"), asked_by)
-    if not getattr(self.data_source, "has_labels", False):
-      # The probes are part of 'cheap'; unlabelled data simply has none.
+    if not getattr(self.data_source, "has_labels", False) or getattr(
+        self.data_source, "num_classes", 2) < 2:
+      # The probes are part of 'cheap'; unlabelled data (or one class kept) simply has none.
       metrics = tuple(m for m in metrics if m != "latent_probes")
     if "fid_inception" in metrics or "kid_inception" in metrics:
       # Fail before any compute when the weights file is missing.
@@ -321,6 +309,7 @@ class Evaluator:
       if "latent" in metrics:
         results.update(latent_lib.latent_distances(
             codes, self.config, self.latent_key if key is None else key,
+            mmd_settings=self.method.mmd_settings(self.config),
             sample_prior=self._prior_sampler(state)))
         results.update(latent_lib.singular_value_summary(codes))
       if "sharpness" in metrics:
@@ -344,8 +333,7 @@ class Evaluator:
     if "fd_classifier" in metrics:
       net = feature_net_lib.load_or_train(
           self.data_source, self.config,
-          num_steps=int(_evaluation_field(self.config, "feature_net_steps",
-                                          feature_net_lib.NUM_TRAIN_STEPS)))
+          num_steps=int(_evaluation_field(self.config, "feature_net_steps")))
       real = self._real_features(net.name, net, self.num_samples)
       results[net.name] = fid_lib.frechet_distance_from_features(net(generated), real)
       self.feature_nets[net.name] = net.describe()
@@ -360,7 +348,9 @@ class Evaluator:
       extractor = _inception_features(self.fid_weights)
       real = self._real_features(extractor.name, extractor, self.num_samples)
       fake = extractor(generated)
-      description = f"{extractor.name} ({self.fid_weights})"
+      digest = getattr(extractor, "weights_sha256", None)
+      description = (f"{extractor.name} ({self.fid_weights}"
+                     + (f", sha256 {digest})" if digest else ")"))
       if "fid_inception" in metrics:
         results["fid_inception"] = fid_lib.frechet_distance_from_features(fake, real)
         self.feature_nets["fid_inception"] = description

@@ -36,12 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wae_jax.evaluation import metric_names
+
 CACHE_ENV_VAR = "WAE_JAX_CACHE_DIR"
 PINNED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "feature_nets")
 # dataset name -> the pinned net's data (datasets holding the same images share it)
 PINNED_DATASETS = {"mnist_idx": "mnist", "mnist": "mnist", "digits": "digits"}
 HIDDEN_SIZES = (256, 128)
-NUM_TRAIN_STEPS = 2000
+NUM_TRAIN_STEPS = metric_names.CONFIG["evaluation"]["feature_net_steps"]
 LEARNING_RATE = 1e-3
 _FORMAT_VERSION = 1
 

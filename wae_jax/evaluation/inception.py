@@ -14,27 +14,32 @@ Input pipeline (as pytorch-fid): images in [0, 1], (N, H, W, C) with C in
 with half-pixel centres and no antialiasing (torch's
 `F.interpolate(mode='bilinear', align_corners=False)`), then scaled to [-1, 1].
 
-Weights (nothing is downloaded at run time). The file is found from, in order:
-an explicit path, `config.evaluation.fid_weights`, the environment variable
-WAE_JAX_FID_WEIGHTS. Accepted formats, both holding jax-fid's tree
-{block: {[branch:] {'conv': {'kernel' (kh, kw, in, out)}, 'bn': {'scale',
-'bias', 'mean', 'var'}}}} (extra entries such as 'fc' are ignored):
-  * `.pickle` / `.pkl`: jax-fid's `inception_v3_weights_fid.pickle`, the
-    `ckpt_path` of https://github.com/matthias-wright/jax-fid's
-    jax_fid/inception.py:
-    https://www.dropbox.com/s/xt6zvlvt22dcwck/inception_v3_weights_fid.pickle?dl=1
-    (the loader checks every entry's name and shape, not the values);
-  * `.npz`: the same tree flattened with '/'-joined keys
-    ("Mixed_5b/branch1x1/conv/kernel").
+Weights (nothing is downloaded at run time, nothing is unpickled). The file is
+found from, in order: an explicit path, `config.evaluation.fid_weights`, the
+environment variable WAE_JAX_FID_WEIGHTS. It must be a `.npz` of float32
+arrays, jax-fid's tree {block: {[branch:] {'conv': {'kernel' (kh, kw, in,
+out)}, 'bn': {'scale', 'bias', 'mean', 'var'}}}} flattened with '/'-joined
+keys ("Mixed_5b/branch1x1/conv/kernel"), read with numpy's
+`allow_pickle=False`: a file that a workdir or a config names cannot run code.
+The loader checks every entry's name and shape, and records the file's
+SHA-256 next to each FID it computes (eval.jsonl's "feature_net").
+
+The published weights come as pickles, which can run code when read; convert
+one once, by explicit command, with
+
+  python -m wae_jax.evaluation.convert_fid_weights <in> inception_v3_fid.npz
+
+where <in> is jax-fid's `inception_v3_weights_fid.pickle` (the `ckpt_path`
+of https://github.com/matthias-wright/jax-fid's jax_fid/inception.py) or
 pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (its GitHub release
-"fid_weights") converts to the pickle with
-`python -m wae_jax.evaluation.convert_fid_weights <in.pth> <out.pickle>`
-(needs torch on the converting machine only).
+"fid_weights"; needs torch on the converting machine only). The converter
+writes the same bytes for the same weights (see `save_variables`).
 """
 
 import functools
+import hashlib
 import os
-import pickle
+import zipfile
 from typing import Any, Callable, Dict, Optional
 
 import flax.linen as nn
@@ -50,13 +55,19 @@ WEIGHTS_ENV_VAR = "WAE_JAX_FID_WEIGHTS"
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 
+WEIGHTS_SUFFIX = ".npz"
+CONVERT_COMMAND = "python -m wae_jax.evaluation.convert_fid_weights"
 MISSING_WEIGHTS_MESSAGE = (
-    "FID needs the InceptionV3 weights file inception_v3_weights_fid.pickle "
-    "(jax-fid's, linked from https://github.com/matthias-wright/jax-fid, or "
-    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth converted with "
-    "`python -m wae_jax.evaluation.convert_fid_weights`), and {what}: download "
-    "it once and point the environment variable " + WEIGHTS_ENV_VAR +
-    " or config.evaluation.fid_weights at it.")
+    "FID needs the InceptionV3 weights file as a .npz, converted once from jax-fid's "
+    "inception_v3_weights_fid.pickle (linked from "
+    "https://github.com/matthias-wright/jax-fid) or pytorch-fid's "
+    "pt_inception-2015-12-05-6726825d.pth with `" + CONVERT_COMMAND +
+    " <in> inception_v3_fid.npz`, and {what}: point the environment variable " +
+    WEIGHTS_ENV_VAR + " or config.evaluation.fid_weights at the .npz.")
+
+
+class WeightsFormatError(cli.UserError):
+  """A named FID weights file is not a .npz of arrays (e.g. a pickle)."""
 
 
 def _config_weights_path(config) -> str:
@@ -84,15 +95,27 @@ def resolve_weights_path(path: Optional[str] = None, config=None) -> str:
       if not os.path.isfile(candidate):
         raise cli.UserError(MISSING_WEIGHTS_MESSAGE.format(
             what=f"{source} names {candidate!r}, which does not exist"))
+      if not candidate.endswith(WEIGHTS_SUFFIX):
+        raise WeightsFormatError(
+            f"{source} names {candidate!r}, which is not a .npz; wae_jax never unpickles "
+            f"weights files (they can run code), so convert it once with `{CONVERT_COMMAND} "
+            f"{candidate} inception_v3_fid.npz` if you trust it and name the .npz instead.")
       return candidate
   raise cli.UserError(MISSING_WEIGHTS_MESSAGE.format(what="none was given"))
 
 
 def fid_weights_available(path: Optional[str] = None, config=None) -> bool:
-  """Whether `resolve_weights_path` would find an existing file."""
+  """Whether `resolve_weights_path` would find an existing file.
+
+  Raises:
+    WeightsFormatError: the file named is not a .npz (a named file of the
+      wrong kind is a mistake to report, not a reason to skip FID).
+  """
   try:
     resolve_weights_path(path, config)
     return True
+  except WeightsFormatError:
+    raise
   except ValueError:
     return False
 
@@ -332,29 +355,66 @@ def variables_to_fid_tree(variables: Dict[str, Any]) -> Dict[str, Any]:
   return tree
 
 
-def save_variables(path: str, variables: Dict[str, Any]) -> None:
-  """Write variables as jax-fid's pickle (.pickle / .pkl) or as .npz."""
-  tree = variables_to_fid_tree(variables)
-  if path.endswith(".npz"):
-    np.savez(path, **traverse_util.flatten_dict(tree, sep="/"))
-  else:
-    with open(path, "wb") as f:
-      pickle.dump(tree, f)
+# A fixed timestamp, so that the same weights always give the same file bytes.
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def save_variables(path: str, variables: Dict[str, Any]) -> str:
+  """Writes variables as a .npz of float32 arrays; returns the file's SHA-256.
+
+  The archive is reproducible (sorted names, fixed timestamps, stored, no
+  compression), so one set of weights has one SHA-256 whoever converts it.
+  Written to a temporary name and renamed: a reader never sees half a file.
+  """
+  if not path.endswith(WEIGHTS_SUFFIX):
+    raise cli.UserError(f"{path!r}: FID weights are written as a .npz; name the output "
+                        f"file <name>{WEIGHTS_SUFFIX}.")
+  flat = traverse_util.flatten_dict(variables_to_fid_tree(variables), sep="/")
+  partial = f"{path}.tmp-{os.getpid()}"
+  try:
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+      for name in sorted(flat):
+        entry = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE_TIME)
+        entry.external_attr = 0o644 << 16
+        with archive.open(entry, "w", force_zip64=True) as f:
+          np.lib.format.write_array(f, np.ascontiguousarray(flat[name], np.float32),
+                                    allow_pickle=False)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  return file_sha256(path)
+
+
+def file_sha256(path: str) -> str:
+  """The hex SHA-256 of a file's bytes."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def _read_fid_tree(path: str) -> Dict[str, Any]:
-  if path.endswith(".npz"):
-    tree: Dict[str, Any] = {}
-    with np.load(path) as archive:
+  """The nested tree of a .npz's arrays; arrays only (numpy's allow_pickle=False)."""
+  tree: Dict[str, Any] = {}
+  try:
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+      raise ValueError("it holds a single array, not the named arrays of a .npz")
+    with archive:
       for name in archive.files:
         node = tree
         *parents, leaf = name.split("/")
         for parent in parents:
           node = node.setdefault(parent, {})
         node[leaf] = archive[name]
-    return tree
-  with open(path, "rb") as f:
-    return pickle.load(f)
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+    # Object arrays (pickles inside the .npz) raise ValueError: nothing ran.
+    raise cli.UserError(
+        f"FID weights file {path} is not a .npz of numeric arrays ({cli.one_line(error)}); "
+        f"convert the weights again with `{CONVERT_COMMAND}`.") from error
+  return tree
 
 
 def load_variables_from_tree(fid_tree: Dict[str, Any],
@@ -372,7 +432,7 @@ def load_variables_from_tree(fid_tree: Dict[str, Any],
       if not isinstance(node, dict) or key not in node:
         raise cli.UserError(
             f"FID weights {source} have no entry {'/'.join(keys)}; they must "
-            "hold jax-fid's inception_v3_weights_fid.pickle tree (see "
+            "hold jax-fid's tree as converted by " + CONVERT_COMMAND + " (see "
             "wae_jax/evaluation/inception.py).")
       node = node[key]
     value = np.asarray(node, np.float32)
@@ -435,9 +495,10 @@ class InceptionFeatures:
     """
     if variables is None:
       self.weights_path = resolve_weights_path(path, config)
+      self.weights_sha256 = file_sha256(self.weights_path)
       variables = load_variables(self.weights_path)
     else:
-      self.weights_path = None
+      self.weights_path = self.weights_sha256 = None
     self.variables = jax.device_put(variables)
     self.batch_size = batch_size
     self.resize = resize

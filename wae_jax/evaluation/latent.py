@@ -23,7 +23,6 @@ import numpy as np
 
 from wae_jax import losses
 from wae_jax import priors
-from wae_jax.methods import wae_mmd
 
 LATENT_SWD_PROJECTIONS = 256
 MAX_MMD_POINTS = 2000
@@ -43,15 +42,17 @@ def singular_value_summary(codes: np.ndarray) -> Dict[str, float]:
           "latent_sv_min_over_max": float(values[-1] / max(values[0], 1e-30))}
 
 
-def latent_distances(codes: np.ndarray, config, key: jax.Array,
+def latent_distances(codes: np.ndarray, config, key: jax.Array, *, mmd_settings: dict,
                      max_mmd_points: int = MAX_MMD_POINTS,
                      sample_prior: Optional[Callable] = None) -> Dict[str, float]:
   """MMD^2 and sliced W2^2 between codes (N, d) and N prior samples.
 
   Args:
     codes: (N, d) encoded test set, N >= 2.
-    config: the run config (prior, prior_var, latent_dim, mmd.*).
+    config: the run config (prior, prior_var: the fixed prior's samples).
     key: PRNG key for the prior samples and the directions.
+    mmd_settings: losses.mmd_penalty's kernel, scales and prior_var (the
+      method record's `mmd_settings(config)`: the run's own kernel).
     max_mmd_points: MMD uses the first min(N, this) codes.
     sample_prior: (key, n) -> (n, d) draws of a learned prior (SWAE); default
       the fixed prior config.prior names.
@@ -69,7 +70,7 @@ def latent_distances(codes: np.ndarray, config, key: jax.Array,
   else:
     prior_samples = jnp.asarray(sample_prior(prior_key, num), jnp.float32)
   mmd, swd = _mmd_and_swd(codes, prior_samples, direction_key,
-                          mmd_count=min(num, max_mmd_points), **wae_mmd.mmd_settings(config))
+                          mmd_count=min(num, max_mmd_points), **mmd_settings)
   return {"latent_mmd": float(mmd), "latent_swd": float(swd)}
 
 

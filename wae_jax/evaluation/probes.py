@@ -20,7 +20,9 @@ from typing import Dict
 
 import numpy as np
 
-DEFAULT_KNN_NEIGHBORS = 5
+from wae_jax.evaluation import metric_names
+
+DEFAULT_KNN_NEIGHBORS = metric_names.CONFIG["evaluation"]["probe_knn_neighbors"]
 LINEAR_PROBE_MAX_ITER = 1000
 
 

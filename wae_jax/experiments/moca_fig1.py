@@ -51,6 +51,7 @@ from wae_jax import train as train_lib
 from wae_jax.evaluation import latent
 from wae_jax.experiments import common
 from wae_jax.experiments import stats
+from wae_jax.methods.shared import autoencoder
 
 NAME = "moca_fig1"
 SOURCE = "MoCA (Arpit et al. 2021), Fig. 1"
@@ -119,7 +120,8 @@ def train_latent_matching(config, epochs: int, key: jax.Array) -> list:
     if epoch:
       for _ in range(source.steps_per_epoch):
         state, _ = step(state, next(batches))
-    distances = latent.latent_distances(common.encode(state, config, points), config, key)
+    distances = latent.latent_distances(common.encode(state, config, points), config, key,
+                                        mmd_settings=autoencoder.mmd_settings(config))
     history.append({"step": epoch * source.steps_per_epoch, "epoch": epoch, **distances})
   return history
 

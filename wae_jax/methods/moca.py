@@ -27,12 +27,12 @@ import ml_collections
 from flax import struct
 from jax import lax
 
-from wae_jax import config_checks
+from wae_jax import fields
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import parallel
 from wae_jax import priors
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.state import TrainState
 
 # The unit-sphere latent: the encoder and the prior that sample() decodes.
@@ -41,6 +41,21 @@ REQUIRED = {"model.encoder": "sphere", "prior": "sphere"}
 # (positive key in the normaliser) or Eq. 6's alignment + entropy.
 CONTRASTIVE_LOSSES = {"algorithm1": losses.moca_loss,
                       "eq6": losses.moca_alignment_entropy_loss}
+
+
+# The fields MoCA adds to the config.
+CONFIG = {"moca": {
+    "queue_size": 1000,        # K, a multiple of the global batch
+    "temperature": 0.05,       # tau
+    "momentum_base": 0.99,     # m0 of the cosine momentum schedule
+    "loss_form": "algorithm1",  # algorithm1 (cross-entropy) | eq6 (alignment + entropy)
+}}
+
+
+def tiny_overrides(batch_size: int) -> dict:
+  """A queue of two batches, and a temperature and weight that train 8x8 digits
+  in a few steps."""
+  return {"moca.queue_size": 2 * batch_size, "moca.temperature": 0.2, "lambda_reg": 0.1}
 
 
 @struct.dataclass
@@ -55,9 +70,9 @@ class MocaState:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The queue fits whole batches, tau > 0, m0 in [0, 1], and the sphere."""
-  config_checks.check_number(config, "moca.temperature", low=0, low_open=True)
-  config_checks.check_number(config, "moca.momentum_base", low=0, high=1)
-  config_checks.check_number(config, "moca.queue_size", low=1, integer=True)
+  fields.check_number(config, "moca.temperature", low=0, low_open=True)
+  fields.check_number(config, "moca.momentum_base", low=0, high=1)
+  fields.check_number(config, "moca.queue_size", low=1, integer=True)
   queue_size = int(config.moca.queue_size)
   batch_size = int(config.batch_size)
   if queue_size <= 0 or queue_size % batch_size != 0:
@@ -109,11 +124,11 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
   """Per-device MoCA loss; keys (b, d) are the (stop-gradient) keys of the
   local batch. Returns (loss, (metrics, new_batch_stats, queries (b, d)))."""
   config = state.config
-  _, queries, decoded, new_batch_stats = common.autoencode(
+  _, queries, decoded, new_batch_stats = autoencoder.autoencode(
       state, params, images, axis_name=axis_name,
       to_latent=lambda mean, _: priors.to_unit_sphere(mean))
-  reconstruction = common.reconstruction_cost(
-      config, common.to_pixel_means(config, decoded), images)
+  reconstruction = autoencoder.reconstruction_cost(
+      config, autoencoder.to_pixel_means(config, decoded), images)
   contrastive = CONTRASTIVE_LOSSES[config.moca.loss_form](
       queries, lax.stop_gradient(keys), state.extras.queue, config.moca.temperature)
   loss = reconstruction + config.lambda_reg * contrastive
@@ -125,7 +140,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, keys: jax.Array,
 def compute_keys(state: TrainState, key_params, key_batch_stats, images,
                  axis_name: Optional[str] = None) -> jax.Array:
   """Unit keys (b, d) of the key encoder (training-mode batch statistics)."""
-  (codes, _), _ = common.encoder_apply(
+  (codes, _), _ = autoencoder.encoder_apply(
       state, key_params, key_batch_stats, images, train=True,
       axis_name=axis_name)
   return lax.stop_gradient(priors.to_unit_sphere(codes))
@@ -140,7 +155,7 @@ def enqueue(queue: jax.Array, queue_ptr: jax.Array, keys: jax.Array):
 
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """EMA of the key encoder, one Adam step, enqueue; returns (state, metrics)."""
-  images = jnp.asarray(batch["image"], jnp.float32)
+  images = autoencoder.batch_images(batch)
   extras = state.extras
   m = momentum(state)
   key_params = ema(extras.key_encoder_params, state.params["encoder"], m)
@@ -152,8 +167,8 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   grads = parallel.average_grads(grads, axis_name)
   queue, queue_ptr = enqueue(extras.queue, extras.queue_ptr,
                              parallel.gather_invariant(keys, axis_name))
-  metrics.update(momentum=m, learning_rate=common.learning_rate(state))
-  new_state = common.apply_updates(state, grads, new_batch_stats)
+  metrics.update(momentum=m, learning_rate=autoencoder.learning_rate(state))
+  new_state = autoencoder.apply_updates(state, grads, new_batch_stats)
   new_state = new_state.replace(extras=MocaState(
       key_encoder_params=key_params, key_encoder_batch_stats=key_batch_stats,
       queue=queue, queue_ptr=queue_ptr))
@@ -162,21 +177,23 @@ def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
 
 def encode(state: TrainState, images: jax.Array) -> jax.Array:
   """images -> unit codes (B, d) of the query encoder (eval mode)."""
-  return common.encode(state, images, latent_map=priors.to_unit_sphere)
+  return autoencoder.encode(state, images, latent_map=priors.to_unit_sphere)
 
 
 def reconstruct(state: TrainState, images: jax.Array) -> jax.Array:
-  return common.reconstruct(state, images, latent_map=priors.to_unit_sphere)
+  return autoencoder.reconstruct(state, images, latent_map=priors.to_unit_sphere)
 
 
 def interpolate(state: TrainState, images_a: jax.Array, images_b: jax.Array,
                 num_steps: int) -> jax.Array:
   """(B, num_steps, H, W, C): decoded renormalised mixtures of the codes."""
-  return common.interpolate(state, images_a, images_b, num_steps,
+  return autoencoder.interpolate(state, images_a, images_b, num_steps,
                             latent_map=priors.to_unit_sphere)
 
 
 METHOD = methods.Method(
     name="moca", train_step=train_step, init_extras=init_extras,
-    check_config=check_config, required=REQUIRED, encode=encode,
-    reconstruct=reconstruct, interpolate=interpolate)
+    check_config=check_config, config=CONFIG, required=REQUIRED,
+    tiny_overrides=tiny_overrides, encode=encode, reconstruct=reconstruct,
+    interpolate=interpolate,
+    description="momentum contrastive autoencoder on the unit sphere (Arora et al. 2021)")

@@ -41,10 +41,27 @@ from wae_jax import methods
 from wae_jax import models
 from wae_jax import parallel
 from wae_jax.losses import symmetric
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.state import TrainState
 
 PAIRINGS = ("data", "latent")
+
+# The fields SWAE adds to the config: a prior of K pseudo-inputs and a prior
+# encoder, objective beta * x_loss + (1 - beta) * recon + lambda * z_loss.
+CONFIG = {"swae": {
+    "num_pseudo_inputs": 100,       # K (the paper's runs: 4000)
+    "objective": "xzrec",           # xzrec | xz | zrec
+    "beta": 0.5,
+    "z_loss_weight": 1.0,           # lambda
+    "pairing": "data",              # data | latent: where the nearest pseudo-input is found
+    "pairing_metric": "l2",         # l2 | cosine
+    "prior_logvar_clip": (-6.0, 2.0),
+    "clip_pseudo_inputs": True,     # pseudo-inputs pass through a clip to [0, 1]
+    "pseudo_input_init_std": 0.01,  # noise added to the K training images they start from
+    # Binarise the test images once (fixed seed) as the SWAE code's MNIST and
+    # Fashion-MNIST evaluation does; the training images stay grey.
+    "binarize_test": False,
+}}
 _INIT_NOISE_SALT = 0x5AE1
 
 
@@ -100,9 +117,9 @@ def init(config: ml_collections.ConfigDict, rng: jax.Array,
   init noise; the trainer replaces them by K training images (init_from_data).
   """
   check_config(config)
-  state = common.create_state(config, rng, example_batch)
-  prior_rng, noise_rng = jax.random.split(common.init_keys(rng)["method"])
-  images = jnp.asarray(example_batch["image"], jnp.float32)
+  state = autoencoder.create_state(config, rng, example_batch)
+  prior_rng, noise_rng = jax.random.split(autoencoder.init_keys(rng)["method"])
+  images = autoencoder.batch_images(example_batch)
   image_shape = tuple(int(s) for s in images.shape[1:])
   module = prior_encoder(config, image_shape)
   variables = dict(module.init(prior_rng, jnp.zeros((1,) + image_shape), train=False))
@@ -163,7 +180,7 @@ def _prior_apply(state: TrainState, prior_params, batch_stats, inputs, *, train:
                  axis_name: Optional[str] = None):
   """E_p: inputs (n, H, W, C) -> ((mean (n, d), logvar (n, d)), new batch stats)."""
   module = prior_encoder(state.config, tuple(int(s) for s in inputs.shape[1:]))
-  return common.apply_module(module, prior_params["encoder"], batch_stats, inputs,
+  return autoencoder.apply_module(module, prior_params["encoder"], batch_stats, inputs,
                              train=train, axis_name=axis_name)
 
 
@@ -199,7 +216,7 @@ def sample_prior(state: TrainState, key: jax.Array, n: int) -> jax.Array:
 
 def sample(state: TrainState, key: jax.Array, n: int) -> jax.Array:
   """n generated images (n, H, W, C): decoded draws of the learned prior."""
-  return common.decode(state, sample_prior(state, key, n))
+  return autoencoder.decode(state, sample_prior(state, key, n))
 
 
 # ----------------------------------------------------------------------------
@@ -215,7 +232,7 @@ def pair(state: TrainState, params, images: jax.Array, codes: jax.Array) -> jax.
                                        inputs.reshape(inputs.shape[0], -1), metric)
   # Latent pairing: E(u_k) in eval mode, so the K pseudo-inputs leave the
   # encoder's batch statistics alone.
-  (pseudo_codes, _), _ = common.encoder_apply(
+  (pseudo_codes, _), _ = autoencoder.encoder_apply(
       state, params["encoder"], state.batch_stats["encoder"], inputs, train=False)
   return losses.nearest_pseudo_input(codes, pseudo_codes, metric)
 
@@ -227,7 +244,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   images: (b, H, W, C), this device's part of the batch.
   """
   config = state.config
-  _, codes, decoded, new_stats = common.autoencode(state, params, images,
+  _, codes, decoded, new_stats = autoencoder.autoencode(state, params, images,
                                                    axis_name=axis_name)
   index = pair(state, params, images, codes)
   chosen = pseudo_inputs(config, params["prior"])[index]       # (b, H, W, C)
@@ -236,12 +253,12 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
       axis_name=axis_name)
   eps = parallel.per_example_noise(key, prior_mean.shape, axis_name)
   prior_codes = prior_mean + jnp.exp(0.5 * prior_logvar) * eps
-  prior_decoded, decoder_stats = common.decoder_apply(
+  prior_decoded, decoder_stats = autoencoder.decoder_apply(
       state, params["decoder"], new_stats["decoder"], prior_codes, train=True,
       axis_name=axis_name)
   terms = losses.swae_loss_terms(
-      images, common.to_pixel_means(config, decoded),
-      common.to_pixel_means(config, prior_decoded), codes, prior_codes)
+      images, autoencoder.to_pixel_means(config, decoded),
+      autoencoder.to_pixel_means(config, prior_decoded), codes, prior_codes)
   loss = losses.swae_objective(terms["x_loss"], terms["z_loss"], terms["reconstruction"],
                                config.swae.objective, float(config.swae.beta),
                                float(config.swae.z_loss_weight))
@@ -253,9 +270,11 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
 
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """One Adam step on the encoder, decoder, pseudo-inputs and prior encoder."""
-  return common.gradient_step(loss_fn, state, batch, axis_name)
+  return autoencoder.gradient_step(loss_fn, state, batch, axis_name)
 
 
-METHOD = methods.Method(name="swae", train_step=train_step, init=init,
-                        check_config=check_config, sample=sample,
-                        sample_prior=sample_prior, init_from_data=init_from_data)
+METHOD = methods.Method(
+    name="swae", train_step=train_step, init=init, check_config=check_config, config=CONFIG,
+    tiny_overrides=lambda batch_size: {"swae.num_pseudo_inputs": 24},
+    sample=sample, sample_prior=sample_prior, init_from_data=init_from_data,
+    description="symmetric WAE with a learned prior of pseudo-inputs (Sun & Guo 2021)")

@@ -17,13 +17,18 @@ from typing import Optional
 import jax
 import ml_collections
 
-from wae_jax import config_checks
+from wae_jax import fields
 from wae_jax import losses
 from wae_jax import methods
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.state import TrainState
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+# The fields the VAE adds to the config.
+CONFIG = {"vae": {"beta": 1.0,
+                  "likelihood": "bernoulli",  # bernoulli | gaussian
+                  "gaussian_var": 1.0}}
 
 # A Gaussian encoder for the reparameterisation, the N(0, I) prior of the KL,
 # and logits, which the Bernoulli likelihood takes and the Gaussian one
@@ -34,8 +39,8 @@ REQUIRED = {"model.encoder": "gaussian", "model.decoder_output": "logits",
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """REQUIRED, a known likelihood, beta >= 0 and a positive Gaussian variance."""
-  config_checks.check_number(config, "vae.beta", low=0)
-  config_checks.check_number(config, "vae.gaussian_var", low=0, low_open=True)
+  fields.check_number(config, "vae.beta", low=0)
+  fields.check_number(config, "vae.gaussian_var", low=0, low_open=True)
   if config.model.encoder != "gaussian":
     raise ValueError(
         "The VAE needs a Gaussian encoder; set config.model.encoder='gaussian'.")
@@ -62,7 +67,7 @@ def negative_log_likelihood(config, decoded: jax.Array, images: jax.Array):
   if config.vae.likelihood == "bernoulli":
     nll = losses.bernoulli_nll(decoded, images)
   else:
-    nll = losses.gaussian_nll(common.to_pixel_means(config, decoded), images,
+    nll = losses.gaussian_nll(autoencoder.to_pixel_means(config, decoded), images,
                               float(config.vae.gaussian_var))
   return config.reconstruction_scale * nll
 
@@ -72,9 +77,9 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   """Per-device negative ELBO (beta-weighted); returns (loss, (metrics,
   new_batch_stats, (mean, logvar)))."""
   config = state.config
-  (mean, logvar), _, decoded, new_batch_stats = common.autoencode(
+  (mean, logvar), _, decoded, new_batch_stats = autoencoder.autoencode(
       state, params, images, axis_name=axis_name,
-      to_latent=common.gaussian_latent(key, axis_name))
+      to_latent=autoencoder.gaussian_latent(key, axis_name))
   nll = negative_log_likelihood(config, decoded, images)
   kl = losses.gaussian_kl(mean, logvar, float(config.prior_var))
   loss = nll + config.vae.beta * kl
@@ -84,8 +89,10 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
 
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """One Adam step on the negative ELBO; returns (new_state, metrics)."""
-  return common.gradient_step(loss_fn, state, batch, axis_name)
+  return autoencoder.gradient_step(loss_fn, state, batch, axis_name)
 
 
-METHOD = methods.Method(name="vae", train_step=train_step,
-                        check_config=check_config, required=REQUIRED)
+METHOD = methods.Method(
+    name="vae", train_step=train_step, check_config=check_config, config=CONFIG,
+    required=REQUIRED,
+    description="VAE with a beta-weighted KL to N(0, s I) (Kingma & Welling 2014)")

@@ -7,7 +7,7 @@ config.encoder_logvar_l1 * sum |logvar|).
 Options of the WAE paper: config.encoder_input_noise > 0 adds truncated
 Gaussian noise (cut at 2 std, as tf.truncated_normal) with that std to the
 encoder's input during training (the decoder's target stays the clean image);
-config.pretrain runs wae_jax/methods/pretraining.py before the first step.
+config.pretrain runs wae_jax/methods/shared/pretraining.py before the first step.
 """
 
 import math
@@ -17,52 +17,53 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from wae_jax import config_checks
+from wae_jax import fields
 from wae_jax import losses
 from wae_jax import methods
 from wae_jax import parallel
 from wae_jax.losses import mmd as mmd_lib
-from wae_jax.methods import common
-from wae_jax.methods import pretraining
+from wae_jax.methods.shared import autoencoder
+from wae_jax.methods.shared import pretraining
 from wae_jax.state import TrainState
 
 REGULARIZERS = ("mmd", "sliced", "sinkhorn", "cramer_wold")
 
+# The fields WAE-MMD adds to the config (the MMD kernel, config.mmd, is shared:
+# the evaluator's latent_mmd reads it too).
+CONFIG = {
+    "regularizer": "mmd",   # mmd | sliced | sinkhorn | cramer_wold
+    "sliced": {"num_projections": 64},
+    "sinkhorn": {"epsilon": 0.1, "num_iters": 50},
+    "cramer_wold": {"gamma": -1.0},  # <= 0: the CWAE paper's rule
+    **autoencoder.WAE_ENCODER_CONFIG,
+    **pretraining.CONFIG,
+}
+
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The regularizer and its values."""
-  config_checks.check_choice(config, "regularizer", REGULARIZERS)
+  autoencoder.check_wae_encoder(config)
+  fields.check_choice(config, "regularizer", REGULARIZERS)
   if config.regularizer == "mmd":
-    config_checks.check_choice(config, "mmd.kernel", mmd_lib.KERNELS)
+    fields.check_choice(config, "mmd.kernel", mmd_lib.KERNELS)
     scales = config.mmd.scales
     if (not isinstance(scales, (tuple, list)) or not scales or not all(
         isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales)):
       raise ValueError(
           f"config.mmd.scales must be a non-empty tuple of positive numbers, got {scales!r}; "
           "e.g. --config.mmd.scales='(0.1, 1.0, 10.0)'.")
-    config_checks.check_number(config, "mmd.base_scale", low=0, low_open=True)
+    fields.check_number(config, "mmd.base_scale", low=0, low_open=True)
   elif config.regularizer == "sliced":
-    config_checks.check_number(config, "sliced.num_projections", low=1, integer=True)
+    fields.check_number(config, "sliced.num_projections", low=1, integer=True)
   elif config.regularizer == "sinkhorn":
-    config_checks.check_number(config, "sinkhorn.epsilon", low=0, low_open=True)
-    config_checks.check_number(config, "sinkhorn.num_iters", low=1, integer=True)
+    fields.check_number(config, "sinkhorn.epsilon", low=0, low_open=True)
+    fields.check_number(config, "sinkhorn.num_iters", low=1, integer=True)
   elif config.regularizer == "cramer_wold":
-    config_checks.check_number(config, "cramer_wold.gamma")
+    fields.check_number(config, "cramer_wold.gamma")
   if config.regularizer == "cramer_wold" and config.prior != "gaussian":
     raise ValueError(
         "regularizer='cramer_wold' measures distance to a Gaussian; set "
         "config.prior='gaussian'.")
-
-
-def mmd_settings(config) -> dict:
-  """`losses.mmd_penalty`'s kernel, scales and prior_var for a run: the scales
-  are config.mmd.scales times base_scale, prior_var the prior's per-coordinate
-  variance (1/d on the unit sphere), which sets the IMQ base scale."""
-  prior_var = (1.0 / int(config.latent_dim) if config.prior == "sphere"
-               else float(config.prior_var))
-  return {"kernel": config.mmd.kernel,
-          "scales": tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales),
-          "prior_var": prior_var}
 
 
 def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
@@ -70,7 +71,7 @@ def regularizer(config, codes: jax.Array, prior_samples: jax.Array,
   """D(Q_Z, P_Z) between global-batch codes (n, d) and prior samples (n, d)."""
   name = config.regularizer
   if name == "mmd":
-    return losses.mmd_penalty(codes, prior_samples, **mmd_settings(config))
+    return losses.mmd_penalty(codes, prior_samples, **autoencoder.mmd_settings(config))
   if name == "sliced":
     return losses.sliced_wasserstein(
         codes, prior_samples, key,
@@ -95,16 +96,16 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
   """
   config = state.config
   noise_key, prior_key, reg_key, latent_key = jax.random.split(key, 4)
-  encoder_input = common.noisy_encoder_input(config, images, noise_key, axis_name)
-  (_, logvar), codes, decoded, new_batch_stats = common.autoencode(
+  encoder_input = autoencoder.noisy_encoder_input(config, images, noise_key, axis_name)
+  (_, logvar), codes, decoded, new_batch_stats = autoencoder.autoencode(
       state, params, encoder_input, axis_name=axis_name,
-      to_latent=common.gaussian_latent(latent_key, axis_name))
-  reconstruction = common.reconstruction_cost(
-      config, common.to_pixel_means(config, decoded), images)
+      to_latent=autoencoder.gaussian_latent(latent_key, axis_name))
+  reconstruction = autoencoder.reconstruction_cost(
+      config, autoencoder.to_pixel_means(config, decoded), images)
   all_codes = parallel.gather(codes, axis_name)
-  prior_samples = common.sample_prior(state, prior_key, all_codes.shape[0])
+  prior_samples = autoencoder.sample_prior(state, prior_key, all_codes.shape[0])
   penalty = regularizer(config, all_codes, prior_samples, reg_key)
-  logvar_l1 = common.logvar_penalty(config, logvar)
+  logvar_l1 = autoencoder.logvar_penalty(config, logvar)
   loss = reconstruction + config.lambda_reg * penalty + logvar_l1
   metrics = {"reconstruction": reconstruction, "regularizer": penalty,
              "logvar_l1": logvar_l1, "loss": loss}
@@ -113,7 +114,7 @@ def loss_fn(params, state: TrainState, images: jax.Array, key: jax.Array,
 
 def train_step(state: TrainState, batch: dict, axis_name: Optional[str] = None):
   """One Adam step on the encoder-decoder; returns (new_state, metrics)."""
-  return common.gradient_step(loss_fn, state, batch, axis_name)
+  return autoencoder.gradient_step(loss_fn, state, batch, axis_name)
 
 
 def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
@@ -123,5 +124,8 @@ def init_extras(config: ml_collections.ConfigDict, key: jax.Array,
   return pretraining.PretrainState(encoder_pretrained=pretraining.not_yet())
 
 
-METHOD = methods.Method(name="wae_mmd", train_step=train_step,
-                        init_extras=init_extras, check_config=check_config)
+METHOD = methods.Method(
+    name="wae_mmd", train_step=train_step, init_extras=init_extras, check_config=check_config,
+    config=CONFIG, pretrains=True,
+    description="WAE with a sample-based regularizer: MMD, sliced-Wasserstein, Sinkhorn "
+                "or Cramér-Wold (Tolstikhin et al. 2018)")

@@ -18,7 +18,7 @@ import ml_collections
 
 from wae_jax import priors
 from wae_jax.models.adversary import Adversary
-from wae_jax.models.common import DECODER_OUTPUTS, DTYPES, ENCODER_TYPES
+from wae_jax.models.layers import DECODER_OUTPUTS, DTYPES, ENCODER_TYPES
 from wae_jax.models.conv_layers import use_stride1_rewrite
 from wae_jax.models.dcgan import DCGANDecoder, DCGANEncoder, build_dcgan, dcgan_variant
 from wae_jax.models.gated import GatedDecoder, GatedEncoder, check_gated_image_shape

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 
-from wae_jax.models.common import LatentHead, batch_norm, decoder_output, scale_width
+from wae_jax.models.layers import LatentHead, batch_norm, decoder_output, scale_width
 from wae_jax.models.conv_layers import Conv2x, ConvSame, ConvTranspose2x
 
 ENCODER_CHANNELS = (128, 256, 512, 1024)

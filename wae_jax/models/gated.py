@@ -24,7 +24,7 @@ from typing import Any, Optional, Tuple
 import flax.linen as nn
 import jax
 
-from wae_jax.models.common import LatentHead, decoder_output, scale_width
+from wae_jax.models.layers import LatentHead, decoder_output, scale_width
 
 # (kernel, stride, channels) of the encoder's gated convs (conv_wae.py:47-53).
 ENCODER_LAYERS = ((7, 1, 32), (3, 2, 32), (5, 1, 64), (3, 2, 64), (3, 1, 6))

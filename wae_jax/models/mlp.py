@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 
-from wae_jax.models.common import LatentHead, decoder_output
+from wae_jax.models.layers import LatentHead, decoder_output
 
 
 class MLPEncoder(nn.Module):

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wae_jax.models.common import LatentHead, batch_norm, decoder_output, scale_width
+from wae_jax.models.layers import LatentHead, batch_norm, decoder_output, scale_width
 from wae_jax.models.conv_layers import Conv2x, ConvTranspose2x
 
 # name -> (block kind, blocks per stage, channels per stage, stride per stage)

@@ -6,6 +6,8 @@ Every config file calls `finalize(config, arg)` last, so
 
 import ml_collections
 
+from wae_jax import cli
+
 # Steps, widths and periods of a `:runlocal` run: a laptop check that every
 # piece (data, networks, step, evaluation, checkpoints) runs, not a result.
 RUNLOCAL_STEPS = 6
@@ -44,6 +46,7 @@ def finalize(config: ml_collections.ConfigDict, arg) -> ml_collections.ConfigDic
   if arg == "runlocal":
     runlocal(config)
   elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; the only one is 'runlocal'.")
+    raise cli.UserError(f"unknown config argument {arg!r}; this config takes only "
+                        "':runlocal' (a few steps at tiny widths) or none.")
   config.lock()
   return config

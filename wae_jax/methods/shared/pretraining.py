@@ -2,7 +2,8 @@
 429-452): the encoder alone is trained so that the sample mean and covariance
 of its codes match those of the prior.
 
-With config.pretrain.enabled (WAE-MMD and WAE-GAN), before the first train
+With config.pretrain.enabled (for a method whose record says `pretrains`:
+WAE-MMD and WAE-GAN, which add `CONFIG` to their config), before the first train
 step the trainer calls `pretrain_encoder`: up to config.pretrain.max_steps
 (the code's 200) steps of a separate Adam (the code builds its own optimizer:
 learning rate config.pretrain.learning_rate, or config.optimizer.learning_rate
@@ -30,11 +31,27 @@ import numpy as np
 import optax
 from flax import struct
 
+from wae_jax import cli
+from wae_jax import fields
 from wae_jax import parallel
-from wae_jax.methods import common
+from wae_jax.methods.shared import autoencoder
 from wae_jax.state import TrainState
 
-METHODS = ("wae_mmd", "wae_gan")
+# The fields a pretraining method adds to the config, with their defaults.
+CONFIG = {
+    "pretrain": {
+        "enabled": False,
+        "sample_size": 1000,     # images (and prior samples) per step
+        "max_steps": 200,
+        "stop_loss": 0.1,        # stop after the first step whose loss is below
+        "learning_rate": -1.0,   # <= 0: optimizer.learning_rate
+    },
+}
+NUMBERS = (
+    ("pretrain.sample_size", dict(low=2, integer=True)),
+    ("pretrain.max_steps", dict(low=1, integer=True)),
+    ("pretrain.stop_loss", dict(low=0)),
+)
 # Pretraining step t draws its noise from fold_in(fold_in(rng, KEY_STREAM), t),
 # a stream apart from the train steps' fold_in(rng, step).
 KEY_STREAM = 2**31 - 1
@@ -68,11 +85,23 @@ def moment_matching_loss(codes: jax.Array, prior_samples: jax.Array) -> jax.Arra
   return jnp.mean(jnp.square(mean_q - mean_p)) + jnp.mean(jnp.square(cov_q - cov_p))
 
 
+def check_config(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+  """cli.UserError for a pretraining number out of range or a sample that
+  does not split over `num_devices` (when config.pretrain.enabled)."""
+  if not config.pretrain.enabled:
+    return
+  for field, limits in NUMBERS:
+    fields.check_number(config, field, **limits)
+  if num_devices is not None and config.pretrain.sample_size % num_devices:
+    raise cli.UserError(
+        f"config.pretrain.sample_size={config.pretrain.sample_size} is not divisible by "
+        f"the {num_devices} devices; use a multiple of {num_devices}.")
+
+
 def wanted(state: TrainState) -> bool:
-  """Whether this run pretrains its encoder now (enabled and not yet done)."""
-  config = state.config
-  return (config.method in METHODS and bool(config.pretrain.enabled)
-          and steps_taken(state) == 0)
+  """Whether this run (of a method that `pretrains`) pretrains its encoder
+  now: enabled and not yet done."""
+  return bool(state.config.pretrain.enabled) and steps_taken(state) == 0
 
 
 def steps_taken(state: TrainState) -> int:
@@ -93,18 +122,18 @@ def pretrain_step(carry, batch: dict, axis_name: Optional[str] = None):
   (new carry, {"pretrain_loss": loss before the update})."""
   state, opt_state, t = carry
   tx = make_optimizer(state.config)
-  images = jnp.asarray(batch["image"], jnp.float32)
+  images = autoencoder.batch_images(batch)
   key = jax.random.fold_in(jax.random.fold_in(state.rng, KEY_STREAM), t)
   noise_key, latent_key, prior_key = jax.random.split(key, 3)
-  encoder_input = common.noisy_encoder_input(state.config, images, noise_key, axis_name)
+  encoder_input = autoencoder.noisy_encoder_input(state.config, images, noise_key, axis_name)
 
   def loss_fn(encoder_params):
-    (mean, logvar), stats = common.encoder_apply(
+    (mean, logvar), stats = autoencoder.encoder_apply(
         state, encoder_params, state.batch_stats["encoder"], encoder_input, train=True,
         axis_name=axis_name)
-    codes = parallel.gather(common.gaussian_latent(latent_key, axis_name)(mean, logvar),
+    codes = parallel.gather(autoencoder.gaussian_latent(latent_key, axis_name)(mean, logvar),
                           axis_name)
-    prior_samples = common.sample_prior(state, prior_key, codes.shape[0])
+    prior_samples = autoencoder.sample_prior(state, prior_key, codes.shape[0])
     return moment_matching_loss(codes, prior_samples), stats
 
   params = state.params["encoder"]

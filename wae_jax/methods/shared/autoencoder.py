@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
+from wae_jax import fields
 from wae_jax import losses
 from wae_jax import models
 from wae_jax import optim
@@ -80,6 +80,19 @@ def autoencode(state: TrainState, params, encoder_input: jax.Array, *,
   return (mean, logvar), z, decoded, {"encoder": encoder_stats, "decoder": decoder_stats}
 
 
+# The encoder options of the WAEs (WAE-MMD and WAE-GAN add them to their config):
+# truncated Gaussian noise on the encoder's input, and with
+# model.encoder="gaussian" (codes z = mean + std * eps) this weight times the L1
+# norm of the log-variances (Rubenstein et al. 2018).
+WAE_ENCODER_CONFIG = {"encoder_input_noise": 0.0, "encoder_logvar_l1": 0.0}
+
+
+def check_wae_encoder(config: ml_collections.ConfigDict) -> None:
+  """cli.UserError unless both WAE_ENCODER_CONFIG values are finite and >= 0."""
+  for field in WAE_ENCODER_CONFIG:
+    fields.check_number(config, field, low=0)
+
+
 def noisy_encoder_input(config: ml_collections.ConfigDict, images: jax.Array,
                         key: jax.Array, axis_name: Optional[str]) -> jax.Array:
   """images plus truncated Gaussian noise of std config.encoder_input_noise.
@@ -138,6 +151,24 @@ def init_keys(rng: jax.Array) -> dict:
   return dict(zip(names, jax.random.split(rng, len(names))))
 
 
+BATCH_FORMAT = "{'image': float32 array (B, H, W, C) in [0, 1]}"
+
+
+def batch_images(batch) -> jax.Array:
+  """batch['image'] as float32 (B, H, W, C); a TypeError naming the batch
+  format for anything else (e.g. a plain array where the dict belongs)."""
+  if not (hasattr(batch, "keys") and "image" in batch):
+    what = (f"an array of shape {tuple(batch.shape)}" if hasattr(batch, "shape")
+            else f"a {type(batch).__name__}")
+    raise TypeError(f"A batch is a dict {BATCH_FORMAT}, got {what}; pass "
+                    "{'image': images}.")
+  images = batch["image"]
+  if getattr(images, "ndim", None) != 4:
+    raise TypeError(f"batch['image'] must be (B, H, W, C), got shape "
+                    f"{tuple(getattr(images, 'shape', ()))}; a batch is {BATCH_FORMAT}.")
+  return jnp.asarray(images, jnp.float32)
+
+
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
                  example_batch: dict) -> TrainState:
   """Builds the networks, their variables, the optimizer and the base state.
@@ -145,12 +176,7 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
   example_batch['image'] (B,H,W,C) fixes the image shape (any B >= 1). The
   state's `extras` is None; a method that adds state sets it.
   """
-  images = np.asarray(example_batch["image"])
-  if images.ndim != 4:
-    raise ValueError(
-        "example_batch['image'] must be (B, H, W, C); got shape "
-        f"{images.shape}.")
-  image_shape = tuple(int(s) for s in images.shape[1:])
+  image_shape = tuple(int(s) for s in batch_images(example_batch).shape[1:])
   networks = models.build_networks(config, image_shape)
   keys = init_keys(rng)
   example_images = jnp.zeros((1,) + image_shape, jnp.float32)
@@ -191,7 +217,7 @@ def gradient_step(loss_fn: Callable, state: TrainState, batch: dict,
   (loss, (metrics, new_batch_stats, ...)); the gradient is that of the global
   batch on any number of devices.
   """
-  images = jnp.asarray(batch["image"], jnp.float32)
+  images = batch_images(batch)
   grads, aux = jax.grad(loss_fn, has_aux=True)(
       parallel.per_device(state.params, axis_name), state, images, step_key(state),
       axis_name)
@@ -246,6 +272,17 @@ def decode(state: TrainState, z: jax.Array) -> jax.Array:
 
 def sample_prior(state: TrainState, key: jax.Array, n: int) -> jax.Array:
   return priors.get_prior(state.config).sample(key, n, int(state.config.latent_dim))
+
+
+def mmd_settings(config) -> dict:
+  """`losses.mmd_penalty`'s kernel, scales and prior_var for a run: the scales
+  are config.mmd.scales times base_scale, prior_var the prior's per-coordinate
+  variance (1/d on the unit sphere), which sets the IMQ base scale."""
+  prior_var = (1.0 / int(config.latent_dim) if config.prior == "sphere"
+               else float(config.prior_var))
+  return {"kernel": config.mmd.kernel,
+          "scales": tuple(float(s) * float(config.mmd.base_scale) for s in config.mmd.scales),
+          "prior_var": prior_var}
 
 
 def sample(state: TrainState, key: jax.Array, n: int) -> jax.Array:
