@@ -12,6 +12,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["wae_jax", "wae_jax.*", "launch", "launch.*"]),
+    # The pinned feature nets of fd_<dataset>_classifier and the MNIST fetch script.
+    package_data={"wae_jax.evaluation": ["feature_nets/*.npz"],
+                  "wae_jax.experiments": ["get_mnist.sh"]},
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=1.4",

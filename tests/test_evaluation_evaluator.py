@@ -48,7 +48,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def digits_net(cache_dir):
   config = tiny_config(cache_dir=cache_dir)
-  return feature_net.load_or_train(data.build(config), config, num_steps=300)
+  return feature_net.load_or_train(data.build(config), config, num_steps=300, pinned=False)
 
 
 def _test_images(config):
@@ -74,7 +74,7 @@ def test_classifier_fd_zero_for_itself_and_grows_with_noise(digits_net, cache_di
 
 def test_classifier_is_cached(digits_net, cache_dir):
   config = tiny_config(cache_dir=cache_dir)
-  again = feature_net.load_or_train(data.build(config), config, num_steps=300)
+  again = feature_net.load_or_train(data.build(config), config, num_steps=300, pinned=False)
   assert again.path == digits_net.path
   assert again.test_accuracy == pytest.approx(digits_net.test_accuracy)
   images = _test_images(config)[:50]

@@ -17,13 +17,17 @@ from wae_jax.experiments import moca_fig1
 from wae_jax.experiments import moca_fig2
 from wae_jax.experiments import moca_fig3
 from wae_jax.experiments import moca_k_tau
+from wae_jax.experiments import stats
 from wae_jax.experiments import swae_fig1
+from wae_jax.experiments import swae_gmm2d
 from wae_jax.experiments import wae_vs_vae
 
 PAPER_IMAGE_SHAPES = {"cifar10": (32, 32, 3), "celeb_a": (64, 64, 3), "mnist": (28, 28, 1)}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_KEYS = {"experiment", "source", "claim", "size", "command", "settings", "runs", "summary",
-            "checks", "verdict", "plots", "wall_seconds"}
+            "checks", "check_details", "verdict", "seeds", "feature_net", "plots",
+            "wall_seconds"}
+OUTCOMES = {"held", "did not hold", "inconclusive"}
 
 
 def run_config(out: str, name: str) -> dict:
@@ -40,11 +44,25 @@ def check_schema(results: dict, out: str, name: str) -> None:
   assert set(results) == TOP_KEYS
   assert results["experiment"] == name and results["size"] == "toy"
   assert results["command"] == f"python -m wae_jax.experiments.{name} --out={out} --size=toy"
-  assert results["checks"] and all(isinstance(v, bool) for v in results["checks"].values())
-  passed = sum(results["checks"].values())
-  expected = ("held" if passed == len(results["checks"])
-              else "did not hold" if passed == 0 else "partly")
+  assert results["checks"] and set(results["checks"].values()) <= OUTCOMES
+  assert set(results["check_details"]) == set(results["checks"])
+  for statement, outcome in results["checks"].items():
+    details = results["check_details"][statement]
+    # The rule, re-derived: decided only beyond two standard errors of the difference.
+    lower, higher = (np.asarray(details[k]["values"]) for k in ("lower", "higher"))
+    difference = higher.mean() - lower.mean()
+    error = np.sqrt(sum(v.var(ddof=1) / v.size for v in (lower, higher) if v.size > 1))
+    assert details["difference"] == pytest.approx(difference)
+    assert details["standard_error"] == pytest.approx(error)
+    decided = abs(difference) > 2 * error and difference != 0
+    assert outcome == ("inconclusive" if not decided
+                       else "held" if difference > 0 else "did not hold")
+  outcomes = list(results["checks"].values())
+  expected = ("held" if outcomes.count("held") == len(outcomes)
+              else "inconclusive" if outcomes.count("inconclusive") == len(outcomes)
+              else "did not hold" if "held" not in outcomes else "partly")
   assert results["verdict"] == expected
+  assert results["seeds"] == [0, 1]
   for run in results["runs"].values():
     assert run["history"], "every run records at least one evaluation"
     for record in run["history"]:
@@ -55,69 +73,140 @@ def check_schema(results: dict, out: str, name: str) -> None:
 
 
 def test_verdict_rule():
-  assert common.verdict({"a": True, "b": True}) == "held"
-  assert common.verdict({"a": True, "b": False}) == "partly"
-  assert common.verdict({"a": False}) == "did not hold"
+  assert common.verdict({"a": "held", "b": "held"}) == "held"
+  assert common.verdict({"a": "held", "b": "did not hold"}) == "partly"
+  assert common.verdict({"a": "held", "b": "inconclusive"}) == "partly"
+  assert common.verdict({"a": "did not hold"}) == "did not hold"
+  assert common.verdict({"a": "did not hold", "b": "inconclusive"}) == "did not hold"
+  assert common.verdict({"a": "inconclusive", "b": "inconclusive"}) == "inconclusive"
   with pytest.raises(ValueError):
     common.verdict({})
+  with pytest.raises(ValueError, match="Unknown check outcome"):
+    common.verdict({"a": True})
+
+
+def test_aggregate_is_mean_and_sample_std():
+  values = [0.91, 0.95, 0.97]
+  record = stats.aggregate(values)
+  assert record["mean"] == pytest.approx(sum(values) / 3, rel=1e-15)
+  # Sample standard deviation by hand: sqrt(sum (v - mean)^2 / (n - 1)).
+  mean = sum(values) / 3
+  assert record["std"] == pytest.approx((sum((v - mean) ** 2 for v in values) / 2) ** 0.5,
+                                        rel=1e-12)
+  assert record["n"] == 3 and record["values"] == values
+  assert stats.aggregate([2.0])["std"] == 0.0
+
+
+def test_compare_decides_only_beyond_two_standard_errors():
+  # Means 1 and 2, each sample std 1 over 3 seeds: se = sqrt(2 / 3) = 0.816, so a
+  # difference of 1 is inside 2 se: inconclusive, whatever its sign.
+  noisy_low, noisy_high = [0.0, 1.0, 2.0], [1.0, 2.0, 3.0]
+  inconclusive = stats.compare(noisy_low, noisy_high)
+  assert inconclusive["outcome"] == "inconclusive"
+  assert inconclusive["standard_error"] == pytest.approx((2 / 3) ** 0.5)
+  assert inconclusive["difference"] == pytest.approx(1.0)
+  assert stats.compare(noisy_high, noisy_low)["outcome"] == "inconclusive"
+  # The same means with a spread of 0.1 (se = 0.0816): decided, in the claimed direction
+  # or against it.
+  tight_low, tight_high = [0.9, 1.0, 1.1], [1.9, 2.0, 2.1]
+  assert stats.compare(tight_low, tight_high)["outcome"] == "held"
+  assert stats.compare(tight_high, tight_low)["outcome"] == "did not hold"
+  # Against a constant level only the sample's own standard error counts.
+  assert stats.compare([0.9, 1.0, 1.1], 1.3)["outcome"] == "held"
+  assert stats.compare([0.5, 1.0, 1.5], 1.3)["outcome"] == "inconclusive"
+  # Identical values: no difference, nothing decided.
+  assert stats.compare([1.0, 1.0], [1.0, 1.0])["outcome"] == "inconclusive"
 
 
 def test_moca_fig1_regulariser_alone(tmp_path):
   out = str(tmp_path)
   results = moca_fig1.run(out, "toy")
   check_schema(results, out, "moca_fig1")
-  assert set(results["runs"]) == {"moca_tau0.05_seed0", "mmd_seed0"}
-  for name, run in results["runs"].items():
-    assert run["config"]["reconstruction_scale"] == 0.0
-    assert [h["epoch"] for h in run["history"]] == [0, 1, 2]
-    swd = [h["latent_swd"] for h in run["history"]]
-    summary = results["summary"]["by_method"][name.rsplit("_", 1)[0]]
-    assert summary["mean_swd_over_epochs"] == pytest.approx(np.mean(swd[1:]))
-    assert summary["final_swd"] == pytest.approx(swd[-1])
+  assert set(results["runs"]) == {f"{arm}_seed{s}" for arm in ("moca_eq6_tau0.05", "mmd")
+                                  for s in (0, 1)}
+  assert results["runs"]["moca_eq6_tau0.05_seed1"]["config"]["moca.loss_form"] == "eq6"
+  for arm in ("moca_eq6_tau0.05", "mmd"):
+    per_seed = []
+    for seed in (0, 1):
+      run = results["runs"][f"{arm}_seed{seed}"]
+      assert run["config"]["reconstruction_scale"] == 0.0
+      assert [h["epoch"] for h in run["history"]] == [0, 1, 2]
+      per_seed.append(np.mean([h["latent_swd"] for h in run["history"]][1:]))
+    summary = results["summary"]["by_method"][arm]["mean_swd_over_epochs"]
+    assert summary["values"] == pytest.approx(per_seed)
+    assert summary["std"] == pytest.approx(np.std(per_seed, ddof=1))
   # Two independent uniform samples are closer than the untrained codes are.
-  assert 0 < results["summary"]["swd_floor"] < results["summary"]["by_method"]["mmd"]["initial_swd"]
+  initial = results["summary"]["by_method"]["mmd"]["initial_swd"]["mean"]
+  assert 0 < results["summary"]["swd_floor"] < initial
 
 
 def test_moca_fig2_runs_and_resumes(tmp_path):
   out = str(tmp_path)
   results = moca_fig2.run(out, "toy")
   check_schema(results, out, "moca_fig2")
-  assert set(results["runs"]) == {"moca_lambda10", "wae_mmd_lambda10"}
+  assert set(results["runs"]) == {f"{c}_seed{s}" for c in ("moca_lambda10", "wae_mmd_lambda10")
+                                  for s in (0, 1)}
   for name, run in results["runs"].items():
     config = run_config(out, name)
     assert config["method"] == name.split("_lambda")[0] and config["lambda_reg"] == 10.0
-    swd = [h["swd_image_avg"] for h in run["history"]]
-    assert results["summary"]["by_run"][name]["final"] == swd[-1]
+  for cell, numbers in results["summary"]["by_cell"].items():
+    finals = [results["runs"][f"{cell}_seed{s}"]["history"][-1]["swd_image_avg"]
+              for s in (0, 1)]
+    assert numbers["final"]["values"] == pytest.approx(finals)
   # The same command again finds the runs finished and rebuilds the same results.
   again = moca_fig2.run(out, "toy")
   assert {k: v for k, v in again.items() if k != "wall_seconds"} == {
       k: v for k, v in results.items() if k != "wall_seconds"}
 
 
+def test_moca_lambdas_scale_with_pixel_count():
+  """moca.txt appendix D.2: λ scales with the input's pixel count (CIFAR-10: 3072)."""
+  assert moca_fig2.lambdas("mnist") == pytest.approx([0.255, 2.552, 25.521, 255.208],
+                                                     abs=1e-3)
+  # Appendix D's λ = 3000 on CelebA 64x64x3 (12288 pixels), at MNIST's 784.
+  assert moca_k_tau.scaled(3000.0, "mnist") == pytest.approx(3000 * 784 / 12288, abs=0.01)
+  assert moca_fig3.lambdas("mnist") == pytest.approx([0, 500 * 784 / 3072, 1000 * 784 / 3072,
+                                                      3000 * 784 / 3072], abs=1e-3)
+
+
 def test_moca_fig3_spectra(tmp_path):
   out = str(tmp_path)
   results = moca_fig3.run(out, "toy")
   check_schema(results, out, "moca_fig3")
-  by_run = results["summary"]["by_run"]
-  for name, run in results["runs"].items():
-    values = np.asarray(run["singular_values"])
-    assert len(values) == results["settings"]["latent_dim"]
-    assert np.all(np.diff(values) <= 0) and values[-1] >= 0
-    assert by_run[name]["sv_min_over_max"] == pytest.approx(values[-1] / values[0])
-    # Unit codes: the squared singular values (the covariance's eigenvalues) sum to
-    # 1 - |mean code|^2 <= 1.
-    assert 0 < np.sum(values ** 2) <= 1 + 1e-9
+  by_cell = results["summary"]["by_cell"]
+  for cell, numbers in by_cell.items():
+    ratios = []
+    for seed in (0, 1):
+      values = np.asarray(results["runs"][f"{cell}_seed{seed}"]["singular_values"])
+      assert len(values) == results["settings"]["latent_dim"]
+      assert np.all(np.diff(values) <= 0) and values[-1] >= 0
+      # Unit codes: the squared singular values (the covariance's eigenvalues) sum to
+      # 1 - |mean code|^2 <= 1.
+      assert 0 < np.sum(values ** 2) <= 1 + 1e-9
+      ratios.append(values[-1] / values[0])
+    assert numbers["sv_min_over_max"]["values"] == pytest.approx(ratios)
   assert results["summary"]["distance"] == "fd_digits_classifier"
+  assert "fd_digits_classifier" in results["feature_net"]
 
 
 def test_moca_k_tau_grid(tmp_path):
   out = str(tmp_path)
   results = moca_k_tau.run(out, "toy")
   check_schema(results, out, "moca_k_tau")
-  pairs = {(r["K"], r["tau"]) for r in results["summary"]["by_run"].values()}
-  assert pairs == {(8, 0.05), (16, 0.05), (16, 1.0)}
+  cells = {(r["K"], r["tau"], r["lambda"]) for r in results["summary"]["by_cell"].values()}
+  assert cells == {(8, 1.0, 15.62), (16, 1.0, 15.62), (16, 0.05, 5.21), (16, 0.05, 15.62),
+                   (16, 1.0, 5.21)}
   for name in results["runs"]:
-    assert run_config(out, name)["method"] == "moca"
+    config = run_config(out, name)
+    assert config["method"] == "moca" and config["moca"]["momentum_base"] == 0.999
+  # The best λ per τ and seed, re-derived from the cells' per-seed distances.
+  by_cell = results["summary"]["by_cell"]
+  for tau in (0.05, 1.0):
+    sweep = sorted((r["lambda"], r) for r in by_cell.values() if r["K"] == 16 and r["tau"] == tau)
+    table = np.asarray([r["fd_digits_classifier"]["values"] for _, r in sweep])
+    best = results["summary"]["best_over_lambda"][f"tau{tau:g}"]
+    assert best["distance"]["values"] == pytest.approx(table.min(0))
+    assert best["best_lambda_per_seed"] == [sweep[i][0] for i in table.argmin(0)]
 
 
 def test_wae_vs_vae_command_line(tmp_path):
@@ -131,9 +220,46 @@ def test_wae_vs_vae_command_line(tmp_path):
   with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
     results = json.load(f)
   check_schema(results, out, "wae_vs_vae")
-  assert set(results["runs"]) == {"wae_mmd", "wae_gan", "vae"}
-  assert set(results["plots"]) == {"samples.png", "reconstructions.png", "metrics.png"}
-  assert results["runs"]["vae"]["config"]["model.encoder"] == "gaussian"
+  assert set(results["runs"]) == {f"{m}_seed{s}" for m in ("wae_mmd", "wae_gan", "vae")
+                                  for s in (0, 1)}
+  assert set(results["plots"]) == {"samples.png", "reconstructions.png", "interpolations.png",
+                                   "metrics.png"}
+  assert results["runs"]["vae_seed1"]["config"]["model.encoder"] == "gaussian"
+  assert run_config(out, "wae_gan_seed0")["adversary_log_prior"] is False
+  # Seed aggregation, re-derived from each run's own eval.jsonl.
+  for method, numbers in results["summary"]["by_method"].items():
+    for metric, record in numbers.items():
+      finals = []
+      for seed in (0, 1):
+        assert run_config(out, f"{method}_seed{seed}")["seed"] == seed
+        with open(os.path.join(out, "runs", f"{method}_seed{seed}", "eval.jsonl"),
+                  encoding="utf-8") as f:
+          finals.append(json.loads(f.read().splitlines()[-1])["metrics"][metric])
+      assert record["values"] == pytest.approx(finals)
+      assert record["mean"] == pytest.approx(np.mean(finals))
+      assert record["std"] == pytest.approx(np.std(finals, ddof=1))
+  # The classifier FD came from the committed digits net, named with its fingerprint.
+  with np.load(os.path.join(REPO_ROOT, "wae_jax", "evaluation", "feature_nets",
+                            "digits_8x8x1.npz")) as archive:
+    sha256 = archive["__sha256__"].item().decode()
+  assert sha256 in results["feature_net"]["fd_digits_classifier"]
+  for run in results["runs"].values():
+    assert sha256 in run["feature_net"]["fd_digits_classifier"]
+
+
+def test_mnist_size_without_idx_files_names_the_fetch_script(tmp_path):
+  """--size=mnist with a folder that lacks the idx files: one line, exit 2, nothing run."""
+  out = tmp_path / "out"
+  completed = subprocess.run(
+      [sys.executable, "-m", "wae_jax.experiments.wae_vs_vae", f"--out={out}", "--size=mnist",
+       f"--data_dir={tmp_path / 'no_mnist'}"],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode == 2, completed.stderr[-2000:]
+  assert completed.stderr.startswith("error: --size=mnist reads the four MNIST idx files")
+  assert completed.stderr.count("\n") == 1
+  assert "bash wae_jax/experiments/get_mnist.sh" in completed.stderr
+  assert os.path.isfile(os.path.join(REPO_ROOT, "wae_jax", "experiments", "get_mnist.sh"))
+  assert not os.path.exists(out / "runs")
 
 
 def test_paper_size_without_data_fails_at_once(tmp_path):
@@ -153,13 +279,31 @@ def test_swae_fig1_figure_and_probes(tmp_path):
   out = str(tmp_path)
   results = swae_fig1.run(out, "toy")
   check_schema(results, out, "swae_fig1")
-  assert set(results["runs"]) == {"swae", "wae_mmd"}
-  for name, numbers in results["summary"]["by_run"].items():
-    assert run_config(out, name)["method"] == name
+  assert set(results["runs"]) == {f"{m}_seed{s}" for m in ("swae", "wae_mmd") for s in (0, 1)}
+  for method, numbers in results["summary"]["by_method"].items():
+    for seed in (0, 1):
+      assert run_config(out, f"{method}_seed{seed}")["method"] == method
     for probe in swae_fig1.PROBES:
-      assert 0 <= numbers[probe] <= 1
-  assert 0 <= results["summary"]["gmm2d"]["fraction_near_a_mode"] <= 1
-  assert len(results["checks"]) == 2
+      assert all(0 <= v <= 1 for v in numbers[probe]["values"])
+  for seed, figure in results["summary"]["gmm2d_per_seed"].items():
+    assert 0 <= figure["fraction_near_a_mode"] <= 1
+    assert figure["min_share"] == min(figure["share_per_mode"])
+    assert figure["generated_spread_over_data"] == pytest.approx(
+        figure["generated_spread"] / figure["data_spread"])
+  assert len(results["checks"]) == 6
+
+
+def test_gmm2d_coverage_summary_by_hand():
+  """Points on their centres have centre ratio 0; the data themselves have spread ratio 1."""
+  means = np.asarray([[0.0, 0.0], [4.0, 4.0]])
+  points = np.asarray([[0.3, 0.4], [4.0, 3.0]])  # distances 0.5 and 1.0 to their means
+  labels = np.asarray([0, 1])
+  on_centres = swae_gmm2d.coverage_summary(points, points, points, labels, means)
+  assert on_centres["data_spread"] == pytest.approx(0.75)
+  assert on_centres["generated_spread_over_data"] == pytest.approx(1.0)
+  assert on_centres["distance_to_own_center_over_data"] == 0.0
+  spread = swae_gmm2d.coverage_summary(points, means[labels], points, labels, means)
+  assert spread["distance_to_own_center"] == pytest.approx(0.75)
 
 
 def test_paper_size_configs_are_valid(tmp_path):
@@ -177,3 +321,15 @@ def test_paper_size_configs_are_valid(tmp_path):
   # and on CelebA (appendix D's ablations).
   assert traced == {("dcgan", (64, 64, 3)), ("gated", (28, 28, 1)),
                     ("resnet18", (32, 32, 3)), ("resnet18", (64, 64, 3))}
+
+
+def test_mnist_size_configs_are_valid(tmp_path):
+  """The --size=mnist cells pass the trainer's config checks at 28x28 (no data read)."""
+  for experiment in (moca_fig2, moca_fig3, moca_k_tau, wae_vs_vae, swae_fig1):
+    configs = experiment.make_configs("mnist", str(tmp_path), "/idx")
+    for config in configs.values():
+      assert (config.dataset, config.image_size, config.data_dir) == ("mnist_idx", 28, "/idx")
+      assert config.model.network == "mlp"
+      config_checks.check_values(config, num_devices=1)
+    config_checks.check_networks(next(iter(configs.values())), (28, 28, 1))
+  assert wae_vs_vae.make_configs("mnist", str(tmp_path), "/idx")["wae_gan"].adversary_log_prior is False

@@ -116,15 +116,19 @@ class MetricWriter:
       if name != "step":
         self._tb.add_scalar(name, value, step)
 
-  def write_eval(self, step: int, metrics: dict) -> None:
-    """One line {"step": step, "metrics": {...}} in eval.jsonl; scalars to TensorBoard as eval/<name>."""
+  def write_eval(self, step: int, metrics: dict, feature_net: Optional[dict] = None) -> None:
+    """One line {"step": step, "metrics": {...}} in eval.jsonl (plus "feature_net":
+    {metric: the net it was measured with} when given); scalars to TensorBoard as eval/<name>."""
     if not self.is_chief:
       return
     values = {k: _to_float(v) for k, v in metrics.items()}
     self._step = int(step)
+    record = {"step": int(step), "metrics": values}
+    if feature_net:
+      record["feature_net"] = dict(feature_net)
     with cli.reporting_write_errors(self.eval_path, step), open(
         self.eval_path, "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": int(step), "metrics": values}) + "\n")
+      f.write(json.dumps(record) + "\n")
     for name, value in values.items():
       self._tb.add_scalar(f"eval/{name}", value, step)
 

@@ -291,7 +291,7 @@ class Evaluation:
     metrics = self.evaluator(state, metrics=groups)
     self.best_value = min(self.best_value, metrics[best_metric])
     metrics[f"best_{best_metric}"] = self.best_value
-    self.writer.write_eval(step, metrics)
+    self.writer.write_eval(step, metrics, feature_nets_of(self.evaluator, metrics))
     if self.image_grids is not None:  # On every process: the state may span hosts.
       grids = self.image_grids(state)
       if self.is_chief:
@@ -302,6 +302,11 @@ class Evaluation:
           f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
     self.writer.flush()
     return metrics
+
+
+def feature_nets_of(evaluator, metrics: dict) -> dict:
+  """{metric: the feature net it was measured with} for the metrics of this evaluation."""
+  return {metric: net for metric, net in evaluator.feature_nets.items() if metric in metrics}
 
 
 def final_from_best(config: ml_collections.ConfigDict) -> bool:
@@ -329,7 +334,7 @@ def evaluate_best_checkpoint(manager, config: ml_collections.ConfigDict, source,
     state = parallel.replicate(restored, mesh)
   metrics = evaluator(state, metrics=metric_names.final_groups(config, evaluator.full_metrics))
   metrics["final_checkpoint_step"] = int(best_step if best_step is not None else state.step)
-  writer.write_eval(int(config.num_train_steps), metrics)
+  writer.write_eval(int(config.num_train_steps), metrics, feature_nets_of(evaluator, metrics))
   logging.info("final evaluation of checkpoint %d: %s", metrics["final_checkpoint_step"],
                ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
   return metrics

@@ -6,8 +6,16 @@ classes, ReLU, Adam) on the training split, caches its parameters per dataset
 and image shape, and reports the Fréchet distance between the 128-d
 penultimate (post-ReLU) features of generated and test images under the
 metric name `fd_<dataset>_classifier` (e.g. `fd_digits_classifier`). Numbers
-are comparable only between runs that use the same cached net: the file name
-and the `feature_net` entry of eval.jsonl say which one.
+are comparable only between runs that use the same net: the `feature_net`
+entry of eval.jsonl names it, with its test accuracy and fingerprint.
+
+Pinned nets: MNIST (28x28, for the datasets mnist_idx and mnist) and the
+digits (8x8) have a committed net under wae_jax/evaluation/feature_nets/,
+trained once by `python -m wae_jax.evaluation.train_feature_net`; the same
+samples give the same FD on any machine. Its fingerprint is the SHA-256 of
+its parameters (`fingerprint`), stored in the file and checked on load.
+Every other dataset (and a caller that asks with pinned=False) trains a net
+on first use and caches it:
 
 Cache: <cache_dir>/feature_net_<dataset>_<H>x<W>x<C>_<key>.npz, where
 cache_dir is, in order, the argument, config.evaluation.cache_dir, the
@@ -31,6 +39,9 @@ import optax
 from wae_jax.evaluation import metric_names
 
 CACHE_ENV_VAR = "WAE_JAX_CACHE_DIR"
+PINNED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "feature_nets")
+# dataset name -> the pinned net's data (datasets holding the same images share it)
+PINNED_DATASETS = {"mnist_idx": "mnist", "mnist": "mnist", "digits": "digits"}
 HIDDEN_SIZES = (256, 128)
 NUM_TRAIN_STEPS = metric_names.CONFIG["evaluation"]["feature_net_steps"]
 LEARNING_RATE = 1e-3
@@ -76,6 +87,32 @@ def _cache_path(cache_dir: str, dataset: str, image_shape: Tuple[int, ...],
   return os.path.join(cache_dir, f"feature_net_{dataset}_{shape}_{key}.npz")
 
 
+def pinned_path(dataset: str, image_shape: Sequence[int]) -> Optional[str]:
+  """The committed net's file for this dataset and image shape, or None."""
+  pinned = PINNED_DATASETS.get(dataset)
+  if pinned is None:
+    return None
+  shape = "x".join(str(int(d)) for d in image_shape)
+  path = os.path.join(PINNED_DIR, f"{pinned}_{shape}.npz")
+  return path if os.path.exists(path) else None
+
+
+def fingerprint(params: Any) -> str:
+  """SHA-256 (hex) of the parameters: every leaf's path, dtype, shape and bytes,
+  in sorted path order, as little-endian float32."""
+  digest = hashlib.sha256()
+  for name, leaf in sorted(_flat_leaves(params).items()):
+    array = np.ascontiguousarray(np.asarray(leaf, "<f4"))
+    digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _flat_leaves(params: Any) -> Dict[str, np.ndarray]:
+  return {"/".join(str(k.key) for k in key_path): np.asarray(leaf)
+          for key_path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+
 def train_classifier(batches: Iterator[Dict[str, np.ndarray]], num_classes: int,
                      num_steps: int = NUM_TRAIN_STEPS, seed: int = 0) -> Any:
   """Trains `MLPClassifier` with Adam on labelled batches.
@@ -119,13 +156,18 @@ class ClassifierFeatures:
 
   Attributes:
     name: the metric name of FDs in this feature space, 'fd_<dataset>_classifier'.
-    path: the cache file the params came from (or were written to).
+    path: the file the params came from (or were written to).
     test_accuracy: the classifier's accuracy on the test split at training time.
+    sha256: `fingerprint(params)`.
+    pinned: whether the params are the committed net (else trained on first use).
   """
 
   def __init__(self, params: Any, num_classes: int, dataset: str, path: str = "",
-               test_accuracy: float = float("nan"), batch_size: int = 1000):
+               test_accuracy: float = float("nan"), batch_size: int = 1000,
+               pinned: bool = False):
     self.params = params
+    self.sha256 = fingerprint(params)
+    self.pinned = pinned
     self.num_classes = num_classes
     self.dataset = dataset
     self.name = metric_name(dataset)
@@ -150,26 +192,46 @@ class ClassifierFeatures:
 
   def describe(self) -> str:
     """One line naming the net, e.g. for eval.jsonl's 'feature_net'."""
-    return (f"MLP classifier {list(HIDDEN_SIZES)} on {self.dataset} "
-            f"(test accuracy {self.test_accuracy:.4f}), {self.path}")
+    where = (f"pinned {os.path.basename(self.path)}" if self.pinned
+             else f"trained on first use, {self.path}")
+    return (f"MLP classifier {list(HIDDEN_SIZES)} on {self.dataset} ({where}; "
+            f"test accuracy {self.test_accuracy:.4f}; sha256 {self.sha256})")
 
 
-def _save(path: str, params: Any, num_classes: int, test_accuracy: float) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  leaves = {"/".join(str(k.key) for k in key_path): np.asarray(leaf)
-            for key_path, leaf in jax.tree_util.tree_leaves_with_path(params)}
-  handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+def save(path: str, params: Any, num_classes: int, test_accuracy: float) -> None:
+  """Writes the params, class count, test accuracy and fingerprint as .npz (atomically)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  leaves = {k: np.asarray(v, np.float32) for k, v in _flat_leaves(params).items()}
+  handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                      suffix=".npz")
   os.close(handle)
-  np.savez(tmp_path, __num_classes__=num_classes, __test_accuracy__=test_accuracy,
-           **leaves)
+  os.chmod(tmp_path, 0o644)  # mkstemp's 0600 would keep a committed file from others
+  np.savez_compressed(tmp_path, __num_classes__=num_classes,
+                      __test_accuracy__=test_accuracy,
+                      __sha256__=np.bytes_(fingerprint(leaves_to_tree(leaves))), **leaves)
   os.replace(tmp_path, path)
 
 
-def _load(path: str) -> Tuple[Any, int, float]:
+def leaves_to_tree(leaves: Dict[str, np.ndarray]) -> Dict[str, Any]:
+  """{'a/b/c': array} -> {'a': {'b': {'c': array}}}."""
   params: Dict[str, Any] = {}
-  with np.load(path) as archive:
+  for name, value in leaves.items():
+    node = params
+    *parents, leaf = name.split("/")
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return params
+
+
+def _load(path: str) -> Tuple[Any, int, float]:
+  """(params, num_classes, test_accuracy) of a saved net; ValueError when its
+  parameters do not match the fingerprint stored with them."""
+  params: Dict[str, Any] = {}
+  with np.load(path, allow_pickle=False) as archive:
     num_classes = int(archive["__num_classes__"])
     test_accuracy = float(archive["__test_accuracy__"])
+    stored = archive["__sha256__"].item().decode() if "__sha256__" in archive.files else None
     for name in archive.files:
       if name.startswith("__"):
         continue
@@ -178,13 +240,17 @@ def _load(path: str) -> Tuple[Any, int, float]:
       for parent in parents:
         node = node.setdefault(parent, {})
       node[leaf] = archive[name]
+  if stored is not None and stored != fingerprint(params):
+    raise ValueError(f"The feature net {path} does not match its stored SHA-256 "
+                     f"fingerprint; the file is damaged: restore it (git checkout) "
+                     "or retrain it.")
   return params, num_classes, test_accuracy
 
 
 def load_or_train(data_source, config=None, dataset: Optional[str] = None,
                   cache_dir: Optional[str] = None, num_steps: int = NUM_TRAIN_STEPS,
-                  seed: int = 0) -> ClassifierFeatures:
-  """The cached classifier of this dataset, trained first if there is none.
+                  seed: int = 0, pinned: bool = True) -> ClassifierFeatures:
+  """The pinned classifier of this dataset, else the cached one, trained first if none.
 
   Args:
     data_source: a labelled data.ArraySource (`train_batches`, `test_batches`,
@@ -195,6 +261,8 @@ def load_or_train(data_source, config=None, dataset: Optional[str] = None,
     cache_dir: overrides the cache folder.
     num_steps: training steps when there is no cached net.
     seed: initialisation seed.
+    pinned: use the committed net when this dataset and image shape have one
+      (num_steps and seed are then ignored).
 
   Returns:
     A `ClassifierFeatures`.
@@ -209,6 +277,11 @@ def load_or_train(data_source, config=None, dataset: Optional[str] = None,
         f"The {dataset} data has no labels, so no classifier feature distance "
         "can be trained for it; use fid_inception (or drop "
         f"{metric_name(dataset)} from the metrics).")
+  pinned_file = pinned_path(dataset, data_source.image_shape) if pinned else None
+  if pinned_file:
+    params, num_classes, test_accuracy = _load(pinned_file)
+    return ClassifierFeatures(params, num_classes, dataset, pinned_file, test_accuracy,
+                              pinned=True)
   test_labels = np.concatenate([b["label"] for b in data_source.test_batches(1000)])
   train_first = next(data_source.train_batches(0))
   num_classes = int(max(test_labels.max(), train_first["label"].max())) + 1
@@ -219,10 +292,16 @@ def load_or_train(data_source, config=None, dataset: Optional[str] = None,
     return ClassifierFeatures(params, num_classes, dataset, path, test_accuracy)
   params = train_classifier(data_source.train_batches(0), num_classes, num_steps, seed)
   net = ClassifierFeatures(params, num_classes, dataset, path)
-  correct = 0
+  net.test_accuracy = accuracy_on_test(net, data_source)
+  save(path, params, num_classes, net.test_accuracy)
+  return net
+
+
+def accuracy_on_test(net: ClassifierFeatures, data_source) -> float:
+  """The net's accuracy on data_source's whole test split."""
+  correct = total = 0
   for batch in data_source.test_batches(1000):
     logits, _ = net.logits_and_features(batch["image"])
     correct += int(np.sum(np.argmax(logits, -1) == batch["label"]))
-  net.test_accuracy = correct / len(test_labels)
-  _save(path, params, num_classes, net.test_accuracy)
-  return net
+    total += len(batch["label"])
+  return correct / total

@@ -1,7 +1,7 @@
 """What every paper experiment shares: its command line, training runs through
 the library's trainer, the results.json it writes and its matplotlib plots.
 
-    python -m wae_jax.experiments.<name> --out=DIR [--size=small|paper|toy] [--data_dir=D]
+    python -m wae_jax.experiments.<name> --out=DIR [--size=small|mnist|paper|toy] [--data_dir=D]
 
 Run from the repository root: the experiments start from the files in
 configs/ (configs/default.py for the small runs, the paper configs for
@@ -11,9 +11,17 @@ finished runs and resumes the others; DIR/results.json and DIR/*.png are then
 rebuilt from the runs' logs.
 
 Sizes: `small` (the default: scikit-learn's digits or synthetic data, a few
-minutes on 2 CPU cores), `paper` (the paper's dataset and networks, for a GPU
-or TPU; the tfds data must be prepared), `toy` (a few steps and tiny widths:
-proves the wiring, measures nothing).
+minutes on 2 CPU cores), `mnist` (real MNIST at 28x28 from the idx files in
+--data_dir, MLPs that fit a 2-core CPU: the reproductions whose numbers are
+committed), `paper` (the paper's dataset and networks, for a GPU or TPU; the
+tfds data must be prepared), `toy` (a few steps and tiny widths: proves the
+wiring, measures nothing).
+
+Seeds: every cell (a method, a λ, ...) is trained with each seed of
+SEEDS[size] as run `<cell>_seed<s>`; numbers are reported as mean ± std over
+the seeds and each check follows the rule of stats.py (held / did not hold
+only when the difference of the means exceeds two standard errors, else
+inconclusive).
 
 results.json (every experiment):
   experiment, source (paper and figure), claim, size, command,
@@ -22,15 +30,21 @@ results.json (every experiment):
     [{"step": s, metric: value, ...}] (the evaluations), "final": {metric:
     value}} plus what the experiment measures itself},
   summary: the numbers the checks read,
-  checks: {statement: true/false}, the claim split into testable parts,
-  verdict: "held" (every check true), "partly" or "did not hold" (none),
+  checks: {statement: "held" | "did not hold" | "inconclusive"}, the claim
+    split into testable parts, decided over the seeds (stats.compare),
+  check_details: {statement: {"difference", "standard_error", "lower",
+    "higher"}}: the numbers each check compared,
+  verdict: "held", "partly", "did not hold" or "inconclusive" (stats.verdict),
+  seeds: the seeds every cell ran with,
+  feature_net: {metric: the pinned feature net's name, file, sha256 and test
+    accuracy} for every classifier FD the runs report ({} when none),
   plots: PNG file names in DIR, wall_seconds.
 """
 
 import importlib
 import os
 import time
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Sequence
 
 import matplotlib
 import ml_collections
@@ -45,12 +59,16 @@ from wae_jax import data
 from wae_jax import methods
 from wae_jax import metrics_io
 from wae_jax import train as train_lib
+from wae_jax.experiments import stats
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-SIZES = ("small", "paper", "toy")
-VERDICTS = ("held", "partly", "did not hold")
+SIZES = ("small", "mnist", "paper", "toy")
+VERDICTS = stats.VERDICTS
+# Three seeds per cell for every measured size; two at toy size keep the
+# wiring tests fast while still exercising the aggregation.
+SEEDS = {"small": (0, 1, 2), "mnist": (0, 1, 2), "paper": (0, 1, 2), "toy": (0, 1)}
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 
@@ -87,6 +105,47 @@ def set_method(config: ml_collections.ConfigDict, method: str) -> None:
   """config.method plus the values the method requires (e.g. the VAE's Gaussian encoder)."""
   config.method = method
   methods.apply_required(config)
+
+
+MNIST_IMAGE_SIZE = 28
+MNIST_PIXELS = 28 * 28
+DEFAULT_MNIST_DIR = os.path.join("~", ".cache", "wae_jax", "mnist_idx")  # get_mnist.sh's
+GET_MNIST = "wae_jax/experiments/get_mnist.sh"
+
+
+def check_mnist_dir(data_dir: str) -> str:
+  """The idx folder of --size=mnist (default DEFAULT_MNIST_DIR), or a one-line UserError
+  naming the script that fetches it."""
+  from wae_jax.data import offline  # pylint: disable=g-import-not-at-top
+  folder = os.path.expanduser(data_dir or DEFAULT_MNIST_DIR)
+  missing = [name for name in offline.MNIST_IDX_FILES.values()
+             if offline._find_idx_file(folder, name) is None]  # pylint: disable=protected-access
+  if missing:
+    raise cli.UserError(
+        f"--size=mnist reads the four MNIST idx files from --data_dir, and {folder} lacks "
+        f"{', '.join(missing)}; fetch them with `bash {GET_MNIST} {folder}` (about 55 MB, "
+        "seconds) and run the command again.")
+  return folder
+
+
+def mnist_config(data_dir: str) -> ml_collections.ConfigDict:
+  """configs/default.py's base config on real MNIST (28x28) from the idx folder.
+
+  The MLP (256, 256) of the small runs, batch 100 (the WAE paper's MNIST
+  batch), evaluations on all 10,000 test images: the classifier FD with
+  10,000 samples and the pinned MNIST net, the probes on the codes of 10,000
+  training images.
+  """
+  config = base_config()
+  config.dataset = "mnist_idx"
+  config.data_dir = data_dir
+  config.image_size = MNIST_IMAGE_SIZE
+  config.batch_size = 100
+  config.model.network = "mlp"
+  config.model.hidden_sizes = (256, 256)
+  config.evaluation.num_samples = 10_000
+  config.evaluation.probe_train_examples = 10_000
+  return config
 
 
 def shrink_to_toy(config: ml_collections.ConfigDict, out: str) -> None:
@@ -141,19 +200,42 @@ def run_dir(out: str, name: str) -> str:
   return os.path.join(out, RUNS_DIR, name)
 
 
+def seed_run_name(cell: str, seed: int) -> str:
+  return f"{cell}_seed{seed}"
+
+
+def seeded(cells: Dict[str, ml_collections.ConfigDict],
+           seeds: Sequence[int]) -> Dict[str, ml_collections.ConfigDict]:
+  """{'<cell>_seed<s>': a copy of the cell's config with config.seed = s}, cell by cell."""
+  configs = {}
+  for cell, config in cells.items():
+    for seed in seeds:
+      copy = ml_collections.ConfigDict(config.to_dict())
+      copy.seed = int(seed)
+      configs[seed_run_name(cell, seed)] = copy
+  return configs
+
+
+def per_seed(runs: dict, cell: str, seeds: Sequence[int], metric: str) -> list:
+  """[run '<cell>_seed<s>''s final `metric` for s in seeds]."""
+  return [float(runs[seed_run_name(cell, s)]["final"][metric]) for s in seeds]
+
+
 def train(config: ml_collections.ConfigDict, out: str, name: str) -> dict:
   """Trains (or resumes, or skips when finished) run `name`; returns its record.
 
   Returns:
     {"history": [{"step", metric: value}, ...] from eval.jsonl, "final": the
-    last evaluation's metrics}.
+    last evaluation's metrics, "feature_net": the last evaluation's
+    {metric: the feature net it used}}.
   """
   workdir = run_dir(out, name)
   print(f"[{name}] training in {workdir}", flush=True)
   train_lib.train_and_evaluate(config, workdir)
   evaluations = metrics_io.read_jsonl(os.path.join(workdir, metrics_io.EVAL_FILE))
   history = [dict(step=int(e["step"]), **e["metrics"]) for e in evaluations]
-  return {"history": history, "final": dict(history[-1]) if history else {}}
+  return {"history": history, "final": dict(history[-1]) if history else {},
+          "feature_net": dict(evaluations[-1].get("feature_net", {})) if evaluations else {}}
 
 
 def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str) -> dict:
@@ -219,31 +301,48 @@ def sample_distance(final: dict) -> str:
   return classifier[0] if classifier else "swd_image_avg"
 
 
-def verdict(checks: Dict[str, bool]) -> str:
-  """'held' when every check is true, 'did not hold' when none is, else 'partly'."""
-  if not checks:
-    raise ValueError("A verdict needs at least one check.")
-  passed = sum(bool(v) for v in checks.values())
-  if passed == len(checks):
-    return VERDICTS[0]
-  return VERDICTS[2] if passed == 0 else VERDICTS[1]
+verdict = stats.verdict
 
 
-def command(name: str, out: str, size: str) -> str:
+def command(name: str, out: str, size: str, data_dir: str = "") -> str:
   size_flag = "" if size == "small" else f" --size={size}"
-  return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}"
+  data_flag = f" --data_dir={data_dir}" if data_dir else ""
+  return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}{data_flag}"
+
+
+def feature_nets(runs: dict) -> dict:
+  """{metric: the feature net every run used for it} from the runs' records.
+
+  Raises:
+    ValueError: two runs measured one metric with different nets (their
+      numbers would not be comparable).
+  """
+  nets = {}
+  for name, record in runs.items():
+    for metric, description in record.get("feature_net", {}).items():
+      if nets.setdefault(metric, description) != description:
+        raise ValueError(f"Run {name} measured {metric} with {description}, another run "
+                         f"with {nets[metric]}; their numbers are not comparable.")
+  return nets
 
 
 def write_results(name: str, source: str, claim: str, size: str, out: str,
-                  settings: dict, runs: dict, summary: dict,
-                  checks: Dict[str, bool], plots: Sequence[str], start_time: float) -> dict:
-  """Writes DIR/results.json (see the module docstring) atomically; returns the record."""
+                  settings: dict, runs: dict, summary: dict, checks: Dict[str, dict],
+                  plots: Sequence[str], start_time: float, seeds: Sequence[int] = (0,),
+                  data_dir: str = "") -> dict:
+  """Writes DIR/results.json (see the module docstring) atomically; returns the record.
+
+  checks: {statement: stats.compare(...)'s record}.
+  """
   results = {
       "experiment": name, "source": source, "claim": claim, "size": size,
-      "command": command(name, out, size), "settings": settings, "runs": runs,
-      "summary": summary, "checks": {k: bool(v) for k, v in checks.items()},
-      "verdict": verdict(checks), "plots": list(plots),
-      "wall_seconds": round(time.time() - start_time, 1),
+      "command": command(name, out, size, data_dir), "settings": settings, "runs": runs,
+      "summary": summary, "checks": {k: v["outcome"] for k, v in checks.items()},
+      "check_details": {k: {f: v[f] for f in ("difference", "standard_error", "lower",
+                                               "higher")} for k, v in checks.items()},
+      "verdict": verdict({k: v["outcome"] for k, v in checks.items()}),
+      "seeds": [int(s) for s in seeds], "feature_net": feature_nets(runs),
+      "plots": list(plots), "wall_seconds": round(time.time() - start_time, 1),
   }
   os.makedirs(out, exist_ok=True)
   checkpoint.write_json_atomic(os.path.join(out, RESULTS_FILE), results)
@@ -263,21 +362,26 @@ def save_figure(figure, out: str, file_name: str) -> str:
   return file_name
 
 
-def line_plot(out: str, file_name: str, curves: Dict[str, tuple], xlabel: str,
-              ylabel: str, title: str, log_y: bool = False,
-              reference: Optional[tuple] = None) -> str:
-  """One line per {label: (xs, ys)}; `reference` (label, y) is a dashed level."""
-  figure, axis = plt.subplots(figsize=(6, 4))
-  for label, (xs, ys) in curves.items():
-    axis.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
-  if reference is not None:
-    axis.axhline(reference[1], color="grey", linestyle="--", label=reference[0])
-  if log_y:
-    axis.set_yscale("log")
-  axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
-  axis.legend(fontsize=8)
-  axis.grid(alpha=0.3)
-  return save_figure(figure, out, file_name)
+def band(axis, xs, per_seed: Sequence[Sequence[float]], label: str, **style) -> None:
+  """The mean over seeds as a line, mean ± std as a shaded band (rows of per_seed: seeds)."""
+  values = np.asarray(per_seed, np.float64)
+  mean = values.mean(0)
+  std = values.std(0, ddof=1) if values.shape[0] > 1 else np.zeros_like(mean)
+  line, = axis.plot(xs, mean, marker="o" if len(xs) <= 30 else None, markersize=3,
+                    label=label, **style)
+  axis.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
+
+def bars(axis, labels: Sequence[str], per_seed: Sequence[Sequence[float]], title: str) -> None:
+  """One bar per label at the mean over seeds, error bars ± std, the seeds as dots."""
+  for index, values in enumerate(per_seed):
+    values = np.asarray(values, np.float64)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    axis.bar(index, values.mean(), yerr=std, capsize=4, color=f"C{index}", alpha=0.8)
+    axis.plot(np.full(len(values), index), values, "k.", markersize=4)
+  axis.set_xticks(range(len(labels)), labels, fontsize=8)
+  axis.set_title(title, fontsize=9)
+  axis.grid(alpha=0.3, axis="y")
 
 
 def image_panels(out: str, file_name: str, panels: Dict[str, str], title: str) -> str:
@@ -295,20 +399,24 @@ def image_panels(out: str, file_name: str, panels: Dict[str, str], title: str) -
 # The command line.
 
 
-def main(run: Callable[[str, str, str], dict]) -> None:
+def main(run: Callable[[str, str, str], dict], reads_mnist: bool = True) -> None:
   """The command line: run(--out, --size, --data_dir) -> results; prints the verdict.
 
-  A user's mistake (a bad --out, data that is not prepared) is one line on
-  stderr and exit status 2 (wae_jax.cli).
+  A user's mistake (a bad --out, data that is not prepared, --size=mnist
+  without the idx files) is one line on stderr and exit status 2
+  (wae_jax.cli). reads_mnist: whether --size=mnist reads the idx folder.
   """
 
   # Defined here, not at import, so that importing an experiment (a test does)
   # never clashes with another command's --out in the same process.
   flags.DEFINE_string("out", None, "Folder for results.json, the plots and the runs.")
   flags.DEFINE_enum("size", "small", SIZES,
-                    "small: CPU minutes on digits/synthetic data; paper: the paper's "
+                    "small: CPU minutes on digits/synthetic data; mnist: real MNIST "
+                    "(28x28) on a CPU, the committed reproductions; paper: the paper's "
                     "data and networks (GPU/TPU); toy: a few steps, a wiring check.")
-  flags.DEFINE_string("data_dir", "", "tfds data_dir of --size=paper ('' = tfds's default).")
+  flags.DEFINE_string("data_dir", "", "--size=mnist: the folder of the MNIST idx files "
+                      f"(default {DEFAULT_MNIST_DIR}, fetched by {GET_MNIST}); "
+                      "--size=paper: the tfds data_dir ('' = tfds's default).")
 
   def _main(argv):
     del argv  # cli.run_absl refuses extra arguments.
@@ -316,8 +424,11 @@ def main(run: Callable[[str, str, str], dict]) -> None:
       raise cli.UserError("--out is required: the folder for results.json and the plots, "
                           "e.g. --out=/tmp/experiment.")
     cli.check_workdir_writable(FLAGS.out, "--out")
-    # As typed, so that results.json's command is the one the user ran.
-    results = run(FLAGS.out, FLAGS.size, FLAGS.data_dir)
+    data_dir = FLAGS.data_dir
+    if FLAGS.size == "mnist" and reads_mnist:
+      data_dir = check_mnist_dir(data_dir)
+    # --out as typed, so that results.json's command is the one the user ran.
+    results = run(FLAGS.out, FLAGS.size, data_dir)
     print(f"{results['experiment']} ({results['size']}): {results['verdict']}; "
           f"{os.path.join(FLAGS.out, RESULTS_FILE)}")
 

@@ -47,6 +47,33 @@ def mode_summary(points, means, radius: float = NEAR_MODE_RADIUS) -> dict:
           "share_per_mode": [float(s) for s in shares]}
 
 
+def coverage_summary(generated, centers, points, labels, means) -> dict:
+  """Whether generated points cover the components or sit on the pseudo-inputs.
+
+  Args:
+    generated: (n, 2) points G(z), z drawn from the prior.
+    centers: (n, 2) G(mean of the prior component each z was drawn from).
+    points: (m, 2) test points; labels: (m,) their components.
+    means: (C, 2) the mixture's means.
+
+  Returns:
+    {"data_spread": the test points' mean distance to their component's mean,
+    "generated_spread": the generated points' mean distance to the nearest
+    mixture mean, "distance_to_own_center": their mean distance to their own
+    prior component's decoded mean, and both divided by data_spread.}
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  means = np.asarray(means, np.float64)
+  data_spread = float(np.mean(np.linalg.norm(points - means[labels], axis=-1)))
+  generated_spread = float(np.mean(np.min(np.linalg.norm(
+      generated[:, None, :] - means[None], axis=-1), axis=1)))
+  own_center = float(np.mean(np.linalg.norm(generated - centers, axis=-1)))
+  return {"data_spread": data_spread, "generated_spread": generated_spread,
+          "generated_spread_over_data": generated_spread / data_spread,
+          "distance_to_own_center": own_center,
+          "distance_to_own_center_over_data": own_center / data_spread}
+
+
 def run(config, out: str) -> dict:
   """Trains, draws the figure to `out`, returns the summary."""
   # pylint: disable=g-import-not-at-top
@@ -80,8 +107,11 @@ def run(config, out: str) -> dict:
   test = next(source.test_batches(NUM_DRAWS))
   points = test["image"].reshape(-1, 2)
   key = jax.random.PRNGKey(config.seed)
-  prior = np.asarray(jax.jit(swae.sample_prior, static_argnums=2)(state, key, NUM_DRAWS))
-  generated = np.asarray(jax.jit(method.decode)(state, prior)).reshape(-1, 2)
+  prior, components = jax.jit(swae.sample_prior_with_components, static_argnums=2)(
+      state, key, NUM_DRAWS)
+  prior = np.asarray(prior)
+  decode = jax.jit(method.decode)
+  generated = np.asarray(decode(state, prior)).reshape(-1, 2)
   codes = np.asarray(jax.jit(method.encode)(state, test["image"]))
   pseudo = np.asarray(swae.pseudo_inputs(state.config, state.params["prior"])).reshape(-1, 2)
   # How well the learned prior covers the encoded data: mean log p(E(x)).
@@ -116,6 +146,10 @@ def run(config, out: str) -> dict:
                      points, offline.GMM2D_MEANS)["fraction_near_a_mode"],
                  steps=int(state.step), test_codes_log_prior=float(np.mean(log_prior)),
                  **{k: float(v) for k, v in jax.device_get(metrics).items()})
+  component_means = jax.jit(swae.prior_components)(state)[0]
+  centers = np.asarray(decode(state, component_means)).reshape(-1, 2)[np.asarray(components)]
+  summary.update(coverage_summary(generated, centers, points, np.asarray(test["label"]),
+                                  offline.GMM2D_MEANS))
   with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   return summary
