@@ -60,8 +60,8 @@ KILLABLE_RUN = textwrap.dedent("""
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     original = train.make_train_step
-    def slow_make_train_step(method, mesh, steps_per_call):
-      step, put_batch, put_state = original(method, mesh, steps_per_call)
+    def slow_make_train_step(method, mesh, steps_per_call, **kwargs):
+      step, put_batch, put_state = original(method, mesh, steps_per_call, **kwargs)
       def slow_step(state, batch):
         time.sleep(0.25)
         return step(state, batch)
