@@ -118,3 +118,20 @@ def inference(method) -> types.SimpleNamespace:
       reconstruct=jit(method.reconstruct),
       sample=jit(method.sample, static_argnums=2),
       interpolate=jit(method.interpolate, static_argnums=3))
+
+
+def sigkill_after_first_checkpoint(process, workdir: str) -> None:
+  """SIGKILLs the child `process` (a subprocess.Popen training into `workdir`)
+  as soon as its first checkpoint is complete; asserts it is alive until then."""
+  import os, signal, time  # pylint: disable=g-import-not-at-top,multiple-imports
+  deadline = time.time() + 300
+  checkpoints = os.path.join(workdir, "checkpoints")
+  try:
+    # A step folder is named by its step only once orbax has finalised it.
+    while not (os.path.isdir(checkpoints) and any(d.isdigit() for d in os.listdir(checkpoints))):
+      assert process.poll() is None, process.stderr.read().decode()[-2000:]
+      assert time.time() < deadline, "the child run never saved a checkpoint"
+      time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.wait()

@@ -16,6 +16,7 @@ import time
 
 import jax
 import numpy as np
+import methods_testlib as lib
 import pytest
 from PIL import Image
 
@@ -276,17 +277,7 @@ def kill_after_first_checkpoint(workdir: str, module: str, function: str) -> Non
                                module=module, function=function, workdir=workdir)
   process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline = time.time() + 300
-  checkpoints = os.path.join(workdir, "checkpoints")
-  try:
-    # A step folder is named by its step only once orbax has finalised it.
-    while not (os.path.isdir(checkpoints) and any(d.isdigit() for d in os.listdir(checkpoints))):
-      assert process.poll() is None, process.stderr.read().decode()[-2000:]
-      assert time.time() < deadline, "the child run never saved a checkpoint"
-      time.sleep(0.1)
-    os.kill(process.pid, signal.SIGKILL)
-  finally:
-    process.wait()
+  lib.sigkill_after_first_checkpoint(process, workdir)
 
 
 @pytest.mark.slow
