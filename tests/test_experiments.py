@@ -7,11 +7,16 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
+from wae_jax import checkpoint
 from wae_jax import config_checks
+from wae_jax import optim
+from wae_jax import population
 from wae_jax.experiments import common
 from wae_jax.experiments import moca_fig1
 from wae_jax.experiments import moca_fig2
@@ -138,6 +143,80 @@ def test_moca_fig1_regulariser_alone(tmp_path):
   # Two independent uniform samples are closer than the untrained codes are.
   initial = results["summary"]["by_method"]["mmd"]["initial_swd"]["mean"]
   assert 0 < results["summary"]["swd_floor"] < initial
+
+
+def _toy_cells(out: str) -> dict:
+  """Two λ cells of one program and a cell of another (its latent dim differs)."""
+  cells = {}
+  for name, lambda_reg, latent_dim in (("a", 1.0, 8), ("b", 10.0, 8), ("c", 1.0, 4)):
+    config = common.base_config()
+    common.shrink_to_toy(config, out)
+    config.evaluation.final_metrics = ()  # the wiring, not the evaluations, is tested
+    config.lambda_reg, config.latent_dim = lambda_reg, latent_dim
+    cells[name] = config
+  return cells
+
+
+def test_populations_group_runs_of_one_program():
+  """Runs that differ only in PER_MEMBER fields share a population of at most
+  `pack`, filled in the runs' order; a shape field (latent dim) splits them."""
+  runs = common.seeded(_toy_cells("/nowhere"), (0, 1))
+  assert common.populations(runs, 3) == [["a_seed0", "a_seed1", "b_seed0"], ["b_seed1"],
+                                         ["c_seed0", "c_seed1"]]
+  assert common.populations(runs, 8) == [["a_seed0", "a_seed1", "b_seed0", "b_seed1"],
+                                         ["c_seed0", "c_seed1"]]
+  assert common.populations(runs, 1) == [[name] for name in runs]
+  with pytest.raises(ValueError, match="--pack is 0; use 1"):
+    common.populations(runs, 0)
+
+
+def test_train_runs_trains_populations_in_the_runs_workdirs(tmp_path, monkeypatch):
+  """train_runs trains each group as one population in DIR/runs/<run>/; every
+  member equals its run trained alone (--pack=1), to the float32 summation
+  order of tests/test_population.py (SGD, so the bound holds), and a second
+  call finds them finished."""
+  monkeypatch.setattr(optim, "make_optimizer",
+                      lambda config: optax.sgd(optim.learning_rate_schedule(config)))
+  calls = []
+  train_members = population.train_members
+  monkeypatch.setattr(population, "train_members",
+                      lambda configs, workdirs: calls.append(workdirs) or train_members(
+                          configs, workdirs))
+  cells = _toy_cells(str(tmp_path))
+  del cells["b"]  # a: two seeds in one population; c: one run alone.
+  runs = common.seeded(cells, (0, 1))
+  del runs["c_seed1"]
+  packed, alone = str(tmp_path / "packed"), str(tmp_path / "alone")
+  records = common.train_runs(runs, packed, pack=2)
+  assert calls == [[common.run_dir(packed, "a_seed0"), common.run_dir(packed, "a_seed1")]]
+  solo = common.train_runs(runs, alone, pack=1)
+  assert len(calls) == 1
+  for name in runs:
+    config = run_config(packed, name)
+    assert config == run_config(alone, name)
+    assert (config["seed"], config["latent_dim"]) == (runs[name].seed, runs[name].latent_dim)
+    assert os.path.isfile(os.path.join(common.run_dir(packed, name), "run_complete.json"))
+    assert not os.path.exists(os.path.join(packed, "runs", "run_complete.json"))
+    assert records[name]["config"] == solo[name]["config"]
+    assert [h["step"] for h in records[name]["history"]] == [2]
+    for metric, value in solo[name]["final"].items():
+      assert records[name]["final"][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), metric
+    want = jax.tree.leaves(checkpoint.restore_state(common.run_dir(alone, name)).params)
+    have = jax.tree.leaves(checkpoint.restore_state(common.run_dir(packed, name)).params)
+    for w, h in zip(want, have):
+      np.testing.assert_allclose(h, w, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(w))) + 1e-7)
+  assert common.train_runs(runs, packed, pack=2) == records
+
+
+def test_pack_below_one_is_one_line(tmp_path):
+  """--pack=0: one line on stderr, exit status 2, nothing written."""
+  out = tmp_path / "out"
+  completed = subprocess.run(
+      [sys.executable, "-m", "wae_jax.experiments.moca_fig2", f"--out={out}", "--size=toy",
+       "--pack=0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode == 2, completed.stderr[-2000:]
+  assert completed.stderr == "error: --pack is 0; use 1 (every run trained alone) or more.\n"
+  assert not os.path.exists(out)
 
 
 def test_moca_fig2_runs_and_resumes(tmp_path):

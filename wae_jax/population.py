@@ -153,27 +153,55 @@ class _Member:
 
 
 def train_population(configs: Sequence[ml_collections.ConfigDict], workdir: str) -> list:
-  """Trains the members `configs` into workdir/<i>/ as one vmapped program.
+  """Trains the members `configs` into workdir/<i>/ as one vmapped program
+  (`train_members`), then marks workdir complete: workdir/run_complete.json
+  {"step", "members": [their summaries]}, which launch.sweep --pack reads.
+
+  Returns, Raises: as `train_members`.
+  """
+  workdir = os.path.abspath(workdir)
+  summaries = train_members(configs, [member_workdir(workdir, i) for i in range(len(configs))])
+  if parallel.is_chief():  # After every member's own mark.
+    run_files.write_json_atomic(
+        os.path.join(workdir, run_files.RUN_COMPLETE_FILE),
+        {"step": int(configs[0].num_train_steps), "members": summaries})
+  return summaries
+
+
+def train_members(configs: Sequence[ml_collections.ConfigDict],
+                  workdirs: Sequence[str]) -> list:
+  """Trains run i of `configs` in workdirs[i], all of them as one vmapped program.
+
+  Each workdir is the run's own, as a solo run's (train.train_and_evaluate)
+  would be: a finished run is left as it is, the others resume from their
+  newest step that all of them hold (`_restore_members`).
 
   Returns:
     Each member's summary (its run_complete.json's).
 
   Raises:
     cli.UserError: the members differ in a field outside hparams.PER_MEMBER,
-      or a config is invalid (before anything is written).
+      two members share a workdir, or a config is invalid (before anything
+      is written).
     train.NonFiniteLossError: after the others finished, when a member went
       non-finite (now or in an earlier start); its run_failed.json says so.
   """
   if not configs:
     raise cli.UserError("a population needs at least one member.")
+  if len(workdirs) != len(configs):
+    raise ValueError(f"{len(configs)} members need as many workdirs, got {len(workdirs)}.")
+  workdirs = [os.path.abspath(w) for w in workdirs]
+  if len(set(workdirs)) != len(workdirs):
+    shared = next(w for w in workdirs if workdirs.count(w) > 1)
+    raise cli.UserError(f"two members of a population would train in {shared}; give each "
+                        "member its own workdir.")
   hparams.check_same_program(configs)
-  workdir = os.path.abspath(workdir)
   is_chief = parallel.is_chief()
   mesh = parallel.make_mesh()
   prepared = [train.prepare_config(config, mesh.devices.size) for config in configs]
   parallel.check_batch_size(prepared[0][0].batch_size, mesh)
-  members = [_Member(i, config, source, member_workdir(workdir, i))
-             for i, (config, source) in enumerate(prepared)]
+  members = [_Member(i, config, source, workdir)
+             for i, ((config, source), workdir) in enumerate(zip(prepared, workdirs))]
   if is_chief:
     for m in members:
       os.makedirs(m.workdir, exist_ok=True)
@@ -185,7 +213,7 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdir: str)
 
 
 def _train_locked(members: list, mesh, is_chief: bool, stop) -> list:
-  """train_population once every member's workdir is locked."""
+  """train_members once every member's workdir is locked."""
   summaries: dict = {}
   active = []
   for m in members:
@@ -214,12 +242,7 @@ def _train_locked(members: list, mesh, is_chief: bool, stop) -> list:
   failures = [(i, s["failed"]) for i, s in sorted(summaries.items()) if "failed" in s]
   if failures:
     raise train.NonFiniteLossError("; ".join(f"member {i}: {reason}" for i, reason in failures))
-  ordered = [summaries[m.index] for m in members]
-  if is_chief:  # The population's own mark (launch.sweep --pack reads it), after every member's.
-    run_files.write_json_atomic(
-        os.path.join(os.path.dirname(members[0].workdir), run_files.RUN_COMPLETE_FILE),
-        {"step": int(members[0].config.num_train_steps), "members": ordered})
-  return ordered
+  return [summaries[m.index] for m in members]
 
 
 def _train_members(members: list, mesh, is_chief: bool, summaries: dict, stop) -> None:
@@ -236,8 +259,8 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict, stop) -
                                * math.prod(members[0].source.image_shape))
   step_fn = train._parallel_step(members[0].method, mesh, chunk, population=True)  # pylint: disable=protected-access
   batch_axis = parallel.batch_axis(chunk) + 1
-  logging.info("Training %d members in %s from step %d to %d on %d devices, %d steps per "
-               "call.", population, os.path.dirname(members[0].workdir), start_step,
+  logging.info("Training %d members (%s) from step %d to %d on %d devices, %d steps per "
+               "call.", population, ", ".join(m.workdir for m in members), start_step,
                num_train_steps, mesh.devices.size, chunk)
 
   for m in members:

@@ -2,13 +2,23 @@
 the library's trainer, the results.json it writes and its matplotlib plots.
 
     python -m wae_jax.experiments.<name> --out=DIR [--size=small|mnist|paper|toy] [--data_dir=D]
+        [--pack=P]
 
 Run from the repository root: the experiments start from the files in
 configs/ (configs/default.py for the small runs, the paper configs for
---size=paper). Each training run lives in DIR/runs/<run>/ and is trained by
-`wae_jax.train.train_and_evaluate`, so running the command again skips the
-finished runs and resumes the others; DIR/results.json and DIR/*.png are then
-rebuilt from the runs' logs.
+--size=paper). Each training run lives in DIR/runs/<run>/, written as
+`wae_jax.train.train_and_evaluate` writes a run, so running the command again
+skips the finished runs and resumes the others; DIR/results.json and
+DIR/*.png are then rebuilt from the runs' logs.
+
+Populations (--pack=P, default DEFAULT_PACK): the runs whose configs differ
+only in scalar hyper-parameters (wae_jax/hparams.py's PER_MEMBER: the seeds, a
+λ or τ sweep) are trained as populations of at most P, each one vmapped
+program (wae_jax/population.py), every run still in its own DIR/runs/<run>/.
+A member equals the run trained alone (exactly where XLA computes the same
+operations, else to float32 rounding that training may then amplify), so a
+figure's numbers can move by about what another machine moves them.
+--pack=1 trains every run alone. A run may be resumed with another --pack.
 
 Sizes: `small` (the default: scikit-learn's digits or synthetic data, a few
 minutes on 2 CPU cores), `mnist` (real MNIST at 28x28 from the idx files in
@@ -56,8 +66,10 @@ from PIL import Image
 from wae_jax import checkpoint
 from wae_jax import cli
 from wae_jax import data
+from wae_jax import hparams
 from wae_jax import methods
 from wae_jax import metrics_io
+from wae_jax import population
 from wae_jax import train as train_lib
 from wae_jax.experiments import stats
 
@@ -71,6 +83,9 @@ VERDICTS = stats.VERDICTS
 SEEDS = {"small": (0, 1, 2), "mnist": (0, 1, 2), "paper": (0, 1, 2), "toy": (0, 1)}
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
+# Runs per population (train_runs, --pack): a cell's three seeds and a few of a
+# sweep's values in one program, while memory grows only by P states.
+DEFAULT_PACK = 8
 
 FLAGS = flags.FLAGS
 
@@ -221,35 +236,73 @@ def per_seed(runs: dict, cell: str, seeds: Sequence[int], metric: str) -> list:
   return [float(runs[seed_run_name(cell, s)]["final"][metric]) for s in seeds]
 
 
-def train(config: ml_collections.ConfigDict, out: str, name: str) -> dict:
-  """Trains (or resumes, or skips when finished) run `name`; returns its record.
+def run_record(out: str, name: str) -> dict:
+  """Run `name`'s record, read from its eval.jsonl.
 
   Returns:
-    {"history": [{"step", metric: value}, ...] from eval.jsonl, "final": the
+    {"history": [{"step", metric: value}, ...] (the evaluations), "final": the
     last evaluation's metrics, "feature_net": the last evaluation's
     {metric: the feature net it used}}.
   """
-  workdir = run_dir(out, name)
-  print(f"[{name}] training in {workdir}", flush=True)
-  train_lib.train_and_evaluate(config, workdir)
-  evaluations = metrics_io.read_jsonl(os.path.join(workdir, metrics_io.EVAL_FILE))
+  evaluations = metrics_io.read_jsonl(os.path.join(run_dir(out, name), metrics_io.EVAL_FILE))
   history = [dict(step=int(e["step"]), **e["metrics"]) for e in evaluations]
   return {"history": history, "final": dict(history[-1]) if history else {},
           "feature_net": dict(evaluations[-1].get("feature_net", {})) if evaluations else {}}
 
 
-def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str) -> dict:
-  """Checks every run's data, then trains each run; {name: `train`'s record + "config"}.
+def check_pack(pack: int) -> int:
+  """`pack`, or a one-line cli.UserError when it is below 1."""
+  if pack < 1:
+    raise cli.UserError(f"--pack is {pack}; use 1 (every run trained alone) or more.")
+  return pack
 
+
+def populations(configs: Dict[str, ml_collections.ConfigDict], pack: int) -> list:
+  """The runs grouped into populations: [[run name, ...], ...] in the runs' order.
+
+  Runs whose configs differ only in hparams.PER_MEMBER fields (seed, λ, τ,
+  learning rates, ...) share one compiled step; each group holds at most
+  `pack` of them, filled in the runs' order. pack=1: every run alone.
+  """
+  check_pack(pack)
+  groups: list = []
+  for name, config in configs.items():
+    for group in groups:
+      if (len(group) < pack
+          and hparams.first_mismatch([configs[group[0]], config]) is None):
+        group.append(name)
+        break
+    else:
+      groups.append([name])
+  return groups
+
+
+def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str,
+               pack: int = DEFAULT_PACK) -> dict:
+  """Checks every run's data, then trains (or resumes, or skips when finished)
+  each run in DIR/runs/<name>/; {name: `run_record` + "config"}.
+
+  Runs that may share one compiled step are trained together as a population
+  of at most `pack` (`populations`, wae_jax/population.py): each still trains
+  in its own workdir, as it would alone, and equals the run trained alone
+  (exactly where XLA computes the same operations, else to float32 rounding).
+  pack=1 trains each run alone (wae_jax.train.train_and_evaluate).
   "config" is what the run changes in configs/default.py's base config.
   """
+  groups = populations(configs, pack)
   check_data(configs.values())
+  for group in groups:
+    workdirs = [run_dir(out, name) for name in group]
+    if len(group) == 1:
+      print(f"[{group[0]}] training in {workdirs[0]}", flush=True)
+      train_lib.train_and_evaluate(configs[group[0]], workdirs[0])
+    else:
+      print(f"[{', '.join(group)}] training as one population in "
+            f"{os.path.join(out, RUNS_DIR)}", flush=True)
+      population.train_members([configs[name] for name in group], workdirs)
   base = base_config()
-  runs = {}
-  for name, config in configs.items():
-    runs[name] = train(config, out, name)
-    runs[name]["config"] = overrides(config, base)
-  return runs
+  return {name: dict(run_record(out, name), config=overrides(config, base))
+          for name, config in configs.items()}
 
 
 def final_state(out: str, name: str):
@@ -304,10 +357,12 @@ def sample_distance(final: dict) -> str:
 verdict = stats.verdict
 
 
-def command(name: str, out: str, size: str, data_dir: str = "") -> str:
+def command(name: str, out: str, size: str, data_dir: str = "",
+            pack: int = DEFAULT_PACK) -> str:
   size_flag = "" if size == "small" else f" --size={size}"
   data_flag = f" --data_dir={data_dir}" if data_dir else ""
-  return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}{data_flag}"
+  pack_flag = "" if pack == DEFAULT_PACK else f" --pack={pack}"
+  return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}{data_flag}{pack_flag}"
 
 
 def feature_nets(runs: dict) -> dict:
@@ -329,14 +384,14 @@ def feature_nets(runs: dict) -> dict:
 def write_results(name: str, source: str, claim: str, size: str, out: str,
                   settings: dict, runs: dict, summary: dict, checks: Dict[str, dict],
                   plots: Sequence[str], start_time: float, seeds: Sequence[int] = (0,),
-                  data_dir: str = "") -> dict:
+                  data_dir: str = "", pack: int = DEFAULT_PACK) -> dict:
   """Writes DIR/results.json (see the module docstring) atomically; returns the record.
 
   checks: {statement: stats.compare(...)'s record}.
   """
   results = {
       "experiment": name, "source": source, "claim": claim, "size": size,
-      "command": command(name, out, size, data_dir), "settings": settings, "runs": runs,
+      "command": command(name, out, size, data_dir, pack), "settings": settings, "runs": runs,
       "summary": summary, "checks": {k: v["outcome"] for k, v in checks.items()},
       "check_details": {k: {f: v[f] for f in ("difference", "standard_error", "lower",
                                                "higher")} for k, v in checks.items()},
@@ -399,12 +454,14 @@ def image_panels(out: str, file_name: str, panels: Dict[str, str], title: str) -
 # The command line.
 
 
-def main(run: Callable[[str, str, str], dict], reads_mnist: bool = True) -> None:
-  """The command line: run(--out, --size, --data_dir) -> results; prints the verdict.
+def main(run: Callable[..., dict], reads_mnist: bool = True, packs: bool = True) -> None:
+  """The command line: run(--out, --size, --data_dir[, pack=--pack]) -> results;
+  prints the verdict.
 
   A user's mistake (a bad --out, data that is not prepared, --size=mnist
-  without the idx files) is one line on stderr and exit status 2
-  (wae_jax.cli). reads_mnist: whether --size=mnist reads the idx folder.
+  without the idx files, --pack below 1) is one line on stderr and exit
+  status 2 (wae_jax.cli). reads_mnist: whether --size=mnist reads the idx
+  folder; packs: whether the runs go through `train_runs` (then --pack).
   """
 
   # Defined here, not at import, so that importing an experiment (a test does)
@@ -417,18 +474,24 @@ def main(run: Callable[[str, str, str], dict], reads_mnist: bool = True) -> None
   flags.DEFINE_string("data_dir", "", "--size=mnist: the folder of the MNIST idx files "
                       f"(default {DEFAULT_MNIST_DIR}, fetched by {GET_MNIST}); "
                       "--size=paper: the tfds data_dir ('' = tfds's default).")
+  if packs:
+    flags.DEFINE_integer("pack", DEFAULT_PACK,
+                         "At most this many runs that differ only in scalar hyper-parameters "
+                         "(seed, λ, τ, ...) train as one population (one vmapped program), "
+                         "each in its own DIR/runs/<run>/; 1 trains every run alone.")
 
   def _main(argv):
     del argv  # cli.run_absl refuses extra arguments.
     if not FLAGS.out:
       raise cli.UserError("--out is required: the folder for results.json and the plots, "
                           "e.g. --out=/tmp/experiment.")
+    extra = {"pack": check_pack(FLAGS.pack)} if packs else {}
     cli.check_workdir_writable(FLAGS.out, "--out")
     data_dir = FLAGS.data_dir
     if FLAGS.size == "mnist" and reads_mnist:
       data_dir = check_mnist_dir(data_dir)
     # --out as typed, so that results.json's command is the one the user ran.
-    results = run(FLAGS.out, FLAGS.size, data_dir)
+    results = run(FLAGS.out, FLAGS.size, data_dir, **extra)
     print(f"{results['experiment']} ({results['size']}): {results['verdict']}; "
           f"{os.path.join(FLAGS.out, RESULTS_FILE)}")
 

@@ -191,4 +191,4 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
 
 
 if __name__ == "__main__":
-  common.main(run, reads_mnist=False)
+  common.main(run, reads_mnist=False, packs=False)

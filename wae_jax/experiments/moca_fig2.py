@@ -130,7 +130,8 @@ def checks_of(runs: dict, lambdas_run, seeds) -> tuple:
   return {"by_cell": by_cell}, checks
 
 
-def run(out: str, size: str = "small", data_dir: str = "") -> dict:
+def run(out: str, size: str = "small", data_dir: str = "",
+        pack: int = common.DEFAULT_PACK) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
@@ -138,7 +139,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
   if size != "toy":
     for config in cells.values():
       common.evaluate_every_epochs(config, EVALUATION_EPOCHS[size])
-  runs = common.train_runs(common.seeded(cells, seeds), out)
+  runs = common.train_runs(common.seeded(cells, seeds), out, pack)
   lambdas_run = sorted({c.lambda_reg for c in cells.values()})
   summary, checks = checks_of(runs, lambdas_run, seeds)
 
@@ -163,7 +164,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               "latent_dim": int(cells[next(iter(cells))].latent_dim),
               "num_train_steps": int(cells[next(iter(cells))].num_train_steps)}
   return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                              checks, plots, start, seeds, data_dir)
+                              checks, plots, start, seeds, data_dir, pack)
 
 
 if __name__ == "__main__":

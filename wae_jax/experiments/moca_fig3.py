@@ -86,11 +86,12 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   return configs
 
 
-def run(out: str, size: str = "small", data_dir: str = "") -> dict:
+def run(out: str, size: str = "small", data_dir: str = "",
+        pack: int = common.DEFAULT_PACK) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
-  runs = common.train_runs(common.seeded(cells, seeds), out)
+  runs = common.train_runs(common.seeded(cells, seeds), out, pack)
   spectra = {}
   for cell, config in cells.items():
     images = common.train_images(config, NUM_CODES)[0]
@@ -136,7 +137,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               "lambdas": [cells[n].lambda_reg for n in names],
               "num_train_steps": int(cells[names[0]].num_train_steps)}
   return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                              checks, plots, start, seeds, data_dir)
+                              checks, plots, start, seeds, data_dir, pack)
 
 
 if __name__ == "__main__":

@@ -113,11 +113,12 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   return configs
 
 
-def run(out: str, size: str = "small", data_dir: str = "") -> dict:
+def run(out: str, size: str = "small", data_dir: str = "",
+        pack: int = common.DEFAULT_PACK) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
-  runs = common.train_runs(common.seeded(cells, seeds), out)
+  runs = common.train_runs(common.seeded(cells, seeds), out, pack)
   names = list(cells)
   distance = common.sample_distance(runs[common.seed_run_name(names[0], seeds[0])]["final"])
   values = {c: common.per_seed(runs, c, seeds, distance) for c in names}
@@ -175,7 +176,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               "momentum_base": APPENDIX_D["momentum_base"],
               "num_train_steps": int(cells[names[0]].num_train_steps)}
   return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                              checks, plots, start, seeds, data_dir)
+                              checks, plots, start, seeds, data_dir, pack)
 
 
 if __name__ == "__main__":

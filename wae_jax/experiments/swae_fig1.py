@@ -103,7 +103,8 @@ FIGURE_KEYS = ("generated_spread_over_data", "distance_to_own_center_over_data",
                "min_share")
 
 
-def run(out: str, size: str = "small", data_dir: str = "") -> dict:
+def run(out: str, size: str = "small", data_dir: str = "",
+        pack: int = common.DEFAULT_PACK) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
@@ -114,7 +115,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
     print(f"[gmm2d seed {seed}] {file_name}", flush=True)
     figures[seed] = swae_gmm2d.run(figure_config(size, seed), os.path.join(out, file_name))
     figures[seed]["min_share"] = min(figures[seed]["share_per_mode"])
-  runs = common.train_runs(common.seeded(cells, seeds), out)
+  runs = common.train_runs(common.seeded(cells, seeds), out, pack)
   methods = list(cells)
   values = {m: {p: common.per_seed(runs, m, seeds, p)
                 for p in PROBES + ("test_reconstruction",)} for m in methods}
@@ -149,7 +150,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               "num_train_steps": int(cells["swae"].num_train_steps),
               "gmm2d_steps": int(figure_config(size, 0).num_train_steps)}
   return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                              checks, plots, start, seeds, data_dir)
+                              checks, plots, start, seeds, data_dir, pack)
 
 
 if __name__ == "__main__":

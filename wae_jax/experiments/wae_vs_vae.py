@@ -97,11 +97,12 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
   return configs
 
 
-def run(out: str, size: str = "small", data_dir: str = "") -> dict:
+def run(out: str, size: str = "small", data_dir: str = "",
+        pack: int = common.DEFAULT_PACK) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
-  runs = common.train_runs(common.seeded(cells, seeds), out)
+  runs = common.train_runs(common.seeded(cells, seeds), out, pack)
   first = common.seed_run_name("vae", seeds[0])
   distance = common.sample_distance(runs[first]["final"])
   keys = ("sharpness_samples", "sharpness_test", distance, "swd_image_avg",
@@ -142,7 +143,7 @@ def run(out: str, size: str = "small", data_dir: str = "") -> dict:
               "latent_dim": int(config.latent_dim),
               "adversary_log_prior": bool(cells["wae_gan"].adversary_log_prior)}
   return common.write_results(NAME, SOURCE, CLAIM, size, out, settings, runs, summary,
-                              checks, plots, start, seeds, data_dir)
+                              checks, plots, start, seeds, data_dir, pack)
 
 
 if __name__ == "__main__":
