@@ -34,7 +34,12 @@ launch.status, launch.collect, wae_jax.sample and wae_jax.evaluate read it
 unchanged, and trained alone (train.train_and_evaluate of its config.json's
 config, num_train_steps raised) it continues from its checkpoints. When every
 member has finished, W gets a run_complete.json of its own ({"step",
-"members": [their summaries]}), which launch.sweep --pack reads. A member whose loss or state goes NaN or Inf stops alone: it writes
+"members": [their summaries]}), which launch.sweep --pack reads. The
+members' workdirs may also be named one by one (`train_members`: the paper
+experiments train a cell's seeds and a sweep's values as a population, each
+in its own DIR/runs/<run>/).
+
+A member whose loss or state goes NaN or Inf stops alone: it writes
 run_failed.json (the step and the reason) and is no longer logged, evaluated
 or saved; the others go on, and a resumed population leaves it out. The
 trainer then ends with the failure as its error (exit 1) after the others
