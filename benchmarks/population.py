@@ -8,11 +8,14 @@ times on one device:
     λ differ), parallel.make_parallel_step(population=True).
 Each call runs --steps_per_call steps (lax.scan), as the trainer does, on
 batches of uniform noise (the cost does not depend on pixel values) put on
-the device once, outside the timing. Columns:
+the device once, outside the timing. Each population's calls alternate with
+the solo run's (one call of each per round), so that load from other
+processes slows both alike. Columns:
   member steps/s  P x steps per second of the population (the solo run's own
-                  steps/s on the solo row);
-  speed-up        P sequential solo runs' time / the population's time
-                  (= member steps/s / solo steps/s);
+                  steps/s, over all rounds, on the solo row);
+  speed-up        P sequential solo runs' time / the population's time: the
+                  median over rounds of P x solo call time / population call
+                  time, each round's two calls taken back to back;
   MiB/member      XLA's memory for the compiled call (arguments, outputs and
                   temporaries, compiled.memory_analysis()) over P.
 On a GPU or TPU each row also gives the model TFLOP/s and MFU
@@ -69,19 +72,30 @@ def _batch(num_members: int, batch_size: int, steps_per_call: int, seed: int = 0
       size=shape + IMAGE_SHAPE).astype(np.float32)}
 
 
-def _time_calls(fn, args, min_calls: int, max_seconds: float):
-  """(median seconds per call, the last output), after one warm-up call."""
-  state = fn(*args)[0]
-  jax.block_until_ready(state)
+class _Timed:
+  """A compiled call and its state, which each call donates and replaces."""
+
+  def __init__(self, fn, args):
+    self.fn, self.state, self.rest = fn, args[0], args[1:]
+    self.call()  # warm-up
+
+  def call(self) -> float:
+    """Seconds of one call, to its metrics being ready."""
+    start = time.perf_counter()
+    self.state, metrics = self.fn(self.state, *self.rest)
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - start
+
+
+def _alternate(solo: _Timed, pop: _Timed, min_calls: int, max_seconds: float):
+  """(solo seconds per call, population seconds per call) of rounds of one
+  call each, back to back, until min_calls rounds and max_seconds (at most 50)."""
   times = []
   begin = time.perf_counter()
   while len(times) < min_calls or (time.perf_counter() - begin < max_seconds
                                    and len(times) < 50):
-    start = time.perf_counter()
-    state, metrics = fn(state, *args[1:])
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+    times.append((solo.call(), pop.call()))
+  return np.asarray(times)
 
 
 def _memory_mib(compiled, num_members: int) -> float:
@@ -108,14 +122,13 @@ def measure(net: str, sizes, batch_size: int, steps_per_call: int, min_calls: in
   config = member_config(net, 0, batch_size)
   solo_step, put_batch, put_state = train.make_train_step(method, mesh, steps_per_call)
   solo_args = (put_state(init(config)), put_batch(_batch(0, batch_size, steps_per_call)))
-  solo_seconds = _time_calls(solo_step, solo_args, min_calls, max_seconds) / steps_per_call
   compiled = train._parallel_step(method, mesh, steps_per_call).lower(  # pylint: disable=protected-access
       solo_args[0], train._replicated_values(solo_args[0].config, mesh),  # pylint: disable=protected-access
       solo_args[1]).compile()
-  rows = [{"net": net, "members": "solo", "member_steps_per_s": 1 / solo_seconds,
-           "speedup": 1.0, "mib_per_member": _memory_mib(compiled, 1),
-           "tflops": step_flops / solo_seconds / 1e12}]
+  solo_memory = _memory_mib(compiled, 1)
+  solo = _Timed(solo_step, solo_args)
 
+  rows, solo_times = [], []
   pop_step = train._parallel_step(method, mesh, steps_per_call, population=True)  # pylint: disable=protected-access
   for size in sizes:
     configs = [member_config(net, seed, batch_size) for seed in range(size)]
@@ -124,13 +137,18 @@ def measure(net: str, sizes, batch_size: int, steps_per_call: int, min_calls: in
     batch = parallel.shard_batch(_batch(size, batch_size, steps_per_call), mesh,
                                  parallel.batch_axis(steps_per_call) + 1)
     compiled = pop_step.lower(states, values, batch).compile()
-    seconds = _time_calls(pop_step, (states, values, batch), min_calls,
-                          max_seconds) / steps_per_call
+    times = _alternate(solo, _Timed(pop_step, (states, values, batch)), min_calls, max_seconds)
+    solo_times.extend(times[:, 0])
+    seconds = float(np.median(times[:, 1])) / steps_per_call
     rows.append({"net": net, "members": size, "member_steps_per_s": size / seconds,
-                 "speedup": size * solo_seconds / seconds,
+                 "speedup": float(np.median(size * times[:, 0] / times[:, 1])),
                  "mib_per_member": _memory_mib(compiled, size),
                  "tflops": size * step_flops / seconds / 1e12})
     print(_format(rows[-1], peak), flush=True)
+  solo_seconds = float(np.median(solo_times)) / steps_per_call
+  rows.insert(0, {"net": net, "members": "solo", "member_steps_per_s": 1 / solo_seconds,
+                  "speedup": 1.0, "mib_per_member": solo_memory,
+                  "tflops": step_flops / solo_seconds / 1e12})
   return rows
 
 
