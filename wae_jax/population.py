@@ -29,11 +29,11 @@ device. The cost is memory: every device holds all P states (replicated).
 Why vmap also on a CPU, where it gains little (benchmarks/README.md,
 "Populations"): a loop over the members inside the one program, unrolled or
 `lax.map` (whole, or 2, 4 or 8 members at a time), was measured against it on
-the 2-core CPU and was slower at P = 8 and 32 (0.7-0.8x the vmapped step's
+the 2-core CPU and was slower at P = 8 and 32 (0.7-0.9x the vmapped step's
 rate), and so was every XLA:CPU library setting tried for the batched dots.
 The default MLP's solo step already spends most of its time in matrix
 products running near this CPU's matmul rate, so no arrangement of the
-members can make much of a population's gain there.
+members can gain much there (at most ~1.3x, measured).
 
 Each member is a normal run. Member i has its own workdir W/<i>/ with the
 files a solo run writes (config.json with its own values and an empty
