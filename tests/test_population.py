@@ -148,3 +148,33 @@ def test_members_of_a_population_config():
   members[1].model.encoder = "gaussian"
   with pytest.raises(ValueError, match="config.model.encoder differs"):
     hparams.check_same_program(members)
+
+
+@pytest.mark.parametrize("num_devices", [1, 8])
+def test_population_of_one_runs_the_solo_program(num_devices):
+  """A population of one member runs unbatched (parallel.make_parallel_step): the
+  solo run's operations, so two calls of two steps each give its states and
+  metrics bit for bit, with the member axis kept on the outputs."""
+  mesh = parallel.make_mesh(jax.devices()[:num_devices])
+  config = member_configs("wae_mmd")[1]
+  state = init_state(config, seed=config.seed)[1]
+  step = valued_step.valued_step(methods.get("wae_mmd"))
+  kwargs = dict(donate_state=False, steps_per_call=2, with_hparams=True)
+  solo = parallel.make_parallel_step(step, mesh, **kwargs)
+  pop = parallel.make_parallel_step(step, mesh, population=True, **kwargs)
+  values = hparams.values([config])
+  own = {name: value[0] for name, value in values.items()}
+  stacked = population.stack([state])
+  for call in range(2):
+    images = np.stack([b["image"] for b in member_batches(0)[call:call + 2]])  # (2, B, ...)
+    state, metrics = solo(state, own, parallel.shard_batch({"image": images}, mesh, 1))
+    stacked, pop_metrics = pop(stacked, values,
+                               parallel.shard_batch({"image": images[:, None]}, mesh, 2))
+    for name, value in jax.device_get(metrics).items():
+      assert pop_metrics[name].shape == (2, 1)
+      np.testing.assert_array_equal(np.asarray(pop_metrics[name])[:, 0], value, err_msg=name)
+  for (path, want), have in zip(jax.tree_util.tree_flatten_with_path(state)[0],
+                                jax.tree.leaves(stacked)):
+    assert have.shape == (1,) + want.shape
+    np.testing.assert_array_equal(np.asarray(have)[0], np.asarray(want),
+                                  err_msg=jax.tree_util.keystr(path))
