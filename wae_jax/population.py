@@ -33,7 +33,7 @@ the 2-core CPU and was slower at P = 8 and 32 (0.7-0.9x the vmapped step's
 rate), and so was every XLA:CPU library setting tried for the batched dots.
 The default MLP's solo step already spends most of its time in matrix
 products running near this CPU's matmul rate, so no arrangement of the
-members can gain much there (at most ~1.3x, measured).
+members can gain much there (at most about 1.2-1.3x, measured).
 
 Each member is a normal run. Member i has its own workdir W/<i>/ with the
 files a solo run writes (config.json with its own values and an empty
