@@ -223,6 +223,7 @@ def _structure(config):
           config.vae.likelihood)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_arg", [None, "tiny"])
 def test_every_draw_builds_its_state_and_takes_a_step(config_arg, tmp_path, monkeypatch):
   """Draws 0-499: every one passes the value and method checks; the first draw of each
@@ -277,6 +278,7 @@ def sweep(num_runs, seed=0, config_arg=None):
 '''
 
 
+@pytest.mark.slow
 def test_sweep_refuses_a_run_that_fails_the_checks_before_launching(tmp_path):
   config_file = tmp_path / "bad_sweep.py"
   config_file.write_text(BAD_SWEEP)

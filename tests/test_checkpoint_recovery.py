@@ -182,6 +182,7 @@ def healed_run(reference, tmp_path_factory):
   return workdir, damaged, warnings.lines
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_are_moved_aside_and_the_run_resumes_bitwise_equal(
     healed_run, reference):
   workdir, damaged, warnings = healed_run
@@ -199,6 +200,7 @@ def test_damaged_checkpoints_are_moved_aside_and_the_run_resumes_bitwise_equal(
   assert_same_final_state(workdir, reference)
 
 
+@pytest.mark.slow
 def test_a_damaged_config_json_is_moved_aside_and_rewritten(healed_run):
   workdir, _, warnings = healed_run
   config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
@@ -207,6 +209,7 @@ def test_a_damaged_config_json_is_moved_aside_and_rewritten(healed_run):
   assert any(f"{config_path} is damaged" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_resumed_metrics_equal_the_uninterrupted_runs_with_periods_30_and_50(
     healed_run, reference):
   """Resumed from checkpoint 50 with a log line every 30 steps: the line at
@@ -216,6 +219,7 @@ def test_resumed_metrics_equal_the_uninterrupted_runs_with_periods_30_and_50(
   assert lines == metric_lines(reference)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_records_its_config_for_when_config_json_is_lost(reference, tmp_path):
   workdir = killed_copy(reference, tmp_path, last_step=2 * CHECKPOINT_EVERY)
   os.remove(os.path.join(workdir, checkpoint.CONFIG_FILE))
@@ -226,6 +230,7 @@ def test_a_checkpoint_records_its_config_for_when_config_json_is_lost(reference,
   assert checkpoint.all_steps(workdir)[-1] == 2 * CHECKPOINT_EVERY  # Nothing moved aside.
 
 
+@pytest.mark.slow
 def test_a_non_finite_state_is_never_saved_or_called_good(tmp_path, monkeypatch):
   """Step 4 makes the params Inf while its reported losses stay finite: the
   run stops at that save, and the checkpoint it names (2) restores finite."""
@@ -255,6 +260,7 @@ def test_a_non_finite_state_is_never_saved_or_called_good(tmp_path, monkeypatch)
         params=jax.tree.map(lambda x: x * np.nan, state.params)), 2)
 
 
+@pytest.mark.slow
 def test_reading_a_damaged_checkpoint_without_training_is_one_clear_error(reference, tmp_path):
   workdir = killed_copy(reference, tmp_path, last_step=2 * CHECKPOINT_EVERY)
   delete_checkpoint_metadata(step_folder(workdir, 2 * CHECKPOINT_EVERY))

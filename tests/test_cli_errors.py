@@ -329,6 +329,7 @@ def _environment():
   return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_one_line_and_exit_2(case, inputs, tmp_path):
   _, module, arguments, expected = case
@@ -350,6 +351,7 @@ def test_bad_input_is_one_line_and_exit_2(case, inputs, tmp_path):
   assert {path: _tree_digest(path) for path in inputs.values()} == before
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback_and_keeps_exit_2(tmp_path):
   for switch, extra_env in ((["--debug"], {}), ([], {"WAE_JAX_DEBUG": "1"})):
     result = subprocess.run(
@@ -463,6 +465,7 @@ AFTER_RUN_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", AFTER_RUN_CASES, ids=[case[0] for case in AFTER_RUN_CASES])
 def test_bad_input_after_a_run_is_one_line_exit_2_and_writes_nothing(case, trained, tmp_path):
   """Also: a crafted pickle that config.json or --fid_weights names never runs."""
@@ -489,6 +492,7 @@ def _warnings(stderr):
   return [line for line in stderr.splitlines() if line.startswith("W") and "damaged" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,name,what", [
     (b"\x00garbage{", "run_complete.json", "not a JSON object"),
     (b'{"best_step": 4}', "run_complete.json", 'with an integer "step"'),
@@ -527,6 +531,7 @@ def _is_complete(workdir):
   return run_files.is_complete(workdir)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_copied_in_under_another_step_is_refused(trained, tmp_path):
   """Checkpoint 2's folder renamed 4: its state's digest holds, but the digest
   bound to the step does not, so it is moved aside and the run resumes from 2."""
@@ -549,6 +554,7 @@ def test_a_checkpoint_copied_in_under_another_step_is_refused(trained, tmp_path)
     np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
 
 
+@pytest.mark.slow
 def test_half_written_pngs_are_removed_at_start(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   images = os.path.join(workdir, "images")
@@ -590,6 +596,7 @@ DISK_RUN = [DEFAULT, "--config.num_train_steps=40", "--config.log_every_steps=10
             "--config.num_eval_images=8", "--config.keep_checkpoints=4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,every,eval_every,expected", [
     ("700k", 10, 40, "writing checkpoint 10 to {workdir}/checkpoints/10 failed: the disk is full"),
     ("3000k", 10, 40, "writing checkpoint 20 to {workdir}/checkpoints/20 failed: the disk is full"),

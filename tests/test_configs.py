@@ -84,6 +84,7 @@ def test_swae_paper_settings():
   assert load("swae_mnist", "runlocal").swae.num_pseudo_inputs <= 4 * _runlocal.RUNLOCAL_BATCH
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,image_shape", [
     ("mnist_wae_gan", (28, 28, 1)), ("cifar10_moca_a2", (32, 32, 3)),
     ("celeba_moca_a1", (64, 64, 3)), ("celebahq_moca", (256, 256, 3)),

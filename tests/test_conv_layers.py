@@ -47,6 +47,7 @@ TRANSPOSE_CASES = [(4, (2, 7, 5, 3)), (5, (2, 6, 6, 3)), (3, (2, 4, 3, 3)), (2, 
 CONV_CASES = [(4, (2, 7, 7, 3)), (5, (2, 9, 6, 3)), (3, (2, 8, 8, 3)), (1, (1, 8, 7, 2))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_size,x_shape", TRANSPOSE_CASES)
 def test_phase_conv_transpose_equals_flax(kernel_size, x_shape):
   rng = np.random.default_rng(kernel_size)
@@ -61,6 +62,7 @@ def test_phase_conv_transpose_equals_flax(kernel_size, x_shape):
       _compare(ours, flax_layer, kernel_shape, x_shape, out_shape_fn, jnp.dtype(dtype), rng)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_size,x_shape", CONV_CASES)
 def test_space_to_depth_conv_equals_flax(kernel_size, x_shape):
   rng = np.random.default_rng(10 + kernel_size)
@@ -82,6 +84,7 @@ SAME_CASES = [(4, 1, (2, 7, 5, 16)), (3, 2, (2, 6, 6, 18)), (5, 1, (1, 5, 8, 25)
               (2, 3, (2, 3, 4, 24))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_size,out_features,x_shape", SAME_CASES)
 def test_matmul_conv_equals_flax(kernel_size, out_features, x_shape):
   rng = np.random.default_rng(20 + kernel_size)
@@ -109,6 +112,7 @@ def test_matmul_only_where_it_pays():
     assert ("conv_general_dilated" not in jaxpr) == forward_matmul
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("replicated_params", [True, False])
 def test_custom_backward_under_shard_map(replicated_params):
   """The custom backward passes inside shard_map on 4 fake devices (batch
@@ -189,6 +193,7 @@ def test_transposed_conv_matches_numpy_scatter():
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_params_have_flax_layout():
   x = jnp.zeros((1, 4, 4, 3))
   for ours, theirs in [

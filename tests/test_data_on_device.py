@@ -120,6 +120,7 @@ def _run(config, workdir):
   return jax.tree.leaves(checkpoint.state_to_checkpoint(checkpoint.restore_state(workdir))), losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_devices", [1, 8])
 def test_run_on_device_equals_run_on_host(num_devices, tmp_path, monkeypatch):
   """Same final state and logged losses, bitwise, with 2 steps per call."""

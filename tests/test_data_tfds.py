@@ -71,6 +71,7 @@ def _all_test_images(source):
   return np.concatenate([b["image"] for b in source.test_batches(5)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,image_shape", [("mnist", (28, 28, 1)),
                                               ("cifar10", (32, 32, 3))])
 def test_native_size_is_exact(mock_tfds, data_dir, name, image_shape):
@@ -89,6 +90,7 @@ def test_native_size_is_exact(mock_tfds, data_dir, name, image_shape):
                                 as_uint8_rows(to_unit(raw_images)))
 
 
+@pytest.mark.slow
 def test_mnist_resized_to_32(mock_tfds, data_dir):
   del mock_tfds
   source = check_source_contract(_maker("mnist", 32, data_dir), (32, 32, 1),

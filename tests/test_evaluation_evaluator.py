@@ -55,6 +55,7 @@ def _test_images(config):
   return np.concatenate([b["image"] for b in data.build(config).test_batches(100)])
 
 
+@pytest.mark.slow
 def test_classifier_fd_zero_for_itself_and_grows_with_noise(digits_net, cache_dir):
   assert digits_net.name == "fd_digits_classifier"
   assert digits_net.test_accuracy > 0.85
@@ -72,6 +73,7 @@ def test_classifier_fd_zero_for_itself_and_grows_with_noise(digits_net, cache_di
   assert 0 < distances[0] < distances[1] < distances[2]
 
 
+@pytest.mark.slow
 def test_classifier_is_cached(digits_net, cache_dir):
   config = tiny_config(cache_dir=cache_dir)
   again = feature_net.load_or_train(data.build(config), config, num_steps=300, pinned=False)
@@ -98,6 +100,7 @@ def fresh_state():
   return config, method, source, method.init(config, jax.random.PRNGKey(0), example)
 
 
+@pytest.mark.slow
 def test_evaluator_cheap_metrics_match_references(fresh_state):
   config, method, source, state = fresh_state
   evaluator = evaluator_lib.Evaluator(method, source, config)
@@ -114,6 +117,7 @@ def test_evaluator_cheap_metrics_match_references(fresh_state):
   assert evaluator(state) == results  # fixed keys: reproducible
 
 
+@pytest.mark.slow
 def test_evaluator_fid_plumbing_and_missing_weights(fresh_state, tmp_path, monkeypatch):
   config, method, source, state = fresh_state
   monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
@@ -153,6 +157,7 @@ def trained_workdir(tmp_path_factory, cache_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_evaluate_workdir_writes_eval_lines_and_best(trained_workdir):
   from wae_jax import evaluate  # pylint: disable=g-import-not-at-top
   eval_path = os.path.join(trained_workdir, "eval.jsonl")
@@ -205,6 +210,7 @@ def run_trainer(workdir, *flags):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,labelled", [("synthetic", False), ("gmm2d", True)])
 def test_vector_data_train_and_evaluate_without_image_metrics(tmp_path, dataset, labelled):
   # 'full' on unlabelled vectors is everything but sharpness, image SWD, FID/KID

@@ -49,6 +49,7 @@ def test_pipeline_resizes_to_299():
   assert features.shape == (2, inception.FEATURE_DIM)
 
 
+@pytest.mark.slow
 def test_forward_is_deterministic(random_variables):
   # 75x75 is the smallest input the architecture takes (pool3 is then 1x1);
   # the 299 pipeline is checked by shape above, to keep the test fast.
@@ -93,6 +94,7 @@ def test_resize_matches_torch_bilinear(in_size, out_size):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_weights_round_trip_through_a_file(tmp_path, random_variables):
   path = str(tmp_path / "weights.npz")
   digest = inception.save_variables(path, random_variables)
@@ -162,6 +164,7 @@ def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path, monkeypatch, nam
   assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_converter_refuses_a_crafted_pickle(tmp_path):
   """convert_fid_weights reads pickles only as trees of arrays: exit 2, one line."""
   marker, weights = tmp_path / "marker", tmp_path / "inception_v3_weights_fid.pickle"
@@ -176,6 +179,7 @@ def test_the_converter_refuses_a_crafted_pickle(tmp_path):
   assert not marker.exists() and not out.exists()
 
 
+@pytest.mark.slow
 def test_the_converter_reads_jax_fids_pickle_of_arrays(tmp_path, random_variables):
   """A pickle of nested dicts of numpy arrays (jax-fid's layout, with its fc head)
   converts to the .npz of the same values."""

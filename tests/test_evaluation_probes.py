@@ -88,6 +88,7 @@ def test_train_subset_is_fixed_and_labelled():
     next(source.train_subset_batches(0))
 
 
+@pytest.mark.slow
 def test_evaluator_probes_match_direct_computation():
   config = _config()
   method = methods.get(config.method)

@@ -123,6 +123,7 @@ def test_compare_decides_only_beyond_two_standard_errors():
   assert stats.compare([1.0, 1.0], [1.0, 1.0])["outcome"] == "inconclusive"
 
 
+@pytest.mark.slow
 def test_moca_fig1_regulariser_alone(tmp_path):
   out = str(tmp_path)
   results = moca_fig1.run(out, "toy")
@@ -170,6 +171,7 @@ def test_populations_group_runs_of_one_program():
     common.populations(runs, 0)
 
 
+@pytest.mark.slow
 def test_train_runs_trains_populations_in_the_runs_workdirs(tmp_path, monkeypatch):
   """train_runs trains each group as one population in DIR/runs/<run>/; every
   member equals its run trained alone (--pack=1), to the float32 summation
@@ -208,6 +210,7 @@ def test_train_runs_trains_populations_in_the_runs_workdirs(tmp_path, monkeypatc
   assert common.train_runs(runs, packed, pack=2) == records
 
 
+@pytest.mark.slow
 def test_pack_below_one_is_one_line(tmp_path):
   """--pack=0: one line on stderr, exit status 2, nothing written."""
   out = tmp_path / "out"
@@ -219,6 +222,7 @@ def test_pack_below_one_is_one_line(tmp_path):
   assert not os.path.exists(out)
 
 
+@pytest.mark.slow
 def test_moca_fig2_runs_and_resumes(tmp_path):
   out = str(tmp_path)
   results = moca_fig2.run(out, "toy")
@@ -248,6 +252,7 @@ def test_moca_lambdas_scale_with_pixel_count():
                                                       3000 * 784 / 3072], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_moca_fig3_spectra(tmp_path):
   out = str(tmp_path)
   results = moca_fig3.run(out, "toy")
@@ -268,6 +273,7 @@ def test_moca_fig3_spectra(tmp_path):
   assert "fd_digits_classifier" in results["feature_net"]
 
 
+@pytest.mark.slow
 def test_moca_k_tau_grid(tmp_path):
   out = str(tmp_path)
   results = moca_k_tau.run(out, "toy")
@@ -288,6 +294,7 @@ def test_moca_k_tau_grid(tmp_path):
     assert best["best_lambda_per_seed"] == [sweep[i][0] for i in table.argmin(0)]
 
 
+@pytest.mark.slow
 def test_wae_vs_vae_command_line(tmp_path):
   """Through the command a user types, as a subprocess."""
   out = str(tmp_path / "out")
@@ -326,6 +333,7 @@ def test_wae_vs_vae_command_line(tmp_path):
     assert sha256 in run["feature_net"]["fd_digits_classifier"]
 
 
+@pytest.mark.slow
 def test_mnist_size_without_idx_files_names_the_fetch_script(tmp_path):
   """--size=mnist with a folder that lacks the idx files: one line, exit 2, nothing run."""
   out = tmp_path / "out"
@@ -341,6 +349,7 @@ def test_mnist_size_without_idx_files_names_the_fetch_script(tmp_path):
   assert not os.path.exists(out / "runs")
 
 
+@pytest.mark.slow
 def test_paper_size_without_data_fails_at_once(tmp_path):
   """One line on stderr, exit status 2, before any run starts."""
   completed = subprocess.run(
@@ -354,6 +363,7 @@ def test_paper_size_without_data_fails_at_once(tmp_path):
   assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_swae_fig1_figure_and_probes(tmp_path):
   out = str(tmp_path)
   results = swae_fig1.run(out, "toy")

@@ -78,6 +78,7 @@ def _wait_for(predicate, timeout, what):
   raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   config = tmp_path / "failing_bigwae.py"
   config.write_text(FAILING_CONFIG)
@@ -153,6 +154,7 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   ray = pytest.importorskip("ray")
   root = str(tmp_path / "sweep")
@@ -195,6 +197,7 @@ with open(os.path.join(workdir, "run_complete.json"), "w") as f:
 '''
 
 
+@pytest.mark.slow
 def test_two_launchers_on_one_root_both_exit_0_and_run_each_run_once(tmp_path):
   """The second launcher finds runs busy under the first: it waits for them and
   counts them finished, so both exit 0 when every run finished exactly once."""
@@ -214,6 +217,7 @@ def test_two_launchers_on_one_root_both_exit_0_and_run_each_run_once(tmp_path):
   assert any("running under another launcher; waiting" in out for out in outputs), outputs
 
 
+@pytest.mark.slow
 def test_packed_sweep_killed_relaunched_trains_each_run_once(tmp_path):
   """--pack=3: the tiny sweep's runs 3k..3k+2 (one configuration, seeds 0-2)
   train as one population each; SIGKILL the launcher after the first

@@ -215,6 +215,7 @@ def _cases():
   ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,loss,args", _cases(), ids=[c[0] for c in _cases()])
 def test_bfloat16_inputs_give_float32_and_finite_gradients(name, loss, args):
   del name

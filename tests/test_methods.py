@@ -94,6 +94,7 @@ def test_use_method_switches_and_refuses_a_contradiction():
       "model.decoder_output": "logits", "prior": "gaussian"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", methods.names())
 def test_training_lowers_loss_keeps_structure(name):
   config, method, state, step = lib.shared_setup(name)
@@ -126,6 +127,7 @@ def test_training_lowers_loss_keeps_structure(name):
   np.testing.assert_allclose(path[:, -1], reconstructions[3:], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regularizer", ["sliced", "sinkhorn", "cramer_wold"])
 def test_wae_baseline_regularizers_share_the_step(regularizer):
   config = lib.tiny_config("wae_mmd", regularizer=regularizer,

@@ -27,6 +27,7 @@ def _matmul_operand_dtypes(jaxpr) -> list:
   return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network,image_size", [
     ("mlp", 8), ("dcgan", 8), ("dcgan", 64), ("gated", 8), ("resnet18", 32),
     ("resnet50v2", 64)])
@@ -75,6 +76,7 @@ def float32_and_bfloat16_steps():
   return results
 
 
+@pytest.mark.slow
 def test_bfloat16_step_keeps_float32_state_and_losses(float32_and_bfloat16_steps):
   state, grads, metrics, new_state, step_metrics = float32_and_bfloat16_steps["bfloat16"]
   for tree in (state.params, grads, new_state.params, new_state.opt_state,
@@ -88,6 +90,7 @@ def test_bfloat16_step_keeps_float32_state_and_losses(float32_and_bfloat16_steps
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_bfloat16_is_within_tolerance_of_float32(float32_and_bfloat16_steps):
   """Stated tolerance on a fixed batch: loss within 2% relative, and the
   gradient within 20% relative L2 error (cosine >= 0.98) of float32's.

@@ -44,6 +44,7 @@ def _cosine_momentum(step, total, base):
   return 1.0 - (1.0 - base) * (np.cos(np.pi * min(step, total) / total) + 1.0) / 2.0
 
 
+@pytest.mark.slow
 def test_queue_pointer_and_key_encoder_ema():
   config = lib.tiny_config("moca", batch_size=BATCH, **{
       "moca.queue_size": QUEUE, "moca.momentum_base": 0.5, "num_train_steps": 8})
@@ -78,6 +79,7 @@ def test_queue_pointer_and_key_encoder_ema():
   np.testing.assert_allclose(state.extras.queue, expected_queue, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_zero_lambda_gradient_is_a_plain_autoencoders():
   config = lib.tiny_config("moca", batch_size=BATCH, lambda_reg=0.0)
   _, state = lib.init_state(config)

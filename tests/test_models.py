@@ -86,6 +86,7 @@ def test_real_init_matches_layout():
   assert jax.tree.map(jnp.shape, real) == jax.tree.map(jnp.shape, filled)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network,image_shape,width,encoder", TINY_CASES)
 def test_forward_tiny(network, image_shape, width, encoder):
   latent_dim = 4
@@ -116,6 +117,7 @@ def test_forward_tiny(network, image_shape, width, encoder):
       assert max(jax.tree.leaves(moved)) > 0
 
 
+@pytest.mark.slow
 def test_logits_output_is_unbounded_pre_sigmoid():
   config = make_config("dcgan", 4, 1 / 64, output="logits")
   sig_config = make_config("dcgan", 4, 1 / 64, output="sigmoid")
@@ -130,6 +132,7 @@ def test_logits_output_is_unbounded_pre_sigmoid():
 
 # The resnets' kernel-3 and kernel-2 up-convs are proved equal layer by layer
 # in test_conv_layers.py; one whole network here.
+@pytest.mark.slow
 @pytest.mark.parametrize("network,image_shape,width", [("dcgan", (28, 28, 1), 1 / 32)])
 def test_phase_and_transpose_networks_are_the_same_function(network, image_shape, width):
   phase = models.build_networks(make_config(network, 4, width, upsample="phase"), image_shape)
@@ -145,6 +148,7 @@ def test_phase_and_transpose_networks_are_the_same_function(network, image_shape
     np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_axis_name_syncs_batch_stats_under_shard_map():
   """8 devices x 2 examples with axis_name='data' == one device with all 16."""
   image_shape = (8, 8, 1)
@@ -176,6 +180,7 @@ FULL_SIZE_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network,image_shape,latent_dim", FULL_SIZE_CASES)
 def test_full_size_shapes(network, image_shape, latent_dim):
   config = make_config(network, latent_dim, 1.0, "gaussian")

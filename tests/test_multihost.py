@@ -125,6 +125,7 @@ def two_processes(tmp_path_factory):
   return workdir, index_dir, result
 
 
+@pytest.mark.slow
 def test_two_processes_train_to_the_end_equal_to_one(one_process, two_processes):
   workdir, _, result = two_processes
   assert "[process 0] " in result.stderr and "[process 1] " in result.stderr
@@ -138,6 +139,7 @@ def test_two_processes_train_to_the_end_equal_to_one(one_process, two_processes)
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_only_process_zero_writes_logs_and_images(two_processes):
   workdir, _, result = two_processes
   events = [n for n in os.listdir(workdir) if n.startswith("events.out.tfevents")]
@@ -150,6 +152,7 @@ def test_only_process_zero_writes_logs_and_images(two_processes):
   assert progress and all(line.startswith("[process 0] ") for line in progress)
 
 
+@pytest.mark.slow
 def test_each_process_reads_a_disjoint_slice_of_every_global_batch(one_process, two_processes):
   _, index_dir, _ = two_processes
   records = []
@@ -172,6 +175,7 @@ def test_each_process_reads_a_disjoint_slice_of_every_global_batch(one_process, 
   assert records[0][0] != records[0][1]
 
 
+@pytest.mark.slow
 def test_one_process_checkpoint_resumes_in_two_processes(one_process, tmp_path):
   """Train on a workstation, go on on a pod: checkpoint 20 of the 1-process run, resumed by 2."""
   workdir = str(tmp_path / "resumed")
@@ -221,6 +225,7 @@ class Launch:
     return time.time() - killed_at
 
 
+@pytest.mark.slow
 def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path):
   """SIGKILL process 1 after checkpoint 20: process 0 exits by itself with one
   line; both started again resume and end bitwise equal to the uninterrupted run."""
@@ -251,6 +256,7 @@ def test_killed_process_stops_the_other_and_both_resume(two_processes, tmp_path)
   assert [r["step"] for r in records] == [10, 20, 30, 40]
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_step_and_they_resume(two_processes, tmp_path):
   """A preempted host: SIGTERM reaches process 1 only, before its first call.
   JAX's preemption sync point stops both after the same call; both checkpoint
@@ -292,6 +298,7 @@ def _alive(pid: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux parent-death signal")
 def test_a_killed_launcher_ends_its_trainers_and_they_resume(two_processes, tmp_path):
   """SIGKILL to `python -m wae_jax.multiprocess` itself: each trainer gets SIGTERM
@@ -388,6 +395,7 @@ def _final_eval(workdir):
   return metrics_io.read_jsonl(os.path.join(workdir, "eval.jsonl"))[-1]["metrics"]
 
 
+@pytest.mark.slow
 def test_long_runs_agree_in_statistics_not_in_numbers(tmp_path):
   """The README's claim for long runs: 2 x 4 and 1 x 8 differ in their numbers
   (summation order, module docstring) but not in their statistics. The 2 x 4

@@ -143,6 +143,7 @@ def test_pretrain_step_fits_moments_with_its_own_adam_and_moves_only_the_encoder
       jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(new_state.params["encoder"])))
 
 
+@pytest.mark.slow
 def test_pretraining_stops_early_and_a_resumed_run_never_pretrains_again(tmp_path, monkeypatch):
   config = train_tests.tiny_config("wae_mmd", num_train_steps=2)
   with config.unlocked():
@@ -176,6 +177,7 @@ PAPER_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "digit
                       "celeb_a_hq": (256, 256, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", test_configs.PAPER_CONFIGS)
 def test_paper_config_at_runlocal_takes_two_real_steps(name):
   config = test_configs.load(name, "runlocal")

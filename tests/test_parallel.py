@@ -126,6 +126,7 @@ def _compare(single, multi):
                                  err_msg=field)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", methods.names())
 def test_eight_devices_match_one(name, batch_norm_networks, sgd_optimizers):
   assert jax.device_count() >= NUM_DEVICES

@@ -90,6 +90,7 @@ def _collectives(hlo: str) -> dict:
   return counts, operands
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["wae_mmd", "vae", "moca"])
 def test_the_step_runs_one_all_reduce_and_at_most_one_gather(method):
   """The compiled 8-device step of the default MLP: one all-reduce whose

@@ -34,6 +34,7 @@ def _assert_on_every_device(tree, mesh):
     assert leaf.sharding.device_set == set(mesh.devices.flat)
 
 
+@pytest.mark.slow
 def test_trainer_steps_span_every_device_and_match_one_device():
   assert jax.device_count() == NUM_DEVICES
   mesh = parallel.make_mesh()  # what train_and_evaluate uses

@@ -75,6 +75,7 @@ def test_every_method_has_an_own_field_or_none():
   assert all(field in hparams.PER_MEMBER for field, _ in OWN_FIELD.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_devices", [1, 8])
 @pytest.mark.parametrize("method_name", methods.names())
 def test_member_equals_solo_run(method_name, num_devices, sgd_optimizers):
@@ -150,6 +151,7 @@ def test_members_of_a_population_config():
     hparams.check_same_program(members)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_devices", [1, 8])
 def test_population_of_one_runs_the_solo_program(num_devices):
   """A population of one member runs unbatched (parallel.make_parallel_step): the

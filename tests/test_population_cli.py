@@ -115,6 +115,7 @@ def _leaves(workdir: str) -> list:
   return jax.tree.leaves(checkpoint.state_to_checkpoint(checkpoint.restore_state(workdir)))
 
 
+@pytest.mark.slow
 def test_members_are_runs(finished):
   for i, (seed, lam) in enumerate([(0, 1.0), (1, 10.0)]):
     member = population.member_workdir(finished, i)
@@ -138,6 +139,7 @@ def test_members_are_runs(finished):
                             params[1]["decoder"]["Dense_0"]["kernel"])
 
 
+@pytest.mark.slow
 def test_non_finite_member_stopped_alone(finished, config_file):
   bad = population.member_workdir(finished, 2)
   with open(os.path.join(bad, "run_failed.json"), encoding="utf-8") as f:
@@ -150,6 +152,7 @@ def test_non_finite_member_stopped_alone(finished, config_file):
   assert again.returncode == 1 and "member 2" in again.stderr
 
 
+@pytest.mark.slow
 def test_member_resumed_alone_continues(finished, tmp_path):
   """Member 1, trained on alone with num_train_steps raised, starts from the
   population's checkpoint and logs as one run."""
@@ -164,6 +167,7 @@ def test_member_resumed_alone_continues(finished, tmp_path):
   assert checkpoint.all_steps(member) == [8, 12]
 
 
+@pytest.mark.slow
 def test_killed_population_resumes_bitwise(finished, config_file, tmp_path):
   workdir = str(tmp_path / "W")
   script = KILLABLE.format(argv=_argv(config_file, workdir), repo=REPO_ROOT)
@@ -191,6 +195,7 @@ def test_killed_population_resumes_bitwise(finished, config_file, tmp_path):
     assert [r["step"] for r in records] == list(range(2, NUM_STEPS + 1, 2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, names", [
     (["--config.population.latent_dim=(4, 8)"], "config.latent_dim"),
     (["--config.population.seed=(0, 1, 2)", "--config.population.lambda_reg=(1.0, 2.0)"],

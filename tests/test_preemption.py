@@ -100,6 +100,7 @@ def _assert_resumes_bitwise(workdir, reference, step):
     assert json.load(f)["step"] == NUM_STEPS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,status,word,prefix", [
     (signal.SIGTERM, preemption.EXIT_PREEMPTED, "preempted", ()),
     (signal.SIGINT, preemption.EXIT_INTERRUPTED, "interrupted",

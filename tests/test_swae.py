@@ -201,6 +201,7 @@ def finished_run(tmp_path_factory):
   return workdir, train.train_and_evaluate(run_config(), workdir)
 
 
+@pytest.mark.slow
 def test_trainer_run_starts_from_training_images_and_probes(finished_run):
   workdir, _ = finished_run
   state = checkpoint.restore_state(workdir)

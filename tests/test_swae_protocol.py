@@ -53,6 +53,7 @@ def test_binarize_test_draws_each_pixel_once_with_its_grey_level():
     data.build(config)
 
 
+@pytest.mark.slow
 def test_final_evaluation_restores_the_checkpoint_with_the_lowest_best_metric(tmp_path):
   """Step 1 is saved with the better metric: the final metrics are step 1's
   state's, not the last state's (step 2), and say so."""
@@ -88,6 +89,7 @@ def test_final_evaluation_restores_the_checkpoint_with_the_lowest_best_metric(tm
   assert line["step"] == 2 and line["metrics"]["final_checkpoint_step"] == 1
 
 
+@pytest.mark.slow
 def test_cli_final_evaluation_is_of_the_best_checkpoint_on_binarised_digits(tmp_path):
   """configs/swae_digits.py (final_checkpoint 'best') at :runlocal with
   binarised test images, an evaluation and a checkpoint every step."""

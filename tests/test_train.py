@@ -129,6 +129,7 @@ def _copy_run(finished_run, tmp_path):
   return copy
 
 
+@pytest.mark.slow
 def test_end_to_end_moca(finished_run):
   workdir, summary = finished_run
   assert _check_finished_run(workdir, "moca", MOCA_STEPS, eval_steps=[4, 8]) == summary
@@ -142,6 +143,7 @@ def test_end_to_end_moca(finished_run):
   assert checkpoint.all_steps(workdir) == sorted({6, 8, summary["best_step"]})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in methods.names() if m != "moca"])  # moca: finished_run
 def test_end_to_end(method, tmp_path):
   workdir = str(tmp_path / method)
@@ -154,6 +156,7 @@ def test_end_to_end(method, tmp_path):
     assert state.extras.adversary_opt_state is not None
 
 
+@pytest.mark.slow
 def test_resume_after_completion_changes_nothing(finished_run):
   workdir, summary = finished_run
   files = ("run_complete.json", "metrics.jsonl", "eval.jsonl", "config.json")
@@ -165,6 +168,7 @@ def test_resume_after_completion_changes_nothing(finished_run):
     assert os.path.getmtime(os.path.join(workdir, name)) == mtime, name
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_state_ignores_half_written_checkpoint(finished_run, tmp_path):
   workdir = _copy_run(finished_run, tmp_path)
   changed = moca_config()
@@ -188,6 +192,7 @@ def test_resume_refuses_changed_state_ignores_half_written_checkpoint(finished_r
   assert checkpoint.load_config(workdir).num_train_steps == 10
 
 
+@pytest.mark.slow
 def test_steps_per_call_changes_no_number(tmp_path):
   """Four steps per compiled call (one lax.scan) give the params and the
   logged losses of one step per call, bit for bit (MoCA: its queue and EMA
@@ -223,6 +228,7 @@ def test_steps_per_call_divides_every_stop():
   assert train.steps_per_call(config, start_step=0) == 1
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
   original = train.make_train_step
 

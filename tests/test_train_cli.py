@@ -67,6 +67,7 @@ def _main(*arguments, cwd=REPO_ROOT):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_show_config_prints_the_resolved_config_and_writes_nothing(tmp_path):
   workdir = tmp_path / "never"
   result = _main("--config=configs/default.py", "--config.method=moca", "--config.seed=7",
@@ -96,6 +97,7 @@ def test_switching_method_on_the_default_config_runs_to_the_end(name, tmp_path):
     assert fields.get(config, field) == value
 
 
+@pytest.mark.slow
 def test_a_paper_config_loads_from_any_directory_with_the_installed_package(tmp_path):
   """Only the package importable (as after pip install), run outside the checkout."""
   site = test_readme.installed_copy(tmp_path / "site-packages")

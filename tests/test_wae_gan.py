@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from wae_jax import priors
 from wae_jax.methods import wae_gan
@@ -96,6 +97,7 @@ _hand_two_steps = lib.jit(lambda state, images, sequential: _hand_step(
     _hand_step(state, images, sequential), images, sequential), static_argnums=2)
 
 
+@pytest.mark.slow
 def test_two_steps_update_the_autoencoder_then_the_adversary():
   # The config of test_methods' wae_gan training test: one compile for both.
   config, method, state, step = lib.shared_setup("wae_gan", lambda_reg=0.1)
