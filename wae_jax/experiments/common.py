@@ -11,14 +11,18 @@ configs/ (configs/default.py for the small runs, the paper configs for
 skips the finished runs and resumes the others; DIR/results.json and
 DIR/*.png are then rebuilt from the runs' logs.
 
-Populations (--pack=P, default DEFAULT_PACK): the runs whose configs differ
+Populations (--pack=P; default `default_pack()`: 1 on a CPU, DEFAULT_PACK on
+an accelerator): the runs whose configs differ
 only in scalar hyper-parameters (wae_jax/hparams.py's PER_MEMBER: the seeds, a
 λ or τ sweep) are trained as populations of at most P, each one vmapped
 program (wae_jax/population.py), every run still in its own DIR/runs/<run>/.
 A member equals the run trained alone (exactly where XLA computes the same
 operations, else to float32 rounding that training may then amplify), so a
 figure's numbers can move by about what another machine moves them.
---pack=1 trains every run alone. A run may be resumed with another --pack.
+--pack=1 trains every run alone: on a CPU a population runs no faster than its
+members one after another (benchmarks/README.md, "Populations"), and alone a
+rerun of a committed CPU result is bit for bit. A run may be resumed with
+another --pack.
 
 Sizes: `small` (the default: scikit-learn's digits or synthetic data, a few
 minutes on 2 CPU cores), `mnist` (real MNIST at 28x28 from the idx files in
@@ -54,7 +58,7 @@ results.json (every experiment):
 import importlib
 import os
 import time
-from typing import Callable, Dict, Iterable, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import matplotlib
 import ml_collections
@@ -86,6 +90,12 @@ RUNS_DIR = "runs"
 # Runs per population (train_runs, --pack): a cell's three seeds and a few of a
 # sweep's values in one program, while memory grows only by P states.
 DEFAULT_PACK = 8
+
+
+def default_pack() -> int:
+  """--pack's default: 1 on a CPU (see the module docstring), else DEFAULT_PACK."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return 1 if jax.default_backend() == "cpu" else DEFAULT_PACK
 
 FLAGS = flags.FLAGS
 
@@ -278,7 +288,7 @@ def populations(configs: Dict[str, ml_collections.ConfigDict], pack: int) -> lis
 
 
 def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str,
-               pack: int = DEFAULT_PACK) -> dict:
+               pack: Optional[int] = None) -> dict:
   """Checks every run's data, then trains (or resumes, or skips when finished)
   each run in DIR/runs/<name>/; {name: `run_record` + "config"}.
 
@@ -286,10 +296,11 @@ def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str,
   of at most `pack` (`populations`, wae_jax/population.py): each still trains
   in its own workdir, as it would alone, and equals the run trained alone
   (exactly where XLA computes the same operations, else to float32 rounding).
-  pack=1 trains each run alone (wae_jax.train.train_and_evaluate).
+  pack=1 trains each run alone (wae_jax.train.train_and_evaluate); None:
+  default_pack().
   "config" is what the run changes in configs/default.py's base config.
   """
-  groups = populations(configs, pack)
+  groups = populations(configs, default_pack() if pack is None else pack)
   check_data(configs.values())
   for group in groups:
     workdirs = [run_dir(out, name) for name in group]
@@ -358,10 +369,10 @@ verdict = stats.verdict
 
 
 def command(name: str, out: str, size: str, data_dir: str = "",
-            pack: int = DEFAULT_PACK) -> str:
+            pack: Optional[int] = None) -> str:
   size_flag = "" if size == "small" else f" --size={size}"
   data_flag = f" --data_dir={data_dir}" if data_dir else ""
-  pack_flag = "" if pack == DEFAULT_PACK else f" --pack={pack}"
+  pack_flag = "" if pack in (None, default_pack()) else f" --pack={pack}"
   return f"python -m wae_jax.experiments.{name} --out={out}{size_flag}{data_flag}{pack_flag}"
 
 
@@ -384,7 +395,7 @@ def feature_nets(runs: dict) -> dict:
 def write_results(name: str, source: str, claim: str, size: str, out: str,
                   settings: dict, runs: dict, summary: dict, checks: Dict[str, dict],
                   plots: Sequence[str], start_time: float, seeds: Sequence[int] = (0,),
-                  data_dir: str = "", pack: int = DEFAULT_PACK) -> dict:
+                  data_dir: str = "", pack: Optional[int] = None) -> dict:
   """Writes DIR/results.json (see the module docstring) atomically; returns the record.
 
   checks: {statement: stats.compare(...)'s record}.
@@ -475,17 +486,18 @@ def main(run: Callable[..., dict], reads_mnist: bool = True, packs: bool = True)
                       f"(default {DEFAULT_MNIST_DIR}, fetched by {GET_MNIST}); "
                       "--size=paper: the tfds data_dir ('' = tfds's default).")
   if packs:
-    flags.DEFINE_integer("pack", DEFAULT_PACK,
+    flags.DEFINE_integer("pack", None,
                          "At most this many runs that differ only in scalar hyper-parameters "
                          "(seed, λ, τ, ...) train as one population (one vmapped program), "
-                         "each in its own DIR/runs/<run>/; 1 trains every run alone.")
+                         "each in its own DIR/runs/<run>/; 1 trains every run alone. "
+                         f"Default: 1 on a CPU, {DEFAULT_PACK} on an accelerator.")
 
   def _main(argv):
     del argv  # cli.run_absl refuses extra arguments.
     if not FLAGS.out:
       raise cli.UserError("--out is required: the folder for results.json and the plots, "
                           "e.g. --out=/tmp/experiment.")
-    extra = {"pack": check_pack(FLAGS.pack)} if packs else {}
+    extra = {"pack": check_pack(default_pack() if FLAGS.pack is None else FLAGS.pack)} if packs else {}
     cli.check_workdir_writable(FLAGS.out, "--out")
     data_dir = FLAGS.data_dir
     if FLAGS.size == "mnist" and reads_mnist:

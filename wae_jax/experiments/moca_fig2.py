@@ -35,6 +35,7 @@ MoCA, the final SWD falls at every step up in λ > 0.
 """
 
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def checks_of(runs: dict, lambdas_run, seeds) -> tuple:
 
 
 def run(out: str, size: str = "small", data_dir: str = "",
-        pack: int = common.DEFAULT_PACK) -> dict:
+        pack: Optional[int] = None) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)

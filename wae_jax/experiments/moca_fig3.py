@@ -28,6 +28,7 @@ sample distance falls at every step up in λ.
 """
 
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 
 
 def run(out: str, size: str = "small", data_dir: str = "",
-        pack: int = common.DEFAULT_PACK) -> dict:
+        pack: Optional[int] = None) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)

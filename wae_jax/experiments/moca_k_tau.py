@@ -37,6 +37,7 @@ distance over λ (per seed) is lower at τ = 0.05 than at τ = 1; the best λ
 
 import math
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 
 
 def run(out: str, size: str = "small", data_dir: str = "",
-        pack: int = common.DEFAULT_PACK) -> dict:
+        pack: Optional[int] = None) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)

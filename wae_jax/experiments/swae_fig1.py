@@ -40,6 +40,7 @@ linear-probe accuracy, above WAE-MMD's and above the VAE's.
 
 import os
 import time
+from typing import Optional
 
 from wae_jax.experiments import common
 from wae_jax.experiments import stats
@@ -104,7 +105,7 @@ FIGURE_KEYS = ("generated_spread_over_data", "distance_to_own_center_over_data",
 
 
 def run(out: str, size: str = "small", data_dir: str = "",
-        pack: int = common.DEFAULT_PACK) -> dict:
+        pack: Optional[int] = None) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)

@@ -38,6 +38,7 @@ reconstruction error.
 
 import os
 import time
+from typing import Optional
 
 from wae_jax.experiments import common
 from wae_jax.experiments import stats
@@ -98,7 +99,7 @@ def make_configs(size: str, out: str, data_dir: str) -> dict:
 
 
 def run(out: str, size: str = "small", data_dir: str = "",
-        pack: int = common.DEFAULT_PACK) -> dict:
+        pack: Optional[int] = None) -> dict:
   start = time.time()
   seeds = common.SEEDS[size]
   cells = make_configs(size, out, data_dir)
