@@ -29,6 +29,8 @@ import sys
 import traceback
 from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
+from wae_jax import per_member
+
 USER_ERROR_EXIT_STATUS = 2
 INTERRUPTED_EXIT_STATUS = 130  # the shell's status for SIGINT
 DEBUG_FLAG = "--debug"
@@ -344,7 +346,7 @@ def _unknown_field_message(argv: Sequence[str]) -> Optional[str]:
       if not arg.startswith(prefix):
         continue
       field = arg[len(prefix):].split("=", 1)[0]
-      shared = _not_per_member_message(config, prefix, field)
+      shared = per_member.shared_field_message(config, prefix, field)
       if shared is not None:
         return shared
       node, walked = config, []
@@ -360,23 +362,6 @@ def _unknown_field_message(argv: Sequence[str]) -> Optional[str]:
           return f"{prefix}{field}: the config has no field {part!r}; {hint}"
         node, walked = node[part], walked + [part]
   return None
-
-
-def _not_per_member_message(config, prefix: str, field: str) -> Optional[str]:
-  """The sentence for --config.population.<field> naming a field of the config
-  that the members of a population must share; None for anything else."""
-  from wae_jax import hparams  # pylint: disable=g-import-not-at-top  # numpy only
-  head, _, rest = field.partition(".")
-  if head != hparams.POPULATION or not rest or rest in hparams.PER_MEMBER:
-    return None
-  node = config
-  for part in rest.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      return None
-    node = node[part]
-  return (f"{prefix}{field}: config.{rest} changes shapes or the program, so the members of "
-          f"a population must share it; vary only {', '.join(hparams.PER_MEMBER)}, and train "
-          f"each {rest} as its own population.")
 
 
 # ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Scalar hyper-parameters as values: the fields one compiled step reads as
 arguments, so runs that differ only in them share the program.
 
-`PER_MEMBER` is the one list of such fields (the README's population section
-copies it). Every other config field decides shapes or the program (method,
+`PER_MEMBER` (wae_jax/per_member.py, a leaf) is the one list of such fields
+(the README's population section copies it). Every other config field decides shapes or the program (method,
 network, widths, latent dim, batch size, image size, encoder type, the
 regularizer, the schedule, the loop's cadence) and must be equal across the
 members of a population (`first_mismatch`).
@@ -23,25 +23,8 @@ import numpy as np
 
 from wae_jax import cli
 from wae_jax import fields
-
-# Fields that may differ between the members of a population (dotted names).
-# Sources of the names: the shared config (wae_jax/config.py) and the method
-# modules' blocks (wae_jax/methods/<name>.py).
-PER_MEMBER = (
-    "seed",                      # initial state and data order (outside the step)
-    "lambda_reg",                # λ (WAE-MMD, WAE-GAN, MoCA)
-    "optimizer.learning_rate",   # the encoder-decoder's Adam
-    "adversary.learning_rate",   # WAE-GAN's adversary
-    "prior_var",                 # σ² of the Gaussian prior
-    "mmd.base_scale",            # IMQ base scale multiplier
-    "encoder_input_noise",       # std of the WAE encoder's input noise
-    "encoder_logvar_l1",         # L1 weight on a Gaussian encoder's log-variances
-    "vae.beta",                  # β of the VAE and VampPrior
-    "moca.temperature",          # τ
-    "moca.momentum_base",        # m0 of the key encoder's cosine momentum
-    "swae.beta",                 # SWAE's β
-    "swae.z_loss_weight",        # SWAE's λ
-)
+from wae_jax.per_member import PER_MEMBER  # The one list, re-exported here.
+from wae_jax.per_member import POPULATION
 
 # Per-member fields outside the compiled step.
 HOST_ONLY = ("seed",)
@@ -101,7 +84,6 @@ def first_mismatch(configs: Sequence[ml_collections.ConfigDict]):
 
 
 
-POPULATION = "population"  # The config block of per-member value tuples.
 
 
 def population_block() -> ml_collections.ConfigDict:
