@@ -7,6 +7,7 @@ fail before JAX is imported, so the table runs in seconds.
 """
 
 import hashlib
+import logging
 import os
 import struct
 import subprocess
@@ -361,6 +362,36 @@ def test_debug_shows_the_traceback_and_keeps_exit_2(tmp_path):
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: --config.foo:")
+
+
+def _log_record(name: str, path: str, level: int, message: str, error=None):
+  exc_info = (type(error), error, None) if error is not None else None
+  return logging.LogRecord(name, level, path, 1, message, (), exc_info)
+
+
+def test_library_noise_drops_a_full_disk_from_any_thread_and_keeps_other_errors():
+  """A full disk that an orbax background write hits first reaches the log as
+  asyncio's "Task exception was never retrieved" with the traceback: dropped
+  (the trainer prints the one line). Other errors, and orbax's, stay."""
+  from wae_jax import cli  # pylint: disable=g-import-not-at-top
+  noise = cli._LibraryNoise()  # pylint: disable=protected-access
+  disk_full = ValueError("Error writing: [os_error_code='28'] No space left on device")
+  asyncio_path = "/usr/lib/python3.11/asyncio/base_events.py"
+  orbax_path = "/site-packages/orbax/checkpoint/_src/serialization/serialization.py"
+  dropped = [
+      _log_record("asyncio", asyncio_path, logging.ERROR, "Task exception was never retrieved",
+                  disk_full),
+      _log_record("absl", orbax_path, logging.ERROR, "write failed", disk_full),
+      _log_record("absl", orbax_path, logging.INFO, "Saving checkpoint 10"),
+  ]
+  kept = [
+      _log_record("asyncio", asyncio_path, logging.ERROR, "Task exception was never retrieved",
+                  ValueError("a real bug")),
+      _log_record("absl", orbax_path, logging.WARNING, "a checkpoint item is missing"),
+      _log_record("wae_jax", "/wae_jax/train.py", logging.INFO, "step 10"),
+  ]
+  assert [noise.filter(r) for r in dropped] == [False] * len(dropped)
+  assert [noise.filter(r) for r in kept] == [True] * len(kept)
 
 
 def test_programming_errors_still_trace_back():

@@ -379,19 +379,25 @@ class _LibraryNoise(logging.Filter):
   - orbax's INFO lines (a dozen per save) and its warnings that a manager
     opened for reading is read-only;
   - jax's "Unable to initialize backend 'tpu'" when libtpu is installed on a
-    machine without a TPU (jax then uses the CPU, as intended).
+    machine without a TPU (jax then uses the CPU, as intended);
+  - a full disk logged from any thread, with its traceback: orbax's own
+    records, and asyncio's "Task exception was never retrieved" when one of
+    orbax's background writes fails first. The trainer reports it in one line
+    (wae_jax.checkpoint).
   """
 
   def filter(self, record: logging.LogRecord) -> bool:
     path = record.pathname.replace(os.sep, "/")
+    if record.levelno >= logging.WARNING:
+      text = record.getMessage()
+      if record.exc_info and record.exc_info[1] is not None:
+        text += " " + str(record.exc_info[1])
+      if _DISK_FULL.search(text):
+        return False
     if "/orbax/" in path:
       if record.levelno < logging.WARNING:
         return False
       text = record.getMessage()
-      if record.exc_info and record.exc_info[1] is not None:
-        text += " " + str(record.exc_info[1])
-      if _DISK_FULL.search(text):  # The trainer reports it in one line (wae_jax.checkpoint).
-        return False
       # The trainer saves metrics only with evaluations, by design.
       return ("read_only=True" not in text and "is read only" not in text
               and "did not provide metrics" not in text)
