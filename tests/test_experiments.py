@@ -171,6 +171,19 @@ def test_populations_group_runs_of_one_program():
     common.populations(runs, 0)
 
 
+def test_pack_defaults_to_one_on_a_cpu_and_only_a_chosen_pack_is_in_the_command():
+  """On a CPU a population is no faster than its runs in turn, so every run
+  trains alone unless --pack says otherwise; results.json's command names
+  --pack only when it differs from the machine's default."""
+  assert jax.default_backend() == "cpu" and common.default_pack() == 1
+  assert common.command("moca_fig2", "/o", "toy") == (
+      "python -m wae_jax.experiments.moca_fig2 --out=/o --size=toy")
+  assert common.command("moca_fig2", "/o", "toy", pack=1) == common.command("moca_fig2", "/o",
+                                                                            "toy")
+  assert common.command("moca_fig2", "/o", "mnist", "/d", pack=4) == (
+      "python -m wae_jax.experiments.moca_fig2 --out=/o --size=mnist --data_dir=/d --pack=4")
+
+
 @pytest.mark.slow
 def test_train_runs_trains_populations_in_the_runs_workdirs(tmp_path, monkeypatch):
   """train_runs trains each group as one population in DIR/runs/<run>/; every
