@@ -78,6 +78,22 @@ def _wait_for(predicate, timeout, what):
   raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _sigkill_launcher_when(launcher, done, timeout, what):
+  """Waits (at most `timeout` s) until done() or the launcher exits, SIGKILLs
+  the launcher's PID alone, then waits for its session's workers and trainers
+  to end (killing what is left of the session if they do not)."""
+  try:
+    _wait_for(lambda: done() or launcher.poll() is not None, timeout, what)
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    _wait_for(lambda: not session_processes(launcher.pid), 30,
+              "the killed launcher's workers and trainers to end")
+  finally:
+    if session_processes(launcher.pid):
+      os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+
+
 @pytest.mark.slow
 def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
   config = tmp_path / "failing_bigwae.py"
@@ -93,17 +109,8 @@ def test_local_sweep_killed_relaunched_with_a_failing_run(tmp_path):
         [sys.executable, "-m", "launch.sweep", f"--config={config}:tiny", f"--root={root}",
          f"--num_runs={num_runs}", "--max_parallel=2", "--retries=1"],
         cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-      _wait_for(lambda: any(runs.is_finished(w) for w in workdirs) or launcher.poll() is not None,
-                240, "a first finished run")
-      os.kill(launcher.pid, signal.SIGKILL)
-      launcher.wait()
-      _wait_for(lambda: not session_processes(launcher.pid), 30,
-                "the killed launcher's workers and trainers to end")
-    finally:
-      if session_processes(launcher.pid):
-        os.killpg(launcher.pid, signal.SIGKILL)
-      launcher.wait()
+    _sigkill_launcher_when(launcher, lambda: any(runs.is_finished(w) for w in workdirs), 240,
+                           "a first finished run")
   assert launcher.returncode == -signal.SIGKILL, (tmp_path / "first_launch.txt").read_text()
   # The OS releases the locks of the killed workers and trainers.
   _wait_for(lambda: not any(runs.is_locked(w) for w in workdirs if os.path.isdir(w)),
@@ -232,17 +239,8 @@ def test_packed_sweep_killed_relaunched_trains_each_run_once(tmp_path):
     launcher = subprocess.Popen([sys.executable, "-m", "launch.sweep", *args], cwd=PROJECT_ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     packs = [os.path.join(root, sweep.PACK_DIR, str(k)) for k in range(2)]
-    try:
-      _wait_for(lambda: runs.is_finished(packs[0]) or launcher.poll() is not None, 300,
-                "a first finished population")
-      os.kill(launcher.pid, signal.SIGKILL)
-      launcher.wait()
-      _wait_for(lambda: not session_processes(launcher.pid), 30,
-                "the killed launcher's workers and trainers to end")
-    finally:
-      if session_processes(launcher.pid):
-        os.killpg(launcher.pid, signal.SIGKILL)
-      launcher.wait()
+    _sigkill_launcher_when(launcher, lambda: runs.is_finished(packs[0]), 300,
+                           "a first finished population")
   manifest = sweep.read_manifest(root)
   assert [e["index"] for e in manifest] == list(range(num_runs))
   assert [e["workdir"] for e in manifest] == [os.path.join(packs[i // 3], str(i % 3))

@@ -10,7 +10,6 @@ populations are one error line before anything is written.
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from wae_jax import metrics_io
 from wae_jax import population
 from wae_jax import sample
 from wae_jax import train
+import methods_testlib
 
 import pytest
 
@@ -173,16 +173,7 @@ def test_killed_population_resumes_bitwise(finished, config_file, tmp_path):
   script = KILLABLE.format(argv=_argv(config_file, workdir), repo=REPO_ROOT)
   process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  checkpoints = os.path.join(population.member_workdir(workdir, 1), "checkpoints")
-  deadline = time.time() + 300
-  try:
-    while not (os.path.isdir(checkpoints) and any(d.isdigit() for d in os.listdir(checkpoints))):
-      assert process.poll() is None, process.stderr.read().decode()[-2000:]
-      assert time.time() < deadline, "the population never saved a checkpoint"
-      time.sleep(0.1)
-    os.kill(process.pid, signal.SIGKILL)
-  finally:
-    process.wait()
+  methods_testlib.sigkill_after_first_checkpoint(process, population.member_workdir(workdir, 1))
   assert max(checkpoint.all_steps(population.member_workdir(workdir, 1))) < NUM_STEPS
   result = _run(_argv(config_file, workdir))
   assert result.returncode == 1, result.stderr[-3000:]
