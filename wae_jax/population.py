@@ -278,12 +278,9 @@ def _train_members(members: list, mesh, is_chief: bool, summaries: dict, stop) -
                num_train_steps, mesh.devices.size, chunk)
 
   for m in members:
-    best_step = m.manager.best_step() if start_step else None
-    best_value = (float(m.manager.metrics(best_step)[m.config.best_metric])
-                  if best_step is not None and m.manager.metrics(best_step) else math.inf)
     m.writer = metrics_io.MetricWriter(m.workdir, is_chief=is_chief, start_step=start_step)
     m.evaluate = train.Evaluation(m.method, m.config, m.source, m.workdir, m.writer, is_chief,
-                                  best_value)
+                                  train.best_value_so_far(m.manager, m.config, start_step))
     m.guard = train.FiniteGuard(m.manager, start_step if start_step else None, chunk)
     m.log = train.TrainLog(m.writer, is_chief, start_step, num_train_steps, m.saved)
     m.treedef = jax.tree.structure(m.state)  # Its own config, modules and optimizers.

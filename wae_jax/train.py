@@ -304,6 +304,15 @@ class Evaluation:
     return metrics
 
 
+def best_value_so_far(manager, config: ml_collections.ConfigDict, start_step: int) -> float:
+  """The best `config.best_metric` of the checkpoints a run resumes from (inf
+  for a fresh run, or when the best checkpoint carries no metrics)."""
+  best_step = manager.best_step() if start_step else None
+  if best_step is None or not manager.metrics(best_step):
+    return math.inf
+  return float(manager.metrics(best_step)[config.best_metric])
+
+
 def feature_nets_of(evaluator, metrics: dict) -> dict:
   """{metric: the feature net it was measured with} for the metrics of this evaluation."""
   return {metric: net for metric, net in evaluator.feature_nets.items() if metric in metrics}
@@ -502,9 +511,7 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, source, mesh: ja
     return done
   state, start_step, saved = resume_or_init(workdir, manager, method, config, source, mesh,
                                             is_chief)
-  best_step = manager.best_step() if start_step else None
-  best_value = (float(manager.metrics(best_step)[config.best_metric])
-                if best_step is not None and manager.metrics(best_step) else math.inf)
+  best_value = best_value_so_far(manager, config, start_step)
 
   # 3. Devices and the step (a resumed run's calls start at its step). ------
   device_data = on_device.place_if_wanted(config, source, mesh)
