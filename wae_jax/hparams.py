@@ -2,10 +2,10 @@
 arguments, so runs that differ only in them share the program.
 
 `PER_MEMBER` (wae_jax/per_member.py, a leaf) is the one list of such fields
-(the README's population section copies it). Every other config field decides shapes or the program (method,
-network, widths, latent dim, batch size, image size, encoder type, the
-regularizer, the schedule, the loop's cadence) and must be equal across the
-members of a population (`first_mismatch`).
+(the README's population section copies it). Every other config field decides
+shapes or the program (method, network, widths, latent dim, batch size, image
+size, encoder type, the regularizer, the schedule, the loop's cadence) and
+must be equal across the members of a population (`first_mismatch`).
 
 wae_jax/valued_step.py's step reads them from a config whose fields hold
 traced float32 scalars. A population is asked for with the config's
@@ -81,9 +81,6 @@ def first_mismatch(configs: Sequence[ml_collections.ConfigDict]):
       if reference.get(name) != flat.get(name):
         return name, reference.get(name), i, flat.get(name)
   return None
-
-
-
 
 
 def population_block() -> ml_collections.ConfigDict:

@@ -39,7 +39,9 @@ def valued_step(method) -> Callable:
   optimizers rebuilt from it (`method.with_config`); the returned state has
   the static parts (config, modules, optimizers) of the state passed in.
   """
-  return _valued_steps.setdefault(method, _make_valued_step(method))
+  if method not in _valued_steps:
+    _valued_steps[method] = _make_valued_step(method)
+  return _valued_steps[method]
 
 
 _valued_steps: dict = {}  # One function per method, so jit caches by it.
