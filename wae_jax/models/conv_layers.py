@@ -83,7 +83,7 @@ def _conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
 
 
-def replicated_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
+def _as_kernel_cotangent(d_kernel: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
   """d_kernel summed over the devices across which `kernel` is the same (what
   JAX's own backward pass does for the implicit broadcast of a replicated
   kernel under shard_map), so that a custom backward returns the kernel's
@@ -178,29 +178,26 @@ def _transpose_phase_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...])
   hi_h = out_h + jh - 1 - lo_h - h
   hi_w = out_w + jw - 1 - lo_w - w
   pad_config = ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0))
-  # Phases are shifted by (0, 0) or (0, 1): with (0, 1), position t of the
-  # VALID conv's output holds output rows 2t (phase 0) and 2t - 1 (phase 1).
-  # Putting phase 1's channels first makes them rows 2t + 0 and 2t + 1 of a
-  # plain depth-to-space, cropped by one row in front: a transpose, which XLA
-  # fuses with what follows, instead of a concatenation of shifted slices.
-  assert {shift_h, shift_w} <= {(0, 0), (0, 1)}, (shift_h, shift_w)  # _transpose_phase_taps
-  order_h = (1, 0) if shift_h == (0, 1) else (0, 1)
-  order_w = (1, 0) if shift_w == (0, 1) else (0, 1)
-  crop_h, crop_w = max(shift_h), max(shift_w)
+  aligned = shift_h == (0, 0) and shift_w == (0, 0)
 
   def phase_kernel(kernel):
-    # K[i, j, c, (2a' + b') O + o] = W[tap_h[order_h[a'], i], tap_w[order_w[b'], j], c, o],
-    # zero where the phase has no tap i.
+    # K[i, j, c, (2a + b) * O + o] = W[tap_h[a, i], tap_w[b, j], c, o], zero
+    # where phase a has no tap i.
     padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    rows, cols = tap_h[list(order_h)], tap_w[list(order_w)]
-    k = padded[rows[:, :, None, None], cols[None, None, :, :]]  # (2, J, 2, J, C, O)
+    k = padded[tap_h[:, :, None, None], tap_w[None, None, :, :]]  # (2, J, 2, J, C, O)
     return k.transpose(1, 3, 4, 0, 2, 5).reshape(jh, jw, c, 4 * o)
 
   def interleave(z):
-    """(N, out_h, out_w, 4O) phases -> (N, 2H, 2W, O), depth-to-space."""
-    z = z.reshape(n, out_h, out_w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
-    z = z.reshape(n, 2 * out_h, 2 * out_w, o)
-    return z[:, crop_h:crop_h + 2 * h, crop_w:crop_w + 2 * w]
+    """(N, out_h, out_w, 4O) phases -> (N, 2H, 2W, O)."""
+    z = z.reshape(n, out_h, out_w, 2, 2, o)
+    if aligned:
+      phases = z.transpose(0, 1, 3, 2, 4, 5)  # (N, H, a, W, b, O)
+    else:
+      phases = jnp.stack([
+          jnp.stack([z[:, shift_h[a]:shift_h[a] + h, shift_w[b]:shift_w[b] + w, a, b]
+                     for b in (0, 1)], axis=3)
+          for a in (0, 1)], axis=2)
+    return phases.reshape(n, 2 * h, 2 * w, o)
 
   def forward(x, kernel):
     x_padded = lax.pad(x, jnp.zeros((), x.dtype), pad_config)
@@ -226,7 +223,7 @@ def _transpose_phase_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...])
     dy_padded = jnp.pad(dy, ((0, 0),) + dy_padding + ((0, 0),))
     d_x = lax.conv_general_dilated(dy_padded, flipped, (2, 2), "VALID", dimension_numbers=_NHWC)
     d_flipped = _weight_grad(dy_padded, x, stride=2)
-    return d_x, replicated_cotangent(d_flipped[::-1, ::-1].transpose(0, 1, 3, 2), kernel, dy)
+    return d_x, _as_kernel_cotangent(d_flipped[::-1, ::-1].transpose(0, 1, 3, 2), kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv
@@ -311,7 +308,7 @@ def _space_to_depth_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
   def backward(residuals, dy):
     x_padded, kernel = residuals
     d_kernel = _weight_grad(x_padded, dy, stride=2)
-    return input_grad(dy, kernel), replicated_cotangent(d_kernel, kernel, dy)
+    return input_grad(dy, kernel), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv
@@ -363,13 +360,6 @@ def matmul_pays(kernel_shape: Tuple[int, ...]) -> bool:
   return kh * kw * o <= c
 
 
-def _shifted_window(size: int, shift: int) -> Tuple[int, int, int, int]:
-  """(start, stop, pad_lo, pad_hi): v[start:stop] padded by (pad_lo, pad_hi)
-  with zeros is u[q] = v[q + shift] (zero outside v), for q in [0, size)."""
-  start, stop = max(0, shift), min(size, size + shift)
-  return start, stop, max(0, -shift), max(0, shift)
-
-
 def _same_by_matmul_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
   """conv_same_by_matmul for fixed shapes, with its own backward pass."""
   n, h, w, c = x_shape
@@ -389,16 +379,9 @@ def _same_by_matmul_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
     # z[n, p, (a, b, o)] = x[n, p] W[a, b] (one matrix product), and
     # y[n, q] = sum_{a, b} z[n, q - lo + (a, b), (a, b)] (a shifted sum).
     z = x.reshape(n * h * w, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o)
-    z = z.reshape(n, h, w, kh, kw, o)
-    # Each term is cropped and zero-padded on its own, so that XLA fuses the
-    # pads into the sum instead of writing a padded copy of z.
-    def term(a, b):
-      rows, cols = _shifted_window(h, a - lo_h), _shifted_window(w, b - lo_w)
-      window = z[:, rows[0]:rows[1], cols[0]:cols[1], a, b]
-      return jnp.pad(window, ((0, 0), rows[2:], cols[2:], (0, 0)))
-    # (A tap that lies wholly outside the image adds nothing.)
-    return sum(term(a, b) for a in range(kh) for b in range(kw)
-               if abs(a - lo_h) < h and abs(b - lo_w) < w)
+    z = jnp.pad(z.reshape(n, h, w, kh, kw, o), ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0),
+                                                (0, 0), (0, 0)))
+    return sum(z[:, a:a + h, b:b + w, a, b] for a in range(kh) for b in range(kw))
 
   # The forward pass is a matrix product where its (N, H, W, kh kw O) product
   # is at most half the input's size, else XLA's conv: 8.8 vs 9.4 ms forward
@@ -422,7 +405,7 @@ def _same_by_matmul_fn(x_shape: Tuple[int, ...], kernel_shape: Tuple[int, ...]):
     d_x = cols @ kernel.transpose(0, 1, 3, 2).reshape(kh * kw * o, c)
     d_kernel = lax.dot_general(cols, x.reshape(n * h * w, c), (((0,), (0,)), ((), ())))
     d_kernel = d_kernel.reshape(kh, kw, o, c).transpose(0, 1, 3, 2)
-    return d_x.reshape(x_shape), replicated_cotangent(d_kernel, kernel, dy)
+    return d_x.reshape(x_shape), _as_kernel_cotangent(d_kernel, kernel, dy)
 
   conv.defvjp(forward, backward)
   return conv

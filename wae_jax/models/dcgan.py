@@ -25,8 +25,7 @@ from typing import Any, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 
-from wae_jax.models.layers import (LatentHead, batch_norm, batch_norm_relu, decoder_output,
-                                   scale_width)
+from wae_jax.models.layers import LatentHead, batch_norm, decoder_output, scale_width
 from wae_jax.models.conv_layers import Conv2x, ConvSame, ConvTranspose2x
 
 ENCODER_CHANNELS = (128, 256, 512, 1024)
@@ -64,10 +63,9 @@ class DCGANEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False):
     """(B, H, W, C) -> (mean (B, d), logvar (B, d) or None)."""
     h = x
-    for i, channels in enumerate(self.channels):
+    for channels in self.channels:
       h = Conv2x(channels, self.kernel_size, space_to_depth=self.fast_conv, dtype=self.dtype)(h)
-      h = batch_norm_relu(train, self.axis_name, f"BatchNorm_{i}", self.dtype,
-                          self.use_batch_norm, fused=self.fast_conv)(h)
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     h = h.reshape(h.shape[0], -1)
     return LatentHead(self.latent_dim, self.encoder, self.logvar_clip, self.dtype)(h)
 
@@ -96,10 +94,9 @@ class DCGANDecoder(nn.Module):
     # Named, so the other norms keep the names of a net without this one.
     h = nn.relu(batch_norm(train, self.axis_name, name="BatchNorm_dense", dtype=self.dtype,
                            enabled=self.use_batch_norm and self.dense_batch_norm)(h))
-    for i, channels in enumerate(self.channels[1:]):
+    for channels in self.channels[1:]:
       h = ConvTranspose2x(channels, self.kernel_size, phase=self.fast_conv, dtype=self.dtype)(h)
-      h = batch_norm_relu(train, self.axis_name, f"BatchNorm_{i}", self.dtype,
-                          self.use_batch_norm, fused=self.fast_conv)(h)
+      h = nn.relu(batch_norm(train, self.axis_name, dtype=self.dtype, enabled=self.use_batch_norm)(h))
     # Named as the nn.Conv it replaces, so the param tree is flax's.
     h = ConvSame(out_channels, self.kernel_size, by_matmul=self.fast_conv, dtype=self.dtype,
                  name="Conv_0")(h)

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 
 from wae_jax import priors
-from wae_jax.models.norm_layers import BatchNormReLU
 
 ENCODER_TYPES = ("deterministic", "gaussian", "sphere")
 DECODER_OUTPUTS = ("sigmoid", "logits", "linear")
@@ -30,18 +29,6 @@ def batch_norm(train: bool, axis_name: Optional[str], name: Optional[str] = None
     return _identity
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=axis_name, name=name, dtype=dtype)
-
-
-def batch_norm_relu(train: bool, axis_name: Optional[str], name: str, dtype: Any = None,
-                    enabled: bool = True, fused: bool = False):
-  """relu(batch_norm(...)(x)); fused=True computes it as norm_layers.BatchNormReLU
-  (the same variables and function, a hand-written backward pass: faster on
-  a CPU). `name` is the nn.BatchNorm's, e.g. 'BatchNorm_0'."""
-  if fused and enabled:
-    return BatchNormReLU(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                         axis_name=axis_name, name=name, dtype=dtype)
-  norm = batch_norm(train, axis_name, name=name, dtype=dtype, enabled=enabled)
-  return lambda x: nn.relu(norm(x))
 
 
 def scale_width(channels: int, width_multiplier: float) -> int:
