@@ -16,6 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from benchmarks import conv_ops_vs_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import vs_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import vs_torch_gpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -77,3 +78,21 @@ def test_gpu_benchmark_runs_end_to_end_here(tmp_path):
   assert row["ratio"]["eager"] == pytest.approx(row["torch_ms"]["eager"] / row["jax_ms"]["float32"])
   assert "| WAE-MMD MLP 256-256, batch 100 (smoke) |" in result.stdout
   assert len(vs_torch_gpu.WORKLOADS) == 5
+
+
+def test_conv_ops_time_the_same_convolutions():
+  """conv_ops_vs_torch.py's two sides compute the same three convolutions:
+  torch's conv_transpose2d (padding 1, kernel flipped) and its gradients equal
+  the trainer's conv_transpose_phase and its custom gradients."""
+  x, w, dy = conv_ops_vs_torch.layer_data(3, 4, 5, batch=2, seed=1)
+  ours = {op: np.asarray(fn()) for op, fn in conv_ops_vs_torch.jax_ops(x, w, dy).items()}
+  theirs = {op: fn().detach().numpy() for op, fn in conv_ops_vs_torch.torch_ops(
+      torch, *conv_ops_vs_torch.to_torch(torch, x, w, dy)).items()}
+  expected = {"forward": theirs["forward"].transpose(0, 2, 3, 1),
+              "input grad": theirs["input grad"].transpose(0, 2, 3, 1),
+              "weight grad": theirs["weight grad"].transpose(2, 3, 0, 1)[::-1, ::-1]}
+  for op, value in ours.items():
+    assert value.shape == expected[op].shape, op
+    # float32 sums of at most 4 * 4 * 5 = 80 products, in different orders.
+    np.testing.assert_allclose(value, expected[op], rtol=0,
+                               atol=1e-5 * np.abs(expected[op]).max(), err_msg=op)
