@@ -107,7 +107,7 @@ def twin_spec(spec):
           "adversary_log_prior": config.adversary_log_prior,
           "scales": list(config.mmd.scales), "prior_var": config.prior_var,
           "queue": config.moca.queue_size, "tau": config.moca.temperature,
-          "m0": config.moca.momentum_base,
+          "m0": config.moca.momentum_base, "input_noise": config.encoder_input_noise,
           "image": list(step_benchmark.image_shape(spec["net"]))}
 
 
@@ -415,10 +415,15 @@ class TorchWorkload:
     randn = lambda *shape: torch.randn(*shape, device=device)
     # The losses in float32, as the trainer computes them under bfloat16 too.
     reconstruction = lambda out: ((torch.sigmoid(out.float()) - x) ** 2).sum((1, 2, 3)).mean()
+    # The WAE encoders' input noise (the paper configs' 'add_noise': a normal cut at 2 std),
+    # drawn each step as the trainer draws it.
+    noise_std = s.get("input_noise", 0.0)
+    noisy = ((lambda images: images + noise_std * nn.init.trunc_normal_(
+        torch.empty_like(images), a=-2.0, b=2.0)) if noise_std > 0 else (lambda images: images))
 
     if s["method"] == "wae_mmd":
       def loss_fn():
-        z = encoder(x).float()
+        z = encoder(noisy(x)).float()
         return reconstruction(decoder(z)) + lam * imq_mmd(
             torch, z, randn(batch, latent) * prior_var ** 0.5, scales, prior_var)
     elif s["method"] == "vae":
@@ -445,7 +450,7 @@ class TorchWorkload:
       bce = nn.functional.binary_cross_entropy_with_logits
       ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
       def loss_fn():
-        z = encoder(x).float()
+        z = encoder(noisy(x)).float()
         prior = randn(batch, latent)
         adv_loss = bce(logit(prior), ones) + bce(logit(z.detach()), zeros)
         adv_opt.zero_grad()

@@ -40,6 +40,7 @@ from launch import runs
 from wae_jax import cli
 from wae_jax import fields
 from wae_jax import hparams
+from wae_jax import per_member
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST_FILE = "manifest.jsonl"
@@ -145,12 +146,8 @@ def pack(entries: Sequence[dict[str, Any]], pack_size: int, root: str, config_fi
   """
   root = os.path.abspath(root)
   base = load_config_module(config_file).get_config(config_arg)
-  groups: dict[str, list] = {}
-  for entry in entries:
-    groups.setdefault(_program_key(entry["overrides"]), []).append(entry)
-  chunks = [group[i:i + pack_size] for group in groups.values()
-            for i in range(0, len(group), pack_size)]
-  chunks.sort(key=lambda chunk: chunk[0]["index"])
+  chunks = per_member.group_by_program(sorted(entries, key=lambda e: e["index"]),
+                                       lambda e: _program_key(e["overrides"]), pack_size)
   packed, populations = [], []
   for k, chunk in enumerate(chunks):
     workdir = os.path.join(root, PACK_DIR, str(k))

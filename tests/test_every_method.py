@@ -1,6 +1,7 @@
 """Every method the registry finds (wae_jax/methods/<name>.py), end to end:
-a command-line run, a run killed after its first checkpoint and resumed that
-ends bitwise equal to it, and the sample export of its checkpoint.
+a command-line run that switches to it with --config.method (its required
+values applied), a run killed after its first checkpoint and resumed that ends
+bitwise equal to it, and the sample export of its checkpoint.
 
 Nothing here names a method: a new method module is covered by these tests
 (and by test_methods.py's init/step and test_parallel.py's 8-vs-1 tests) as
@@ -22,7 +23,9 @@ import methods_testlib as lib
 import pytest
 
 from wae_jax import checkpoint
+from wae_jax import config as wae_config
 from wae_jax import data
+from wae_jax import fields
 from wae_jax import methods
 from wae_jax import sample
 from wae_jax import train
@@ -30,15 +33,17 @@ from wae_jax import train
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 6
 
-# A config file for one method: the schema's defaults with the method's
-# required values, small widths and the method's own tiny_overrides.
+# A config file for one method: the schema's defaults (the default method's,
+# as configs/default.py), small widths and the method's own tiny_overrides.
+# Runs switch it to the method as a user does: --config.method on the command
+# line, `switched` in this process.
 CONFIG_FILE = textwrap.dedent("""
     from wae_jax import config as wae_config
     from wae_jax import fields
     from wae_jax import methods
 
     def get_config(arg=None):
-      config = wae_config.for_method({name!r})
+      config = wae_config.base_config()
       overrides = {{"batch_size": 16, "latent_dim": 4, "model.hidden_sizes": (16,),
                    "num_train_steps": {steps}, "log_every_steps": 2,
                    "checkpoint_every_steps": 2, "eval_every_steps": {steps},
@@ -56,6 +61,7 @@ CONFIG_FILE = textwrap.dedent("""
 KILLABLE_RUN = textwrap.dedent("""
     import importlib.util, sys, time
     sys.path.insert(0, {repo!r})
+    from wae_jax import config as wae_config
     from wae_jax import train
     spec = importlib.util.spec_from_file_location("run_config", {config_file!r})
     module = importlib.util.module_from_spec(spec)
@@ -68,7 +74,7 @@ KILLABLE_RUN = textwrap.dedent("""
         return step(state, batch)
       return slow_step, put_batch, put_state
     train.make_train_step = slow_make_train_step
-    train.train_and_evaluate(module.get_config(), {workdir!r})
+    train.train_and_evaluate(wae_config.use_method(module.get_config(), {name!r}), {workdir!r})
 """)
 
 
@@ -79,15 +85,17 @@ def _write_config_file(directory, name) -> str:
   return path
 
 
-def _load_config(path):
+def _switched_config(path, name):
+  """The config file's config switched to method `name`, as --config.method=name does."""
   spec = importlib.util.spec_from_file_location("run_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return wae_config.use_method(module.get_config(), name)
 
 
-def _kill_after_first_checkpoint(config_file: str, workdir: str) -> None:
-  script = KILLABLE_RUN.format(repo=REPO_ROOT, config_file=config_file, workdir=workdir)
+def _kill_after_first_checkpoint(config_file: str, name: str, workdir: str) -> None:
+  script = KILLABLE_RUN.format(repo=REPO_ROOT, config_file=config_file, name=name,
+                               workdir=workdir)
   process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   lib.sigkill_after_first_checkpoint(process, workdir)
@@ -98,22 +106,27 @@ def _kill_after_first_checkpoint(config_file: str, workdir: str) -> None:
 def test_cli_run_resume_after_kill_and_sample_export(name, tmp_path):
   config_file = _write_config_file(str(tmp_path), name)
 
-  # 1. The command line trains the method to the end.
+  # 1. The command line switches the config to the method and trains it to the end.
   reference = str(tmp_path / "cli")
   result = subprocess.run(
       [sys.executable, "-m", "wae_jax.main", f"--config={config_file}",
-       f"--workdir={reference}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+       f"--config.method={name}", f"--workdir={reference}"],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(reference, "run_complete.json"), encoding="utf-8") as f:
     summary = json.load(f)
   assert summary["step"] == NUM_STEPS
+  config = checkpoint.load_config(reference)
+  assert config.method == name
+  for field, value in methods.get(name).required.items():
+    assert fields.get(config, field) == value, field
 
   # 2. Killed after its first checkpoint and started again: the same run.
   killed = str(tmp_path / "killed")
-  _kill_after_first_checkpoint(config_file, killed)
+  _kill_after_first_checkpoint(config_file, name, killed)
   killed_at = checkpoint.all_steps(killed)
   assert killed_at and max(killed_at) < NUM_STEPS
-  assert train.train_and_evaluate(_load_config(config_file), killed) == summary
+  assert train.train_and_evaluate(_switched_config(config_file, name), killed) == summary
   expected = checkpoint.state_to_checkpoint(checkpoint.restore_state(reference))
   got = checkpoint.state_to_checkpoint(checkpoint.restore_state(killed))
   assert jax.tree.structure(expected) == jax.tree.structure(got)
@@ -121,7 +134,6 @@ def test_cli_run_resume_after_kill_and_sample_export(name, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
 
   # 3. The sample export: the method's own draws and codes of the checkpoint.
-  config = checkpoint.load_config(reference)
   state = checkpoint.restore_state(reference)
   method = methods.get(name)
   out = str(tmp_path / "samples.npy")

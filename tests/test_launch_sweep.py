@@ -25,8 +25,10 @@ from test_launch import session_processes
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIGWAE = os.path.join(PROJECT_ROOT, "configs", "bigwae.py")
-NUM_GOOD_RUNS = 6
-BAD_INDEX = 6
+NUM_GOOD_RUNS = 4  # the killed local sweep's good runs; run BAD_INDEX diverges
+BAD_INDEX = 4
+RAY_RUNS = 3  # more than --max_parallel=2, so Ray queues one
+PACKED_RUNS = 6  # two populations of --pack=3
 
 # The tiny sweep plus one run whose network does not exist.
 FAILING_CONFIG = f'''
@@ -45,24 +47,14 @@ def sweep(num_runs, seed=0, config_arg=None):
 '''
 
 
-@pytest.fixture(scope="session")
-def compilation_cache(tmp_path_factory):
-  # The parent of the base temp dir is shared by all pytest-xdist workers, so
-  # both sweeps (often on different workers) reuse each other's programs.
-  path = tmp_path_factory.getbasetemp().parent / "launch_jax_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
 @pytest.fixture(autouse=True)
-def light_runs(monkeypatch, compilation_cache):
-  # Runs inherit these (local workers and a Ray started here): one XLA device
-  # each keeps two runs at a time light on a small machine, and one JAX
-  # compilation cache for both tests lets the runs of a configuration skip
-  # most of their compile time (the launcher's own default is <root>/jax_cache).
+def light_runs(monkeypatch):
+  # Runs inherit this (local workers and a Ray started here): one XLA device
+  # each keeps two runs at a time light on a small machine. They also inherit
+  # the test session's JAX compilation cache (tests/conftest.py), which wins
+  # over the launcher's own default (<root>/jax_cache), so the runs of a
+  # configuration compile once for all the sweeps here.
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache)
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def _attempts(workdir):
@@ -166,11 +158,11 @@ def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   ray = pytest.importorskip("ray")
   root = str(tmp_path / "sweep")
   try:
-    results = sweep.launch(f"{BIGWAE}:tiny", root, NUM_GOOD_RUNS, "ray", max_parallel=2,
+    results = sweep.launch(f"{BIGWAE}:tiny", root, RAY_RUNS, "ray", max_parallel=2,
                            retries=1, engine_options={"num_cpus": 2}, log=lambda _: None)
   finally:
     ray.shutdown()
-  assert sorted(r.index for r in results) == list(range(NUM_GOOD_RUNS))
+  assert sorted(r.index for r in results) == list(range(RAY_RUNS))
   assert all(r.state == runs.FINISHED and r.attempts == 1 for r in results), [
       (r.index, r.state, r.log_tail) for r in results]
   manifest = sweep.read_manifest(root)
@@ -180,14 +172,14 @@ def test_ray_sweep_finishes_and_a_second_launch_does_nothing(tmp_path):
   before = {e["index"]: os.path.getmtime(os.path.join(e["workdir"], run_files.RUN_COMPLETE_FILE))
             for e in manifest}
 
-  again = sweep.launch(f"{BIGWAE}:tiny", root, NUM_GOOD_RUNS, "ray", max_parallel=2,
+  again = sweep.launch(f"{BIGWAE}:tiny", root, RAY_RUNS, "ray", max_parallel=2,
                        retries=1, engine_options={"num_cpus": 2}, log=lambda _: None)
   assert again == [] and not ray.is_initialized()
   for entry in manifest:
     assert len(_attempts(entry["workdir"])) == 1
     assert os.path.getmtime(os.path.join(entry["workdir"], run_files.RUN_COMPLETE_FILE)) == (
         before[entry["index"]])
-  assert status.sweep_status(root).counts["finished"] == NUM_GOOD_RUNS
+  assert status.sweep_status(root).counts["finished"] == RAY_RUNS
   with open(os.path.join(root, sweep.SWEEP_FILE)) as f:
     assert json.load(f)["engine"] == "ray"
 
@@ -232,7 +224,7 @@ def test_packed_sweep_killed_relaunched_trains_each_run_once(tmp_path):
   manifest lists every index with its member's workdir, status and collect
   read the members."""
   root = str(tmp_path / "sweep")
-  num_runs = NUM_GOOD_RUNS
+  num_runs = PACKED_RUNS
   args = [f"--config={BIGWAE}:tiny", f"--root={root}", f"--num_runs={num_runs}",
           "--max_parallel=1", "--retries=1", "--pack=3"]
   with open(tmp_path / "first_launch.txt", "w") as out:

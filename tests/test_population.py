@@ -151,6 +151,23 @@ def test_members_of_a_population_config():
     hparams.check_same_program(members)
 
 
+def test_runs_group_into_populations_by_program_in_order():
+  """Equal program keys fill populations of at most `size` in the runs' order;
+  the program key ignores exactly the PER_MEMBER fields."""
+  from wae_jax import config as wae_config
+  from wae_jax import per_member
+  runs = ["a0", "b0", "a1", "a2", "b1", "c0", "a3"]
+  assert per_member.group_by_program(runs, lambda r: r[0], 2) == [
+      ["a0", "a1"], ["b0", "b1"], ["a2", "a3"], ["c0"]]
+  assert per_member.group_by_program(runs, lambda r: r[0], 1) == [[r] for r in runs]
+  base, other = wae_config.base_config(), wae_config.base_config()
+  for field in hparams.PER_MEMBER:
+    fields.set_value(other, field, type(fields.get(base, field))(2) + fields.get(base, field))
+  assert hparams.program_key(other) == hparams.program_key(base)
+  other.latent_dim += 1
+  assert hparams.program_key(other) != hparams.program_key(base)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("num_devices", [1, 8])
 def test_population_of_one_runs_the_solo_program(num_devices):

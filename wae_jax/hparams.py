@@ -16,6 +16,7 @@ traced float32 scalars. A population is asked for with the config's
 state and its data order, both built outside the compiled step.
 """
 
+import json
 from typing import Sequence
 
 import ml_collections
@@ -67,6 +68,13 @@ def _flat(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
     else:
       out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
   return out
+
+
+def program_key(config: ml_collections.ConfigDict) -> str:
+  """What the members of a population must share: the config's fields outside
+  PER_MEMBER, as one string (equal strings: one compiled step serves both)."""
+  shared = {name: value for name, value in _flat(config).items() if name not in PER_MEMBER}
+  return json.dumps(shared, sort_keys=True, default=repr)
 
 
 def first_mismatch(configs: Sequence[ml_collections.ConfigDict]):

@@ -5,7 +5,9 @@ without importing each other. Every other config field decides shapes or the
 program and must be equal across the members.
 """
 
-from typing import Optional
+from typing import Callable, Hashable, Optional, Sequence, TypeVar
+
+Item = TypeVar("Item")
 
 # Fields that may differ between the members of a population (dotted names).
 # Sources of the names: the shared config (wae_jax/config.py) and the method
@@ -43,3 +45,23 @@ def shared_field_message(config, prefix: str, field: str) -> Optional[str]:
   return (f"{prefix}{field}: config.{rest} changes shapes or the program, so the members of "
           f"a population must share it; vary only {', '.join(PER_MEMBER)}, and train "
           f"each {rest} as its own population.")
+
+
+def group_by_program(items: Sequence[Item], program_of: Callable[[Item], Hashable],
+                     size: int) -> list:
+  """items in populations of at most `size`: [[item, ...], ...].
+
+  The members of a population share `program_of(item)` (what they must not
+  differ in: every field outside PER_MEMBER). Each program's items fill its
+  populations in the items' order, and the populations are listed in the
+  order of their first items.
+  """
+  populations, filling = [], {}
+  for item in items:
+    program = program_of(item)
+    population = filling.get(program)
+    if population is None or len(population) == size:
+      population = filling[program] = []
+      populations.append(population)
+    population.append(item)
+  return populations

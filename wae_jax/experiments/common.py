@@ -73,6 +73,7 @@ from wae_jax import data
 from wae_jax import hparams
 from wae_jax import methods
 from wae_jax import metrics_io
+from wae_jax import per_member
 from wae_jax import population
 from wae_jax import train as train_lib
 from wae_jax.experiments import stats
@@ -275,16 +276,8 @@ def populations(configs: Dict[str, ml_collections.ConfigDict], pack: int) -> lis
   `pack` of them, filled in the runs' order. pack=1: every run alone.
   """
   check_pack(pack)
-  groups: list = []
-  for name, config in configs.items():
-    for group in groups:
-      if (len(group) < pack
-          and hparams.first_mismatch([configs[group[0]], config]) is None):
-        group.append(name)
-        break
-    else:
-      groups.append([name])
-  return groups
+  return per_member.group_by_program(
+      list(configs), lambda name: hparams.program_key(configs[name]), pack)
 
 
 def train_runs(configs: Dict[str, ml_collections.ConfigDict], out: str,
