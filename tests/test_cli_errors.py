@@ -2,8 +2,9 @@
 
 Each case runs the program as a subprocess and asserts: exit status 2, stderr
 is exactly one line `error: ...` naming the flag, field or file, no traceback,
-and the workdir (or sweep root) was neither created nor changed. Most cases
-fail before JAX is imported, so the table runs in seconds.
+and the workdir (or sweep root) was neither created nor changed. A case costs
+about two seconds, most of it importing JAX: a config file imports the schema
+(wae_jax/config.py), which imports every method module to read its fields.
 """
 
 import hashlib
