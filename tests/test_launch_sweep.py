@@ -25,8 +25,9 @@ from test_launch import session_processes
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIGWAE = os.path.join(PROJECT_ROOT, "configs", "bigwae.py")
-NUM_GOOD_RUNS = 4  # the killed local sweep's good runs; run BAD_INDEX diverges
-BAD_INDEX = 4
+# The killed local sweep: 3 good runs (more than --max_parallel=2), then one that diverges.
+NUM_GOOD_RUNS = 3
+BAD_INDEX = 3
 RAY_RUNS = 3  # more than --max_parallel=2, so Ray queues one
 PACKED_RUNS = 6  # two populations of --pack=3
 
