@@ -308,9 +308,8 @@ def best_value_so_far(manager, config: ml_collections.ConfigDict, start_step: in
   """The best `config.best_metric` of the checkpoints a run resumes from (inf
   for a fresh run, or when the best checkpoint carries no metrics)."""
   best_step = manager.best_step() if start_step else None
-  if best_step is None or not manager.metrics(best_step):
-    return math.inf
-  return float(manager.metrics(best_step)[config.best_metric])
+  saved = manager.metrics(best_step) if best_step is not None else None  # read from disk once
+  return float(saved[config.best_metric]) if saved else math.inf
 
 
 def feature_nets_of(evaluator, metrics: dict) -> dict:
