@@ -388,21 +388,20 @@ class _LibraryNoise(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     path = record.pathname.replace(os.sep, "/")
-    if record.levelno >= logging.WARNING:
-      text = record.getMessage()
-      if record.exc_info and record.exc_info[1] is not None:
-        text += " " + str(record.exc_info[1])
-      if _DISK_FULL.search(text):
+    if record.levelno < logging.WARNING:
+      if "/orbax/" in path:
         return False
+      if path.endswith("/xla_bridge.py"):
+        return not record.getMessage().startswith("Unable to initialize backend")
+      return True
+    message = record.getMessage()
+    error = record.exc_info[1] if record.exc_info else None
+    if _DISK_FULL.search(message if error is None else f"{message} {error}"):
+      return False
     if "/orbax/" in path:
-      if record.levelno < logging.WARNING:
-        return False
-      text = record.getMessage()
       # The trainer saves metrics only with evaluations, by design.
-      return ("read_only=True" not in text and "is read only" not in text
-              and "did not provide metrics" not in text)
-    if path.endswith("/xla_bridge.py") and record.levelno < logging.WARNING:
-      return not record.getMessage().startswith("Unable to initialize backend")
+      return ("read_only=True" not in message and "is read only" not in message
+              and "did not provide metrics" not in message)
     return True
 
 
