@@ -19,16 +19,16 @@ build); without it this prints a message and exits.
 """
 
 import argparse
-import importlib.util
+import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from a checkout
 
+from benchmarks import vs_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from wae_jax.xla_flags import CPU_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BATCH = 100
@@ -101,7 +101,8 @@ def to_torch(torch, x, w, dy):
 
 
 def torch_worker():
-  """Reads 'layer n op' lines, answers the CPU seconds per call of torch's op."""
+  """Reads {"layer", "op", "n"} lines, answers {"seconds"}: the CPU seconds
+  per call of torch's op (vs_torch.TorchProcess's protocol)."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(1)
   fns = {}
@@ -110,8 +111,9 @@ def torch_worker():
       fns[i, op] = fn
       fn()
   for line in sys.stdin:
-    layer, n, op = line.rstrip("\n").split(" ", 2)
-    print(cpu_seconds(fns[int(layer), op], int(n)), flush=True)
+    request = json.loads(line)
+    print(json.dumps({"seconds": cpu_seconds(fns[request["layer"], request["op"]],
+                                             request["n"])}), flush=True)
 
 
 def main():
@@ -120,25 +122,16 @@ def main():
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--round_seconds", type=float, default=0.3)
   parser.add_argument("--torch_worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--torch_threads", type=int, default=1, help=argparse.SUPPRESS)
   args = parser.parse_args()
   pin_to_one_core()
   if args.torch_worker:
     torch_worker()
     return
-  if importlib.util.find_spec("torch") is None:
-    print("benchmarks/conv_ops_vs_torch.py needs PyTorch, an optional benchmark-only "
-          "dependency: pip install torch (the CPU build); skipped.")
+  if vs_torch.torch_missing("benchmarks/conv_ops_vs_torch.py"):
     return
   os.environ.setdefault("XLA_FLAGS", CPU_FLAGS)  # what wae_jax.main sets on a CPU
-  child = subprocess.Popen(
-      [sys.executable, os.path.abspath(__file__), "--torch_worker"], cwd=REPO_ROOT,
-      env=dict(os.environ, OMP_NUM_THREADS="1"), stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE, text=True)
-
-  def torch_seconds(layer, op, n):
-    child.stdin.write(f"{layer} {n} {op}\n")
-    child.stdin.flush()
-    return float(child.stdout.readline())
+  torch_process = vs_torch.TorchProcess(threads=1, script=__file__)
 
   fns = {}
   for i, shape in enumerate(LAYERS):
@@ -148,16 +141,15 @@ def main():
   rows = []
   try:
     for (layer, op), fn in fns.items():
-      n = max(1, int(args.round_seconds / cpu_seconds(fn, 1)))
+      n = vs_torch.iterations_per_round(cpu_seconds(fn, 1), args.round_seconds)
       jax_times, torch_times = [], []
       for _ in range(args.rounds):
-        torch_times.append(torch_seconds(layer, op, n))
+        torch_times.append(torch_process.ask(layer=layer, op=op, n=n)["seconds"])
         jax_times.append(cpu_seconds(fn, n))
       rows.append((layer, op, statistics.median(jax_times), statistics.median(torch_times),
-                   statistics.median(t / j for t, j in zip(torch_times, jax_times))))
+                   vs_torch.median_ratio(torch_times, jax_times)))
   finally:
-    child.stdin.close()
-    child.wait()
+    torch_process.close()
   print(f"\nOne core, one thread each, CPU ms per call, median of {args.rounds} interleaved "
         f"rounds; load average {os.getloadavg()[0]:.1f}; XLA_FLAGS={os.environ['XLA_FLAGS']}\n")
   print("| layer | op | JAX ms | JAX GFLOP/s | torch channels_last ms | torch GFLOP/s | "

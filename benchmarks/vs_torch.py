@@ -504,13 +504,25 @@ class TorchWorkload:
 # Driver.
 
 
-class TorchProcess:
-  """The torch child: setup(kind, spec, variants), then time(variant, n)."""
+def torch_missing(script: str, build: str = "the CPU build") -> bool:
+  """Whether torch, an optional benchmark-only dependency, is absent (then
+  says that `script` is skipped)."""
+  if importlib.util.find_spec("torch") is not None:
+    return False
+  print(f"{script} needs PyTorch, an optional benchmark-only dependency: pip install torch "
+        f"({build}); skipped.")
+  return True
 
-  def __init__(self, threads: int):
+
+class TorchProcess:
+  """A torch child process that answers JSON requests one line each:
+  this script's worker (setup(kind, spec, variants), then time(variant, n)),
+  or the worker of `script`, started with --torch_worker."""
+
+  def __init__(self, threads: int, script: str = __file__):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     self.process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--torch_worker",
+        [sys.executable, os.path.abspath(script), "--torch_worker",
          f"--torch_threads={threads}"], cwd=REPO_ROOT,
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -575,9 +587,7 @@ def main():
   if args.torch_worker:
     torch_worker(args.torch_threads)
     return
-  if importlib.util.find_spec("torch") is None:
-    print("benchmarks/vs_torch.py needs PyTorch, an optional benchmark-only dependency: "
-          "pip install torch (the CPU build); skipped.")
+  if torch_missing("benchmarks/vs_torch.py"):
     return
   os.environ.setdefault("XLA_FLAGS", CPU_FLAGS)  # what wae_jax.main sets on a CPU
   import jax  # pylint: disable=g-import-not-at-top

@@ -28,7 +28,6 @@ on both sides) over the time, as a share of the GPU's dense bfloat16 peak
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -80,8 +79,7 @@ def main():
                       help="tiny sizes, one round: checks the benchmark runs (any device)")
   parser.add_argument("--json", default="", help="also write the rows to this file")
   args = parser.parse_args()
-  if importlib.util.find_spec("torch") is None:
-    print("benchmarks/vs_torch_gpu.py needs PyTorch (with CUDA on a GPU); skipped.")
+  if vs_torch.torch_missing("benchmarks/vs_torch_gpu.py", "with CUDA on a GPU"):
     return
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU
   import jax  # pylint: disable=g-import-not-at-top
