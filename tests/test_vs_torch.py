@@ -86,13 +86,22 @@ def test_conv_ops_time_the_same_convolutions():
   the trainer's conv_transpose_phase and its custom gradients."""
   x, w, dy = conv_ops_vs_torch.layer_data(3, 4, 5, batch=2, seed=1)
   ours = {op: np.asarray(fn()) for op, fn in conv_ops_vs_torch.jax_ops(x, w, dy).items()}
-  theirs = {op: fn().detach().numpy() for op, fn in conv_ops_vs_torch.torch_ops(
-      torch, *conv_ops_vs_torch.to_torch(torch, x, w, dy)).items()}
-  expected = {"forward": theirs["forward"].transpose(0, 2, 3, 1),
-              "input grad": theirs["input grad"].transpose(0, 2, 3, 1),
-              "weight grad": theirs["weight grad"].transpose(2, 3, 0, 1)[::-1, ::-1]}
+
+  def torch_values(x, w, dy):
+    """torch's three results in the library's layouts."""
+    theirs = {op: fn().detach().numpy() for op, fn in conv_ops_vs_torch.torch_ops(
+        torch, *conv_ops_vs_torch.to_torch(torch, x, w, dy)).items()}
+    return {"forward": theirs["forward"].transpose(0, 2, 3, 1),
+            "input grad": theirs["input grad"].transpose(0, 2, 3, 1),
+            "weight grad": theirs["weight grad"].transpose(2, 3, 0, 1)[::-1, ::-1]}
+
+  expected = torch_values(x, w, dy)
+  # Each entry is a float32 sum of at most n = 4 * 4 * 5 = 80 products; summed
+  # in any order by either side, each differs from the exact sum by at most
+  # n * 2^-24 * (the sum of the products' magnitudes), which is the same op
+  # on the operands' absolute values.
+  magnitudes = torch_values(np.abs(x), np.abs(w), np.abs(dy))
   for op, value in ours.items():
     assert value.shape == expected[op].shape, op
-    # float32 sums of at most 4 * 4 * 5 = 80 products, in different orders.
-    np.testing.assert_allclose(value, expected[op], rtol=0,
-                               atol=1e-5 * np.abs(expected[op]).max(), err_msg=op)
+    bound = 2 * 80 * 2.0 ** -24 * magnitudes[op]
+    assert np.all(np.abs(value - expected[op]) <= bound), op
